@@ -1,0 +1,50 @@
+# gallium-net. `make demo` and `make test` set up everything they need
+# (Debian packages, Go modules) as root on Debian 12; see README.md.
+GO      ?= go
+BIN     := bin
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS := -X main.version=$(VERSION)
+export GOFLAGS := -buildvcs=false
+
+.PHONY: all deps build test test-unit test-ns test-lab test-e2e test-pkg demo fuzz bench packages clean
+
+all: build
+
+deps:
+	@bash test/setup/deps.sh
+
+build: deps
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/gallium-net ./cli
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/gallium-net-hook ./hooks
+
+# Every tier; GALLIUM_STRICT=1 turns "cannot run here" into a failure.
+test: build
+	@bash test/run-tiers.sh
+
+test-unit: build
+	@bash test/run-tiers.sh unit
+
+test-ns: build
+	@bash test/run-tiers.sh ns
+
+test-lab: build
+	@bash test/run-tiers.sh lab
+
+test-e2e: build
+	@bash test/run-tiers.sh e2e
+
+test-pkg: build
+	@bash test/run-tiers.sh pkg
+
+demo: build
+	@bash test/demo.sh
+
+fuzz: deps
+	@bash test/fuzz.sh
+
+bench: deps
+	@bash test/bench.sh
+
+clean:
+	rm -rf $(BIN) dist

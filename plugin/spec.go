@@ -1,0 +1,223 @@
+// Package plugin is gallium-net's model of a cluster network: the spec types
+// read from the cluster YAML, strict loading, defaults, validation, derived
+// kernel names, MAC allocation and the cluster state store. It does no
+// netlink and no libvirt: everything here is pure and testable without root.
+package plugin
+
+// Spec is one whole cluster description, as read from the cluster YAML. Every
+// hypervisor reads the same spec and realises its own part of it.
+type Spec struct {
+	Cluster          Cluster           `yaml:"cluster" json:"cluster"`
+	Hypervisors      []Hypervisor      `yaml:"hypervisors" json:"hypervisors"`
+	AdapterGroups    []AdapterGroup    `yaml:"adapterGroups" json:"adapterGroups"`
+	Networks         []Network         `yaml:"networks" json:"networks"`
+	HardwareProfiles []HardwareProfile `yaml:"hardwareProfiles,omitempty" json:"hardwareProfiles,omitempty"`
+}
+
+// Cluster holds the cluster-wide settings.
+type Cluster struct {
+	Name string `yaml:"name" json:"name"`
+	// Subnet is the management subnet in CIDR form (192.168.1.0/24).
+	Subnet string `yaml:"subnet" json:"subnet"`
+	// VIP is the floating virtual IP, a bare address inside Subnet.
+	VIP string `yaml:"vip" json:"vip"`
+	// Gateway is the optional default gateway for the management IPs.
+	Gateway string `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+	// Evaluation allows single-adapter hypervisors (not for production).
+	Evaluation bool `yaml:"evaluation,omitempty" json:"evaluation,omitempty"`
+	// MACPrefix is the prefix of allocated VM MACs, 1 to 5 bytes ("52:54:00").
+	MACPrefix string `yaml:"macPrefix,omitempty" json:"macPrefix,omitempty"`
+	// DefaultProfile is the hardware profile of a VM that names none.
+	DefaultProfile string `yaml:"defaultProfile,omitempty" json:"defaultProfile,omitempty"`
+	// MTU of bonds and bridges unless a group sets its own (default 1500).
+	MTU int `yaml:"mtu,omitempty" json:"mtu,omitempty"`
+}
+
+// Hypervisor is one host of the cluster.
+type Hypervisor struct {
+	Name string `yaml:"name" json:"name"`
+	// ManagementIP is the host's static management address in CIDR form.
+	ManagementIP string    `yaml:"managementIP" json:"managementIP"`
+	Adapters     []Adapter `yaml:"adapters" json:"adapters"`
+}
+
+// Adapter is a physical network adapter of one hypervisor.
+type Adapter struct {
+	Name string `yaml:"name" json:"name"`
+	// SpeedMbps is the link speed; 0 means "read it from the host".
+	SpeedMbps int `yaml:"speedMbps,omitempty" json:"speedMbps,omitempty"`
+}
+
+// AdapterGroup is a set of adapters with active/failover redundancy, realised
+// on each hypervisor as an active-backup bond with a VLAN-filtering bridge on
+// top.
+type AdapterGroup struct {
+	Name string `yaml:"name" json:"name"`
+	// Infrastructure marks the group that carries cluster communication,
+	// storage replication and the management IP (untagged).
+	Infrastructure bool `yaml:"infrastructure,omitempty" json:"infrastructure,omitempty"`
+	// Adapters lists, per hypervisor name, the adapters in this group.
+	Adapters map[string][]string `yaml:"adapters" json:"adapters"`
+	Bond     BondTuning          `yaml:"bond,omitempty" json:"bond,omitempty"`
+	// MTU of the bond and bridge; 0 means the cluster MTU.
+	MTU int `yaml:"mtu,omitempty" json:"mtu,omitempty"`
+}
+
+// BondTuning holds the optional active-backup bond settings of a group.
+type BondTuning struct {
+	// Miimon is the MII link monitoring interval in milliseconds (default 100).
+	Miimon int `yaml:"miimon,omitempty" json:"miimon,omitempty"`
+	// Primary is the preferred active adapter; default: the group's first
+	// adapter on each hypervisor. When the named adapter is not in the group
+	// on a hypervisor, that hypervisor uses its first adapter.
+	Primary string `yaml:"primary,omitempty" json:"primary,omitempty"`
+	// PrimaryReselect is the kernel's primary_reselect policy: always,
+	// better or failure (default always).
+	PrimaryReselect string `yaml:"primaryReselect,omitempty" json:"primaryReselect,omitempty"`
+	// NumGratARP is how many gratuitous ARPs/unsolicited NAs are sent after a
+	// failover (default 1).
+	NumGratARP int `yaml:"numGratArp,omitempty" json:"numGratArp,omitempty"`
+	// PeerNotifyDelayMs is the delay between those notifications, a multiple
+	// of Miimon (default 0).
+	PeerNotifyDelayMs int `yaml:"peerNotifyDelayMs,omitempty" json:"peerNotifyDelayMs,omitempty"`
+}
+
+// Network is a logical network on one adapter group: VLAN-tagged (1-4094)
+// or untagged (VLAN 0).
+type Network struct {
+	Name         string `yaml:"name" json:"name"`
+	AdapterGroup string `yaml:"adapterGroup" json:"adapterGroup"`
+	// VLAN is the 802.1Q VID; 0 means untagged (the group's native VLAN).
+	VLAN int `yaml:"vlan,omitempty" json:"vlan,omitempty"`
+	// MTU of the VM NICs on this network; 0 means the group's MTU.
+	MTU int `yaml:"mtu,omitempty" json:"mtu,omitempty"`
+}
+
+// Tagged reports whether the network carries an 802.1Q tag on the uplink.
+func (n Network) Tagged() bool { return n.VLAN != 0 }
+
+// HardwareProfile is a VM hardware profile; gallium-net uses its NIC model.
+type HardwareProfile struct {
+	Name     string `yaml:"name" json:"name"`
+	NICModel string `yaml:"nicModel" json:"nicModel"`
+}
+
+// Hypervisor returns the hypervisor named name, or nil.
+func (s *Spec) Hypervisor(name string) *Hypervisor {
+	for i := range s.Hypervisors {
+		if s.Hypervisors[i].Name == name {
+			return &s.Hypervisors[i]
+		}
+	}
+	return nil
+}
+
+// Group returns the adapter group named name, or nil.
+func (s *Spec) Group(name string) *AdapterGroup {
+	for i := range s.AdapterGroups {
+		if s.AdapterGroups[i].Name == name {
+			return &s.AdapterGroups[i]
+		}
+	}
+	return nil
+}
+
+// Network returns the network named name, or nil.
+func (s *Spec) Network(name string) *Network {
+	for i := range s.Networks {
+		if s.Networks[i].Name == name {
+			return &s.Networks[i]
+		}
+	}
+	return nil
+}
+
+// Profile returns the hardware profile named name, or nil.
+func (s *Spec) Profile(name string) *HardwareProfile {
+	for i := range s.HardwareProfiles {
+		if s.HardwareProfiles[i].Name == name {
+			return &s.HardwareProfiles[i]
+		}
+	}
+	return nil
+}
+
+// InfrastructureGroup returns the (first) infrastructure group, or nil.
+func (s *Spec) InfrastructureGroup() *AdapterGroup {
+	for i := range s.AdapterGroups {
+		if s.AdapterGroups[i].Infrastructure {
+			return &s.AdapterGroups[i]
+		}
+	}
+	return nil
+}
+
+// Adapter returns the adapter named name on this hypervisor, or nil.
+func (h *Hypervisor) Adapter(name string) *Adapter {
+	for i := range h.Adapters {
+		if h.Adapters[i].Name == name {
+			return &h.Adapters[i]
+		}
+	}
+	return nil
+}
+
+// GroupsOn returns the adapter groups that have adapters on hypervisor hv,
+// in spec order.
+func (s *Spec) GroupsOn(hv string) []*AdapterGroup {
+	var out []*AdapterGroup
+	for i := range s.AdapterGroups {
+		if len(s.AdapterGroups[i].Adapters[hv]) > 0 {
+			out = append(out, &s.AdapterGroups[i])
+		}
+	}
+	return out
+}
+
+// NetworksOn returns the networks of adapter group group, in spec order.
+func (s *Spec) NetworksOn(group string) []*Network {
+	var out []*Network
+	for i := range s.Networks {
+		if s.Networks[i].AdapterGroup == group {
+			out = append(out, &s.Networks[i])
+		}
+	}
+	return out
+}
+
+// PrimaryOn returns the primary adapter of group g on hypervisor hv: the
+// tuned primary when it is in the group there, else the first adapter.
+func (g *AdapterGroup) PrimaryOn(hv string) string {
+	ads := g.Adapters[hv]
+	if len(ads) == 0 {
+		return ""
+	}
+	for _, a := range ads {
+		if a == g.Bond.Primary {
+			return a
+		}
+	}
+	return ads[0]
+}
+
+// GroupMTU returns the effective MTU of group g.
+func (s *Spec) GroupMTU(g *AdapterGroup) int {
+	if g.MTU != 0 {
+		return g.MTU
+	}
+	if s.Cluster.MTU != 0 {
+		return s.Cluster.MTU
+	}
+	return DefaultMTU
+}
+
+// NetworkMTU returns the effective MTU of network n.
+func (s *Spec) NetworkMTU(n *Network) int {
+	if n.MTU != 0 {
+		return n.MTU
+	}
+	if g := s.Group(n.AdapterGroup); g != nil {
+		return s.GroupMTU(g)
+	}
+	return DefaultMTU
+}
