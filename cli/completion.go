@@ -41,6 +41,24 @@ _gallium_net() {
 compdef _gallium_net gallium-net
 `
 
+// manCommand prints the man page generated from the command tree, so the
+// packages ship documentation that cannot drift from --help.
+func manCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "man",
+		Usage:  "print the gallium-net(1) man page (roff)",
+		Hidden: true,
+		Action: func(c *cli.Context) error {
+			page, err := c.App.ToMan()
+			if err != nil {
+				return fmt.Errorf("man page: %w", err)
+			}
+			_, err = fmt.Fprint(c.App.Writer, page)
+			return err
+		},
+	}
+}
+
 func completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",

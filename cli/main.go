@@ -64,6 +64,7 @@ Every command that reads the spec takes -f/--spec FILE after its own name
 func commands() []*cli.Command {
 	return []*cli.Command{
 		completionCommand(),
+		manCommand(),
 	}
 }
 
