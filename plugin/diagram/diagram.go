@@ -1,0 +1,139 @@
+// Package diagram draws a cluster spec's four layers as a picture, the way
+// the product's architecture diagram does: VM NICs -> networks -> adapter
+// groups (bond + bridge) -> adapters, one box per hypervisor. It renders
+// Graphviz DOT and Mermaid text; it is pure and does no I/O.
+package diagram
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// NIC is a VM network interface to draw on a hypervisor.
+type NIC struct {
+	Hypervisor string
+	Domain     string
+	MAC        string
+	Network    string
+}
+
+// Options selects what to draw.
+type Options struct {
+	// Hypervisor limits the picture to one hypervisor; "" draws them all.
+	Hypervisor string
+	// NICs are VM NICs to draw (from the ledger or this host's snapshot).
+	NICs []NIC
+}
+
+// model is the picture before it is written in either language.
+type model struct {
+	hosts []host
+}
+
+type host struct {
+	name, mgmt string
+	groups     []group
+	nics       []NIC
+}
+
+type group struct {
+	name, bond, bridge string
+	infra              bool
+	adapters           []adapter
+	networks           []network
+}
+
+type adapter struct {
+	name    string
+	speed   int
+	primary bool
+}
+
+type network struct {
+	name string
+	vlan int
+}
+
+func build(s *plugin.Spec, opt Options) (*model, error) {
+	m := &model{}
+	if opt.Hypervisor != "" && s.Hypervisor(opt.Hypervisor) == nil {
+		names := make([]string, 0, len(s.Hypervisors))
+		for _, h := range s.Hypervisors {
+			names = append(names, h.Name)
+		}
+		return nil, fmt.Errorf("diagram: hypervisor %q is not in the spec; use one of: %s", opt.Hypervisor, strings.Join(names, ", "))
+	}
+	for _, hv := range s.Hypervisors {
+		if opt.Hypervisor != "" && hv.Name != opt.Hypervisor {
+			continue
+		}
+		h := host{name: hv.Name, mgmt: hv.ManagementIP}
+		for _, g := range s.GroupsOn(hv.Name) {
+			gr := group{name: g.Name, bond: plugin.BondName(g.Name), bridge: plugin.BridgeName(g.Name), infra: g.Infrastructure}
+			primary := g.PrimaryOn(hv.Name)
+			for _, a := range g.Adapters[hv.Name] {
+				ad := adapter{name: a, primary: a == primary}
+				if pa := hv.Adapter(a); pa != nil {
+					ad.speed = pa.SpeedMbps
+				}
+				gr.adapters = append(gr.adapters, ad)
+			}
+			for _, n := range s.NetworksOn(g.Name) {
+				gr.networks = append(gr.networks, network{name: n.Name, vlan: n.VLAN})
+			}
+			h.groups = append(h.groups, gr)
+		}
+		for _, n := range opt.NICs {
+			if n.Hypervisor == hv.Name {
+				h.nics = append(h.nics, n)
+			}
+		}
+		sort.Slice(h.nics, func(i, j int) bool {
+			if h.nics[i].Domain != h.nics[j].Domain {
+				return h.nics[i].Domain < h.nics[j].Domain
+			}
+			return h.nics[i].MAC < h.nics[j].MAC
+		})
+		m.hosts = append(m.hosts, h)
+	}
+	return m, nil
+}
+
+func vlanLabel(v int) string {
+	if v == 0 {
+		return "untagged"
+	}
+	return fmt.Sprintf("VLAN %d", v)
+}
+
+func speedLabel(mbps int) string {
+	switch {
+	case mbps == 0:
+		return "speed from host"
+	case mbps%1000 == 0:
+		return fmt.Sprintf("%d Gbps", mbps/1000)
+	default:
+		return fmt.Sprintf("%d Mbps", mbps)
+	}
+}
+
+// id makes a node identifier that both DOT and Mermaid accept.
+func id(parts ...string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString("__")
+		}
+		for _, r := range p {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				b.WriteRune(r)
+			} else {
+				fmt.Fprintf(&b, "_%x_", r)
+			}
+		}
+	}
+	return b.String()
+}

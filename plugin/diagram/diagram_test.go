@@ -1,0 +1,108 @@
+package diagram
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func load(t *testing.T, name string) *plugin.Spec {
+	t.Helper()
+	s, err := plugin.Load(filepath.Join("..", "..", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	nics := []NIC{
+		{Hypervisor: "hv1", Domain: "web1", MAC: "52:54:00:00:00:01", Network: "prod"},
+		{Hypervisor: "hv1", Domain: "web1", MAC: "52:54:00:00:00:02", Network: "flat"},
+		{Hypervisor: "hv2", Domain: "db1", MAC: "52:54:00:00:00:03", Network: "prod"},
+	}
+	cases := []struct {
+		file, spec string
+		opt        Options
+		render     func(*plugin.Spec, Options) (string, error)
+	}{
+		{"cluster-hv1.dot", "cluster.yaml", Options{Hypervisor: "hv1", NICs: nics}, DOT},
+		{"cluster.mmd", "cluster.yaml", Options{NICs: nics}, Mermaid},
+		{"evaluation.dot", "evaluation.yaml", Options{}, DOT},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			got, err := c.render(load(t, c.spec), c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, c.file, got)
+		})
+	}
+}
+
+func TestOnlyOneHypervisor(t *testing.T) {
+	got, err := DOT(load(t, "cluster.yaml"), Options{Hypervisor: "hv2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "cluster_hv2") || strings.Contains(got, "cluster_hv1") || strings.Contains(got, "cluster_hv3") {
+		t.Errorf("want only hv2 drawn, got:\n%s", got)
+	}
+	// The layers: networks on the VM group, the group, its two adapters.
+	for _, want := range []string{"hv2__net__prod -> hv2__grp__vmgroup", "hv2__grp__vmgroup -> hv2__ad__eno3", "hv2__grp__infra -> hv2__ad__eno1", "bond gb-infra / bridge gbr-infra"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("diagram lacks %q", want)
+		}
+	}
+}
+
+func TestUnknownHypervisor(t *testing.T) {
+	_, err := Mermaid(load(t, "cluster.yaml"), Options{Hypervisor: "nope"})
+	if err == nil || !strings.Contains(err.Error(), "hv1, hv2, hv3") {
+		t.Fatalf("want an error listing the hypervisors, got %v", err)
+	}
+}
+
+// TestDOTParses feeds the output to Graphviz when it is installed, so a
+// syntax slip in the writer cannot hide behind matching golden files.
+func TestDOTParses(t *testing.T) {
+	dot, err := exec.LookPath("dot")
+	if err != nil {
+		t.Skip("graphviz not installed (make deps installs it)")
+	}
+	src, err := DOT(load(t, "cluster.yaml"), Options{NICs: []NIC{{Hypervisor: "hv3", Domain: `we"ird vm`, MAC: "52:54:00:aa:bb:cc", Network: "dev"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dot, "-Tsvg")
+	cmd.Stdin = strings.NewReader(src)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "<svg") {
+		t.Fatalf("dot rejected the diagram: %v\n%s", err, out)
+	}
+}
