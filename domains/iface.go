@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"encoding/xml"
 	"errors"
 	"fmt"
 
@@ -32,9 +33,10 @@ func Interface(s *plugin.Spec, network, profile, mac string) (*libvirtxml.Domain
 		return nil, fmt.Errorf("NIC on network %s: %w", network, err)
 	}
 	iface := &libvirtxml.DomainInterface{
-		MAC:    &libvirtxml.DomainInterfaceMAC{Address: norm},
-		Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Name}},
-		Model:  &libvirtxml.DomainInterfaceModel{Type: p.NICModel},
+		XMLName: xml.Name{Local: "interface"},
+		MAC:     &libvirtxml.DomainInterfaceMAC{Address: norm},
+		Source:  &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Name}},
+		Model:   &libvirtxml.DomainInterfaceModel{Type: p.NICModel},
 	}
 	if mtu := s.NetworkMTU(n); mtu != plugin.DefaultMTU && mtu > 0 {
 		iface.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(mtu)}

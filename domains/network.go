@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"slices"
@@ -59,6 +60,7 @@ func Network(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) (*l
 		return nil, fmt.Errorf("network %q has VLAN %d, outside 1-4094; fix networks[%s].vlan", network, n.VLAN, network)
 	}
 	def := &libvirtxml.Network{
+		XMLName: xml.Name{Local: "network"},
 		Name:    n.Name,
 		Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
 		Bridge:  &libvirtxml.NetworkBridge{Name: plugin.BridgeName(g.Name)},
