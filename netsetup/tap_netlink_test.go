@@ -1,0 +1,118 @@
+package netsetup
+
+import (
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/gallium/gallium-net/test/testenv"
+)
+
+// inTapNamespace runs f on a locked thread inside a fresh network namespace
+// (so it touches no host link) and leaves the namespace afterwards.
+func inTapNamespace(t *testing.T, f func(k TapNetlink)) {
+	t.Helper()
+	testenv.NeedRoot(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		// The thread is not unlocked: it ends with the goroutine, so it never
+		// goes back to the pool while still in the test namespace.
+		orig, err := netns.Get()
+		if err != nil {
+			t.Errorf("get netns: %v", err)
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			t.Errorf("new netns: %v", err)
+			return
+		}
+		defer ns.Close()
+		defer netns.Set(orig)
+		h, err := netlink.NewHandle()
+		if err != nil {
+			t.Errorf("netlink handle: %v", err)
+			return
+		}
+		defer h.Close()
+		f(TapNetlink{Handle: h})
+	}()
+	<-done
+}
+
+func addTapTestLinks(t *testing.T, k TapNetlink, filtering bool) {
+	t.Helper()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "gbr-tt", MTU: 1500}}
+	if filtering {
+		br.VlanFiltering = &filtering
+	}
+	if err := k.Handle.LinkAdd(br); err != nil {
+		t.Fatalf("add bridge: %v", err)
+	}
+	if err := k.Handle.LinkSetUp(br); err != nil {
+		t.Fatalf("bridge up: %v", err)
+	}
+	tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "gtt-tap0"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS | netlink.TUNTAP_NO_PI}
+	if err := k.Handle.LinkAdd(tap); err != nil {
+		t.Fatalf("add tap: %v", err)
+	}
+}
+
+// TestTapNetlinkUntagged is tier 2: a real bridge (no VLAN filtering, as on
+// the development kernel) and a real tap in a throwaway namespace.
+func TestTapNetlinkUntagged(t *testing.T) {
+	inTapNamespace(t, func(k TapNetlink) {
+		addTapTestLinks(t, k, false)
+		if err := TapNetworkReady(k, "gbr-tt", "gb-tt", 0); err != nil {
+			t.Fatalf("TapNetworkReady: %v", err)
+		}
+		cfg := TapConfig{Tap: "gtt-tap0", Bridge: "gbr-tt", MTU: 1400}
+		res, err := TapProgram(k, cfg)
+		if err != nil {
+			t.Fatalf("TapProgram: %v", err)
+		}
+		if len(res.Ops) != 2 {
+			t.Errorf("ops = %v, want enslave and mtu", res.Summary())
+		}
+		st, err := k.TapLink("gtt-tap0", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Master != "gbr-tt" || st.MTU != 1400 {
+			t.Errorf("tap after programming: master %q mtu %d", st.Master, st.MTU)
+		}
+		if res, err := TapProgram(k, cfg); err != nil || res.Changed() {
+			t.Errorf("second TapProgram: %s, %v", res.Summary(), err)
+		}
+		if name, err := k.TapByMAC(st.MAC); err != nil || name != "gtt-tap0" {
+			t.Errorf("TapByMAC(%s) = %q, %v", st.MAC, name, err)
+		}
+		if err := TapNetworkReady(k, "gbr-missing", "gb-missing", 0); err == nil {
+			t.Error("TapNetworkReady on a missing bridge: no error")
+		}
+	})
+}
+
+// TestTapNetlinkTagged needs bridge VLAN filtering: the kernel lab runs it.
+func TestTapNetlinkTagged(t *testing.T) {
+	testenv.NeedKernel(t, "vlan_filtering")
+	inTapNamespace(t, func(k TapNetlink) {
+		addTapTestLinks(t, k, true)
+		if _, err := TapProgram(k, TapConfig{Tap: "gtt-tap0", Bridge: "gbr-tt", VLAN: 42}); err != nil {
+			t.Fatalf("TapProgram: %v", err)
+		}
+		st, err := k.TapLink("gtt-tap0", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []TapVLAN{{VID: 42, PVID: true, Untagged: true}}; !slices.Equal(st.VLANs, want) {
+			t.Errorf("tap VLANs = %v, want %v", st.VLANs, want)
+		}
+	})
+}
