@@ -82,13 +82,17 @@ func tapVLANs(infos []*nl.BridgeVlanInfo) []TapVLAN {
 	return out
 }
 
-// TapByMAC implements TapKernel.
+// TapByMAC implements TapKernel. Bridges never match.
 func (t TapNetlink) TapByMAC(mac net.HardwareAddr) (string, error) {
 	links, err := t.h().LinkList()
 	if err != nil {
 		return "", fmt.Errorf("list links: %w", err)
 	}
 	for _, l := range links {
+		// A bridge takes its first port's MAC: skip bridges, we want the port.
+		if _, isBridge := l.(*netlink.Bridge); isBridge {
+			continue
+		}
 		if bytes.Equal(l.Attrs().HardwareAddr, mac) {
 			return l.Attrs().Name, nil
 		}
