@@ -12,8 +12,8 @@ packages=(
   iproute2 ethtool procps psmisc
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
   busybox-static cpio zstd xz-utils kmod socat
-  # cluster state and VIP
-  keepalived
+  # cluster state and VIP (arping: the VIP failover test asks who answers)
+  keepalived iputils-arping iputils-ping
   # packages and their checks
   dpkg-dev lintian rpm
   # diagrams
