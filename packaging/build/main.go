@@ -1,0 +1,297 @@
+// Command build writes gallium-net's .deb and .rpm packages with nfpm used
+// as a library (no prebuilt packaging tool is downloaded). It packages the
+// binaries `make build` left in bin/, generates the man page and the shell
+// completions by running the built CLI (so they cannot drift from --help),
+// derives the package version from git (see version.go) and computes the
+// shared-library dependencies of the binaries, which nfpm does not do.
+//
+//	go run ./packaging/build                      # dist/*.deb and dist/*.rpm
+//	go run ./packaging/build -print-version       # the version it would use
+//	go run ./packaging/build -version 1.2.3 -out /tmp/x
+//
+// Run it from the repository root (make packages does).
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goreleaser/nfpm/v2"
+	_ "github.com/goreleaser/nfpm/v2/deb" // registers the deb packager
+	_ "github.com/goreleaser/nfpm/v2/rpm" // registers the rpm packager
+)
+
+func main() {
+	var (
+		binDir       = flag.String("bin", "bin", "directory holding gallium-net and gallium-net-hook (from make build)")
+		outDir       = flag.String("out", "dist", "directory the packages are written to")
+		version      = flag.String("version", "", "package version (default: derived from git, see packaging/README.md)")
+		arch         = flag.String("arch", runtime.GOARCH, "target architecture, Go naming (amd64, arm64)")
+		formats      = flag.String("formats", "deb,rpm", "comma-separated package formats")
+		printVersion = flag.Bool("print-version", false, "print the package version derived from git and exit")
+	)
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err := run(*binDir, *outDir, *version, *arch, strings.Split(*formats, ","), *printVersion); err != nil {
+		fmt.Fprintln(os.Stderr, "packaging/build:", err)
+		os.Exit(1)
+	}
+}
+
+func run(binDir, outDir, version, arch string, formats []string, printVersion bool) error {
+	if version == "" {
+		v, err := versionFromGit()
+		if err != nil {
+			return err
+		}
+		version = v
+	} else if !validUpstream(strings.NewReplacer("~", ".", "+", ".").Replace(version)) {
+		return fmt.Errorf("-version %q: want digits first, then only letters, digits, '.', '~' and '+' (valid for dpkg and rpm)", version)
+	}
+	if printVersion {
+		fmt.Println(version)
+		return nil
+	}
+
+	cliBin := filepath.Join(binDir, "gallium-net")
+	hookBin := filepath.Join(binDir, "gallium-net-hook")
+	for _, b := range []string{cliBin, hookBin} {
+		if st, err := os.Stat(b); err != nil || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("binary %s missing or not executable: run 'make build' first", b)
+		}
+	}
+
+	stage, err := os.MkdirTemp("", "gallium-net-pkg-")
+	if err != nil {
+		return fmt.Errorf("staging directory: %w", err)
+	}
+	defer os.RemoveAll(stage)
+
+	if err := generateDocs(cliBin, stage); err != nil {
+		return err
+	}
+	if err := writeChangelog(filepath.Join(stage, "changelog.yaml"), version); err != nil {
+		return err
+	}
+	debDeps, err := debShlibDepends(cliBin, hookBin)
+	if err != nil {
+		return err
+	}
+	rpmDeps, err := rpmElfRequires(cliBin, hookBin)
+	if err != nil {
+		return err
+	}
+	if err := writeLintianOverrides(filepath.Join(stage, "lintian-overrides"), map[string]string{
+		"usr/bin/gallium-net":                      cliBin,
+		"usr/libexec/gallium-net/gallium-net-hook": hookBin,
+	}); err != nil {
+		return err
+	}
+
+	pkgDir, err := filepath.Abs("packaging")
+	if err != nil {
+		return err
+	}
+	absBin, err := filepath.Abs(binDir)
+	if err != nil {
+		return err
+	}
+	env := map[string]string{
+		"VERSION": version,
+		"ARCH":    arch,
+		"BIN":     absBin,
+		"STAGE":   stage,
+		"PKG":     pkgDir,
+		"EXAMPLES": func() string {
+			p, _ := filepath.Abs("examples")
+			return p
+		}(),
+	}
+	cfgPath := filepath.Join(pkgDir, "nfpm.yaml")
+	config, err := nfpm.ParseFileWithEnvMapping(cfgPath, func(k string) string {
+		v, ok := env[k]
+		if !ok {
+			// An unknown ${X} in nfpm.yaml is a typo; failing beats an empty field.
+			panic(fmt.Sprintf("%s: unknown variable ${%s}", cfgPath, k))
+		}
+		return v
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfgPath, err)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("output directory %s: %w", outDir, err)
+	}
+	for _, format := range formats {
+		info, err := config.Get(format)
+		if err != nil {
+			return fmt.Errorf("%s: format %s: %w", cfgPath, format, err)
+		}
+		switch format {
+		case "deb":
+			info.Depends = append(info.Depends, debDeps...)
+		case "rpm":
+			info.Depends = append(info.Depends, rpmDeps...)
+		}
+		info = nfpm.WithDefaults(info)
+		info.Target = "" // the file name comes from ConventionalFileName
+		if err := nfpm.Validate(info); err != nil {
+			return fmt.Errorf("%s: format %s: %w", cfgPath, format, err)
+		}
+		packager, err := nfpm.Get(format)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(outDir, packager.ConventionalFileName(info))
+		if err := writePackage(packager, info, target); err != nil {
+			return err
+		}
+		slog.Info("package written", "format", format, "file", target, "version", version)
+		fmt.Println(target)
+	}
+	return nil
+}
+
+// writePackage writes to a temporary file first so an interrupted build
+// never leaves a truncated package that looks complete.
+func writePackage(p nfpm.Packager, info *nfpm.Info, target string) error {
+	tmp := target + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("package %s: %w", target, err)
+	}
+	if err := p.Package(info, f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("package %s: %w", target, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("package %s: %w", target, err)
+	}
+	return os.Rename(tmp, target)
+}
+
+// generateDocs runs the built CLI to produce the man page (gzipped at
+// maximum compression without a timestamp, as Debian policy and lintian
+// want) and the bash and zsh completion scripts.
+func generateDocs(cliBin, stage string) error {
+	page, err := output(cliBin, "man")
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(page, []byte(".TH ")) {
+		return fmt.Errorf("%s man: output has no .TH header; is this the gallium-net CLI?", cliBin)
+	}
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	if _, err := zw.Write(page); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "gallium-net.1.gz"), gz.Bytes(), 0o644); err != nil {
+		return err
+	}
+	for _, shell := range []string{"bash", "zsh"} {
+		script, err := output(cliBin, "completion", shell)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(stage, "completion."+shell), script, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func output(name string, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// versionFromGit reads the repository state and applies packageVersion.
+func versionFromGit() (string, error) {
+	var g gitState
+	if out, err := output("git", "describe", "--tags", "--long", "--match", "v[0-9]*", "--abbrev=7"); err == nil {
+		g.Describe = strings.TrimSpace(string(out))
+	}
+	out, err := output("git", "log", "-1", "--format=%h %ct", "--abbrev=7")
+	if err != nil {
+		return "", fmt.Errorf("package version: %w", err)
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) != 2 {
+		return "", fmt.Errorf("package version: unexpected git log output %q", out)
+	}
+	g.ShortHash = fields[0]
+	secs, err := strconv.ParseInt(fields[1], 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("package version: commit time %q: %w", fields[1], err)
+	}
+	g.CommitTime = time.Unix(secs, 0)
+	// Tracked files only: untracked scratch files do not change what a
+	// commit builds, modified tracked files do.
+	status, err := output("git", "status", "--porcelain", "--untracked-files=no")
+	if err != nil {
+		return "", fmt.Errorf("package version: %w", err)
+	}
+	g.Dirty = len(bytes.TrimSpace(status)) > 0
+	next, err := os.ReadFile("packaging/VERSION")
+	if err != nil {
+		return "", fmt.Errorf("package version: %w (run from the repository root)", err)
+	}
+	return packageVersion(g, strings.TrimSpace(string(next)))
+}
+
+// writeChangelog writes a one-entry chglog file: Debian wants
+// changelog.Debian.gz and rpmlint wants a %changelog, and the version in it
+// must match the package's. The history itself is git's.
+func writeChangelog(path, version string) error {
+	commit := "unknown"
+	if out, err := output("git", "rev-parse", "HEAD"); err == nil {
+		commit = strings.TrimSpace(string(out))
+	}
+	date := time.Now().UTC()
+	if out, err := output("git", "log", "-1", "--format=%ct"); err == nil {
+		if secs, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil {
+			date = time.Unix(secs, 0).UTC() // reproducible: the commit's time, not the build's
+		}
+	}
+	y := fmt.Sprintf(`- semver: %q
+  date: %s
+  packager: %q
+  deb:
+    urgency: medium
+    distributions: [unstable]
+  changes:
+    - commit: %q
+      note: %q
+`, version+"-1", date.Format(time.RFC3339), maintainer, commit,
+		"Build of gallium-net from git commit "+commit+"; see the git history for changes.")
+	return os.WriteFile(path, []byte(y), 0o644)
+}
+
+// maintainer must match nfpm.yaml's maintainer field (lintian compares the
+// changelog trailer line with the control file).
+const maintainer = "Gallium maintainers <gallium-net@gallium.dev>"
