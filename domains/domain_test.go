@@ -29,8 +29,7 @@ func TestParseDomainSamples(t *testing.T) {
 		{"domain_unmanaged.xml", Domain{
 			Name: "legacy-db", UUID: "c0ffee00-1234-4abc-8def-0123456789ab",
 			NICs: []NIC{
-				// The malformed <mtu> does not fail an unmanaged domain.
-				{MAC: "52:54:00:de:ad:01", Type: "bridge", Bridge: "br0", Target: "vnet4", Model: "e1000", Alias: "net0"},
+				{MAC: "52:54:00:de:ad:01", Type: "bridge", Bridge: "br0", Target: "vnet4", Model: "e1000", MTU: 1400, Alias: "net0"},
 				{MAC: "52:54:00:de:ad:02", Type: "direct", Target: "macvtap0", Model: "virtio", Alias: "net1"},
 				{MAC: "52:54:00:de:ad:03", Type: "user", Model: "virtio", Alias: "net2"},
 			},
@@ -113,6 +112,7 @@ func TestParseDomainShapes(t *testing.T) {
 		{"empty metadata", domain(``, ``), false, 0},
 		{"interface outside devices is not a NIC", []byte(`<domain><interface type='network'/><devices/></domain>`), false, 0},
 		{"interface nested in a device is not a NIC", domain(``, `<hostdev><interface/></hostdev><interface type='bridge'/>`), false, 1},
+		{"malformed <mtu> of an unmanaged NIC does not fail the domain", domain(``, `<interface type='bridge'><mtu size='huge'/></interface>`), false, 1},
 		{"namespaced interface is not a NIC", domain(``, `<x:interface xmlns:x="urn:x"/>`), false, 0},
 		{"domstatus wrapper", []byte(`<domstatus state='running' pid='1234'><monitor path='/x'/><domain type='qemu'><name>t</name><metadata>` + galliumOne + `</metadata><devices><interface type='network'><mac address='52:54:00:00:00:01'/></interface></devices></domain></domstatus>`), true, 1},
 		{"prolog, comments, CDATA and PIs", []byte("<?xml version='1.0' encoding='UTF-8'?>\n<!-- c --><?pi x?>\n<domain><name><![CDATA[t]]></name><devices><!-- c --><interface type='user'/></devices></domain>\n"), false, 1},
