@@ -1,0 +1,96 @@
+package etcdstore
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/store/etcdstore/etcdtest"
+	"github.com/gallium/gallium-net/plugin/store/storetest"
+)
+
+var prefixes atomic.Int64
+
+// factory returns n clients of a fresh key prefix on cluster c; client i
+// lists member i's endpoint first, so the clients spread over the members.
+func factory(c *etcdtest.Cluster) storetest.Factory {
+	return func(t testing.TB, n int) []store.Backend {
+		prefix := fmt.Sprintf("/gallium-test/%d/", prefixes.Add(1))
+		out := make([]store.Backend, n)
+		for i := range out {
+			eps := append([]string(nil), c.Endpoints[i%len(c.Endpoints):]...)
+			eps = append(eps, c.Endpoints[:i%len(c.Endpoints)]...)
+			b, err := Open(Config{Endpoints: eps, Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			out[i] = b
+		}
+		return out
+	}
+}
+
+func TestConformanceSingle(t *testing.T) {
+	storetest.Run(t, factory(etcdtest.Start(t, 1)))
+}
+
+func TestConformanceCluster(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	f := factory(c)
+	storetest.Run(t, f)
+	t.Run("ConcurrentMACs3x1000", func(t *testing.T) {
+		storetest.ConcurrentMACs(t, f(t, 3), 1000, nil)
+	})
+}
+
+// TestLeaderKill kills the etcd leader while 3 clients allocate MACs: every
+// acknowledged allocation must survive, with no duplicates.
+func TestLeaderKill(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	per := 1000
+	if testing.Short() {
+		per = 200
+	}
+	var killed atomic.Int64
+	killed.Store(-1)
+	storetest.ConcurrentMACs(t, factory(c)(t, 3), per, func() {
+		lead := c.Leader()
+		if lead < 0 {
+			t.Error("no etcd leader to kill")
+			return
+		}
+		start := time.Now()
+		c.Kill(lead)
+		killed.Store(int64(lead))
+		t.Logf("killed leader m%d mid-way (stop took %v); new leader: m%d", lead, time.Since(start).Round(time.Millisecond), c.Leader())
+	})
+	if killed.Load() < 0 {
+		t.Fatal("the leader was never killed")
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	// Nothing listens on port 1: requests fail as "unavailable", which the
+	// store treats as retryable, and the message names the endpoint.
+	b, err := Open(Config{Endpoints: []string{"http://127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond, OpTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.Get(t.Context(), "x")
+	if err == nil {
+		t.Fatal("Get against a dead endpoint succeeded")
+	}
+	if !errorsIs(err, store.ErrUnavailable) {
+		t.Errorf("err = %v, want it to wrap ErrUnavailable", err)
+	}
+	if _, err := Open(Config{}); err == nil {
+		t.Error("Open without endpoints succeeded")
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
