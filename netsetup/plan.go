@@ -1,0 +1,740 @@
+package netsetup
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// Step is one write of a plan with the writes that undo it.
+type Step struct {
+	Op Op `json:"op"`
+	// Cmd is Op as an ip/bridge command line.
+	Cmd string `json:"cmd"`
+	// Disruptive steps (re-creating or deleting a bond or bridge) cut traffic
+	// and need AllowDisruptive.
+	Disruptive bool `json:"disruptive,omitempty"`
+	// Why says what the step is for, when the command alone does not.
+	Why string `json:"why,omitempty"`
+	// Undo restores what Op changed, in order.
+	Undo []Op `json:"-"`
+}
+
+func (s Step) String() string {
+	line := s.Cmd
+	if s.Disruptive {
+		line += "  # DISRUPTIVE"
+		if s.Why != "" {
+			line += ": " + s.Why
+		}
+	}
+	return line
+}
+
+// Plan is the ordered list of steps that takes a host from its observed state
+// to the desired one.
+type Plan struct {
+	Steps []Step `json:"steps"`
+	// Touched lists the links the plan changes, sorted.
+	Touched []string `json:"touched,omitempty"`
+	// Route reports whether the plan changes the default route.
+	Route bool `json:"route,omitempty"`
+}
+
+// Empty reports whether the host is converged.
+func (p *Plan) Empty() bool { return len(p.Steps) == 0 }
+
+// Disruptive reports whether any step is disruptive.
+func (p *Plan) Disruptive() bool {
+	for _, s := range p.Steps {
+		if s.Disruptive {
+			return true
+		}
+	}
+	return false
+}
+
+// Lines returns the steps as command lines.
+func (p *Plan) Lines() []string {
+	out := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = s.String()
+	}
+	return out
+}
+
+func (p *Plan) String() string {
+	if p.Empty() {
+		return "# converged: nothing to do\n"
+	}
+	return strings.Join(p.Lines(), "\n") + "\n"
+}
+
+// Touches reports whether the plan changes any of links (or, when route is
+// true, the default route).
+func (p *Plan) Touches(links []string, route bool) bool {
+	if route && p.Route {
+		return true
+	}
+	for _, t := range p.Touched {
+		for _, l := range links {
+			if t == l {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// target is what the planner converges to: a desired state from the spec,
+// or a snapshot to restore.
+type target struct {
+	// links are the owned links (bonds first, then bridges). Index and MAC,
+	// when set, are used on creation (restoring a snapshot).
+	links []Link
+	// macFrom pins a bridge's MAC to another link's (bridge -> bond).
+	macFrom map[string]string
+	// adapters are links gallium-net does not create. Master is managed;
+	// Up, MTU and VLANs only when restoring; Addrs always (nil: none).
+	adapters []Link
+	restore  bool
+	// route: managed when manageRoute; nil means no default route.
+	route       *Route
+	manageRoute bool
+	// removeOwned deletes owned links that are not in links.
+	removeOwned bool
+}
+
+func (h *HostState) target() *target {
+	t := &target{macFrom: map[string]string{}, removeOwned: true}
+	for _, g := range h.Groups {
+		cfg := g.BondConfig
+		t.links = append(t.links, Link{Name: g.Bond, Kind: "bond", MTU: g.MTU, Up: true, Master: g.Bridge, Bond: &cfg, VLANs: g.PortVLANs})
+		for _, a := range g.Adapters {
+			t.adapters = append(t.adapters, Link{Name: a, Master: g.Bond})
+		}
+	}
+	for _, g := range h.Groups {
+		t.links = append(t.links, Link{Name: g.Bridge, Kind: "bridge", MTU: g.MTU, Up: true, VLANFiltering: true, VLANs: g.BridgeVLANs, Addrs: g.Addrs})
+		t.macFrom[g.Bridge] = g.Bond
+	}
+	if h.DefaultRoute != nil {
+		r := *h.DefaultRoute
+		t.route, t.manageRoute = &r, true
+	}
+	return t
+}
+
+// restoreTarget converges to snap exactly: its owned links, the other links
+// it holds, and its default route.
+func restoreTarget(snap *Snapshot) *target {
+	t := &target{restore: true, route: snap.DefaultRoute, manageRoute: true, removeOwned: true}
+	s := snap.Clone()
+	for _, kind := range []string{"bond", "bridge"} {
+		for _, l := range s.Links {
+			if plugin.Owned(l.Name) && l.Kind == kind {
+				t.links = append(t.links, l)
+			}
+		}
+	}
+	for _, l := range s.Links {
+		if !plugin.Owned(l.Name) || (l.Kind != "bond" && l.Kind != "bridge") {
+			t.adapters = append(t.adapters, l)
+		}
+	}
+	return t
+}
+
+// PlanError is a reason the host cannot be converged without the operator.
+type PlanError struct{ Msg string }
+
+func (e *PlanError) Error() string { return e.Msg }
+
+// MakePlan diffs observed against the desired state and returns the steps.
+// It runs every step on a simulated copy of the host to predict its effect.
+func MakePlan(desired *HostState, observed *Snapshot) (*Plan, error) {
+	for _, a := range desired.Adapters() {
+		l := observed.Link(a)
+		if l == nil {
+			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s does not exist on this host; fix the adapter name in the spec or check the NIC", desired.Hypervisor, a)}
+		}
+		if l.Master != "" && !plugin.Owned(l.Master) {
+			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s is enslaved to %s, which gallium-net does not manage; release it first (ip link set %s nomaster) or remove it from the spec", desired.Hypervisor, a, l.Master, a)}
+		}
+		if plugin.Owned(a) {
+			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s has a name gallium-net uses for its own links", desired.Hypervisor, a)}
+		}
+	}
+	return plan(desired.target(), observed)
+}
+
+// RestorePlan returns the steps that take the host from observed back to
+// snap (a commit-confirm rollback).
+func RestorePlan(snap, observed *Snapshot) (*Plan, error) {
+	return plan(restoreTarget(snap), observed)
+}
+
+type planner struct {
+	t       *target
+	sim     *FakeKernel
+	plan    *Plan
+	touched map[string]bool
+	created map[string]bool
+}
+
+func plan(t *target, observed *Snapshot) (*Plan, error) {
+	p := &planner{t: t, sim: NewFakeFromSnapshot(observed), plan: &Plan{}, touched: map[string]bool{}, created: map[string]bool{}}
+	if err := p.run(); err != nil {
+		return nil, err
+	}
+	for l := range p.touched {
+		p.plan.Touched = append(p.plan.Touched, l)
+	}
+	sort.Strings(p.plan.Touched)
+	return p.plan, nil
+}
+
+func (p *planner) cur() *Snapshot {
+	s, _ := p.sim.Observe()
+	return s
+}
+
+// emit simulates op, records it as a step with its undo.
+func (p *planner) emit(op Op, disruptive bool, why string) error {
+	pre := p.cur()
+	if err := p.sim.Do(op); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	post := p.cur()
+	undo, err := undoOps(op, pre, post)
+	if err != nil {
+		return err
+	}
+	p.plan.Steps = append(p.plan.Steps, Step{Op: op, Cmd: op.String(), Disruptive: disruptive, Why: why, Undo: undo})
+	switch op.Kind {
+	case OpRouteReplace, OpRouteDel:
+		p.plan.Route = true
+		if pre.DefaultRoute != nil {
+			p.touched[pre.DefaultRoute.Dev] = true
+		}
+		p.touched[op.Route.Dev] = true
+	default:
+		p.touched[op.Link] = true
+		if op.Master != "" {
+			p.touched[op.Master] = true
+		}
+	}
+	if !pre.DefaultRoute.equal(post.DefaultRoute) {
+		p.plan.Route = true
+	}
+	return nil
+}
+
+func (p *planner) targetLink(name string) *Link {
+	for i := range p.t.links {
+		if p.t.links[i].Name == name {
+			return &p.t.links[i]
+		}
+	}
+	return nil
+}
+
+// needsRecreate says why an existing owned link cannot be changed in place.
+func needsRecreate(want, have *Link) string {
+	if want.Kind != have.Kind {
+		return fmt.Sprintf("%s is a %s, gallium-net needs a %s", have.Name, orUnknown(have.Kind), want.Kind)
+	}
+	if want.Kind == "bond" && have.Bond != nil {
+		if want.Bond.Mode != have.Bond.Mode {
+			return fmt.Sprintf("bond mode %s -> %s needs the bond re-created", have.Bond.Mode, want.Bond.Mode)
+		}
+	}
+	return ""
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "link of unknown kind"
+	}
+	return s
+}
+
+func (p *planner) run() error {
+	t := p.t
+	// 1. Owned links that must go: not wanted, or not changeable in place.
+	cur := p.cur()
+	for _, l := range cur.Links {
+		if !plugin.Owned(l.Name) {
+			continue
+		}
+		want := p.targetLink(l.Name)
+		why := ""
+		switch {
+		case want == nil && t.removeOwned:
+			why = "not in the spec any more"
+		case want != nil:
+			why = needsRecreate(want, &l)
+		}
+		if why != "" {
+			if err := p.emit(Op{Kind: OpDel, Link: l.Name}, true, why); err != nil {
+				return err
+			}
+		}
+	}
+	// fail_over_mac can only change on a bond without slaves: release them
+	// (disruptive); they are enslaved again below.
+	for _, w := range t.links {
+		have := p.cur().Link(w.Name)
+		if w.Kind != "bond" || have == nil || have.Bond == nil || have.Bond.FailOverMAC == w.Bond.FailOverMAC {
+			continue
+		}
+		for _, s := range p.cur().Links {
+			if s.Master == w.Name {
+				if err := p.emit(Op{Kind: OpSetMaster, Link: s.Name}, true, "fail_over_mac can only change on a bond without slaves"); err != nil {
+					return err
+				}
+			}
+		}
+		if err := p.emit(Op{Kind: OpSetBond, Link: w.Name, Option: "fail_over_mac", Value: w.Bond.FailOverMAC}, false, ""); err != nil {
+			return err
+		}
+	}
+	// 2. Adapters that belong elsewhere leave their current (owned) master.
+	for _, a := range t.adapters {
+		have := p.cur().Link(a.Name)
+		if have == nil || have.Master == "" || have.Master == a.Master || !plugin.Owned(have.Master) {
+			continue
+		}
+		if err := p.emit(Op{Kind: OpSetMaster, Link: a.Name}, false, ""); err != nil {
+			return err
+		}
+	}
+	//    Slaves of owned bonds that the target does not put there leave.
+	for _, s := range p.cur().Links {
+		m := p.cur().Link(s.Master)
+		if !t.removeOwned || m == nil || m.Kind != "bond" || !plugin.Owned(m.Name) || p.targetLink(s.Name) != nil {
+			continue
+		}
+		wanted := false
+		for _, a := range t.adapters {
+			if a.Name == s.Name && a.Master == s.Master {
+				wanted = true
+			}
+		}
+		if !wanted {
+			if err := p.emit(Op{Kind: OpSetMaster, Link: s.Name}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	// 3. Create missing owned links.
+	for _, w := range t.links {
+		if p.cur().Link(w.Name) != nil {
+			continue
+		}
+		op := Op{Link: w.Name, MTU: w.MTU, Index: w.Index}
+		if t.restore {
+			op.MAC = w.MAC
+		}
+		if w.Kind == "bond" {
+			cfg := *w.Bond
+			op.Kind, op.Bond = OpAddBond, &cfg
+			if t.restore {
+				// A restored bond gets its MAC from its first slave, as
+				// the original did (a fixed MAC would change the kernel's
+				// address handling).
+				op.MAC = ""
+			}
+		} else {
+			op.Kind, op.On = OpAddBridge, w.VLANFiltering
+		}
+		if err := p.emit(op, false, ""); err != nil {
+			return err
+		}
+		p.created[w.Name] = true
+	}
+	// 4. Enslave adapters (down first: the kernel refuses an up slave).
+	//    When restoring, the slave whose MAC the bond had goes first.
+	adapters := append([]Link(nil), t.adapters...)
+	if t.restore {
+		sort.SliceStable(adapters, func(i, j int) bool {
+			return p.bondMACOf(adapters[i]) && !p.bondMACOf(adapters[j])
+		})
+	}
+	for _, a := range adapters {
+		have := p.cur().Link(a.Name)
+		if have == nil || a.Master == "" || have.Master == a.Master {
+			continue
+		}
+		m := p.cur().Link(a.Master)
+		if m == nil {
+			continue
+		}
+		if m.Kind == "bond" && have.Up {
+			if err := p.emit(Op{Kind: OpSetUp, Link: a.Name, On: false}, false, ""); err != nil {
+				return err
+			}
+		}
+		if err := p.emit(Op{Kind: OpSetMaster, Link: a.Name, Master: a.Master}, false, ""); err != nil {
+			return err
+		}
+	}
+	// 5. Settings in place.
+	for _, w := range t.links {
+		have := p.cur().Link(w.Name)
+		if have.MTU != w.MTU && w.MTU != 0 {
+			if err := p.emit(Op{Kind: OpSetMTU, Link: w.Name, MTU: w.MTU}, false, ""); err != nil {
+				return err
+			}
+		}
+		switch w.Kind {
+		case "bond":
+			for _, o := range bondDiff(w.Bond, have.Bond) {
+				o.Link = w.Name
+				if err := p.emit(o, false, ""); err != nil {
+					return err
+				}
+			}
+		case "bridge":
+			if have.VLANFiltering != w.VLANFiltering {
+				if err := p.emit(Op{Kind: OpSetFiltering, Link: w.Name, On: w.VLANFiltering}, false, ""); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// 6. Owned links into their bridge.
+	for _, w := range t.links {
+		have := p.cur().Link(w.Name)
+		if have.Master != w.Master {
+			if err := p.emit(Op{Kind: OpSetMaster, Link: w.Name, Master: w.Master}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	// 7. Pin bridge MACs.
+	for _, w := range t.links {
+		have := p.cur().Link(w.Name)
+		if from := t.macFrom[w.Name]; from != "" {
+			src := p.cur().Link(from)
+			// A new bridge is pinned even when it already has the bond's
+			// MAC: unpinned, it would follow its lowest port MAC.
+			if src != nil && (src.MAC != have.MAC || p.created[w.Name]) {
+				if err := p.emit(Op{Kind: OpSetMAC, Link: w.Name, MACFrom: from, MAC: src.MAC}, false, ""); err != nil {
+					return err
+				}
+			}
+		} else if t.restore && w.MAC != "" && w.MAC != have.MAC && w.Kind == "bridge" {
+			if err := p.emit(Op{Kind: OpSetMAC, Link: w.Name, MAC: w.MAC}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	// 8. Bridge VLANs: ports, then the bridges themselves.
+	var vlanLinks []Link
+	for _, w := range t.links {
+		if w.Master != "" || w.Kind == "bridge" {
+			vlanLinks = append(vlanLinks, w)
+		}
+	}
+	if t.restore {
+		for _, a := range t.adapters {
+			if m := p.cur().Link(a.Master); m != nil && m.Kind == "bridge" {
+				vlanLinks = append(vlanLinks, a)
+			}
+		}
+	}
+	for _, w := range vlanLinks {
+		have := p.cur().Link(w.Name)
+		if have == nil {
+			continue
+		}
+		self := w.Kind == "bridge" && plugin.Owned(w.Name)
+		if !self {
+			if m := p.cur().Link(have.Master); m == nil || m.Kind != "bridge" {
+				continue
+			}
+		}
+		if err := p.vlans(w.Name, w.VLANs, have.VLANs, self); err != nil {
+			return err
+		}
+	}
+	// 9. Up.
+	for _, w := range t.links {
+		if have := p.cur().Link(w.Name); have.Up != w.Up {
+			if err := p.emit(Op{Kind: OpSetUp, Link: w.Name, On: w.Up}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	if t.restore {
+		for _, a := range t.adapters {
+			have := p.cur().Link(a.Name)
+			if have == nil {
+				continue
+			}
+			if a.Master == "" && a.MTU != 0 && have.MTU != a.MTU {
+				if err := p.emit(Op{Kind: OpSetMTU, Link: a.Name, MTU: a.MTU}, false, ""); err != nil {
+					return err
+				}
+			}
+			if m := p.cur().Link(a.Master); have.Up != a.Up && (m == nil || m.Kind != "bond") {
+				if err := p.emit(Op{Kind: OpSetUp, Link: a.Name, On: a.Up}, false, ""); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// 10. Addresses to add, the default route, then addresses to remove
+	//     (the old home of the management IP goes last).
+	all := append(append([]Link(nil), t.links...), t.adapters...)
+	for _, w := range all {
+		have := p.cur().Link(w.Name)
+		if have == nil {
+			continue
+		}
+		for _, a := range w.Addrs {
+			if !contains(have.Addrs, a) {
+				if err := p.emit(Op{Kind: OpAddrAdd, Link: w.Name, Addr: a}, false, ""); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if t.manageRoute {
+		have := p.cur().DefaultRoute
+		switch {
+		case t.route == nil && have != nil:
+			if err := p.emit(Op{Kind: OpRouteDel, Route: have}, false, ""); err != nil {
+				return err
+			}
+		case t.route != nil && !t.route.equal(have):
+			r := *t.route
+			if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	for _, w := range all {
+		have := p.cur().Link(w.Name)
+		if have == nil {
+			continue
+		}
+		for _, a := range have.Addrs {
+			if !contains(w.Addrs, a) {
+				if err := p.emit(Op{Kind: OpAddrDel, Link: w.Name, Addr: a}, false, ""); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// A route lost on the way (its device went down or lost its address)
+	// comes back when restoring.
+	if t.manageRoute && t.route != nil && !t.route.equal(p.cur().DefaultRoute) {
+		r := *t.route
+		if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bondMACOf reports whether adapter a's MAC is the MAC its target bond had.
+func (p *planner) bondMACOf(a Link) bool {
+	for _, w := range p.t.links {
+		if w.Name == a.Master && w.Kind == "bond" {
+			return w.MAC != "" && w.MAC == a.MAC
+		}
+	}
+	return false
+}
+
+func (p *planner) vlans(link string, want, have []VLAN, self bool) error {
+	// Adds and flag changes first (a PVID moves in one write), then deletes.
+	for _, w := range want {
+		i := vlanIndex(have, w.VID)
+		if i >= 0 && have[i] == w {
+			continue
+		}
+		if err := p.emit(Op{Kind: OpVLANAdd, Link: link, VLAN: w, Self: self}, false, ""); err != nil {
+			return err
+		}
+	}
+	for _, h := range have {
+		if vlanIndex(want, h.VID) < 0 {
+			if err := p.emit(Op{Kind: OpVLANDel, Link: link, VLAN: VLAN{VID: h.VID}, Self: self}, false, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bondDiff returns the in-place option changes from have to want.
+func bondDiff(want, have *BondConfig) []Op {
+	if have == nil {
+		return nil
+	}
+	var out []Op
+	add := func(opt, w, h string) {
+		if w != h {
+			out = append(out, Op{Kind: OpSetBond, Option: opt, Value: w})
+		}
+	}
+	add("fail_over_mac", want.FailOverMAC, have.FailOverMAC)
+	add("miimon", strconv.Itoa(want.Miimon), strconv.Itoa(have.Miimon))
+	if want.Primary != "" {
+		add("primary", want.Primary, have.Primary)
+	}
+	add("primary_reselect", want.PrimaryReselect, have.PrimaryReselect)
+	add("num_grat_arp", strconv.Itoa(want.NumGratARP), strconv.Itoa(have.NumGratARP))
+	add("peer_notif_delay", strconv.Itoa(want.PeerNotifyDelay), strconv.Itoa(have.PeerNotifyDelay))
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// undoOps returns the writes that take the host from post back to pre after
+// op. A deleted link is re-created by a restore plan of its neighbourhood.
+func undoOps(op Op, pre, post *Snapshot) ([]Op, error) {
+	var out []Op
+	preL, postL := pre.Link(op.Link), post.Link(op.Link)
+	switch op.Kind {
+	case OpAddBond, OpAddBridge:
+		out = append(out, Op{Kind: OpDel, Link: op.Link})
+	case OpDel:
+		// Restore the link and everything attached to it.
+		names := []string{op.Link}
+		for _, l := range pre.Links {
+			if l.Master == op.Link {
+				names = append(names, l.Name)
+			}
+		}
+		if preL.Master != "" {
+			names = append(names, preL.Master)
+		}
+		sub := &Snapshot{DefaultRoute: pre.DefaultRoute}
+		for _, n := range names {
+			sub.Links = append(sub.Links, *pre.Link(n))
+		}
+		t := restoreTarget(sub)
+		t.removeOwned = false
+		t.manageRoute = !pre.DefaultRoute.equal(post.DefaultRoute)
+		rp, err := plan(t, post)
+		if err != nil {
+			return nil, fmt.Errorf("plan the undo of %q: %w", op, err)
+		}
+		for _, s := range rp.Steps {
+			out = append(out, s.Op)
+		}
+		return out, nil
+	case OpSetBond:
+		old := bondOption(preL.Bond, op.Option)
+		if op.Option == "primary" && old == "" {
+			// The kernel reports no primary; clearing it is "primary ''"
+			// in iproute2, which netlink cannot express: leave it.
+			break
+		}
+		out = append(out, Op{Kind: OpSetBond, Link: op.Link, Option: op.Option, Value: old})
+	case OpSetFiltering:
+		out = append(out, Op{Kind: OpSetFiltering, Link: op.Link, On: preL.VLANFiltering})
+	case OpSetMTU:
+		out = append(out, Op{Kind: OpSetMTU, Link: op.Link, MTU: preL.MTU})
+	case OpSetUp:
+		out = append(out, Op{Kind: OpSetUp, Link: op.Link, On: preL.Up})
+	case OpSetMaster:
+		switch {
+		case preL.Master == "":
+			out = append(out, Op{Kind: OpSetMaster, Link: op.Link})
+			if m := post.Link(op.Master); m != nil && m.Kind == "bond" && preL.Up {
+				// A released slave comes back closed (with its own MAC).
+				out = append(out, Op{Kind: OpSetUp, Link: op.Link, On: true})
+			}
+		default:
+			if m := pre.Link(preL.Master); m != nil && m.Kind == "bond" && postL.Up {
+				out = append(out, Op{Kind: OpSetUp, Link: op.Link, On: false})
+			}
+			out = append(out, Op{Kind: OpSetMaster, Link: op.Link, Master: preL.Master})
+			if m := pre.Link(preL.Master); m != nil && m.Kind == "bridge" {
+				out = append(out, vlanRestore(op.Link, preL.VLANs, []VLAN{{VID: 1, PVID: true, Untagged: true}}, false)...)
+			}
+		}
+		// An unpinned bond or bridge MAC that moved with the change.
+		for _, name := range []string{preL.Master, op.Master} {
+			if a, b := pre.Link(name), post.Link(name); a != nil && b != nil && a.MAC != b.MAC && a.Kind == "bridge" {
+				out = append(out, Op{Kind: OpSetMAC, Link: name, MAC: a.MAC})
+			}
+		}
+	case OpSetMAC:
+		out = append(out, Op{Kind: OpSetMAC, Link: op.Link, MAC: preL.MAC})
+	case OpVLANAdd, OpVLANDel:
+		out = append(out, vlanRestore(op.Link, preL.VLANs, postL.VLANs, op.Self)...)
+	case OpAddrAdd:
+		out = append(out, Op{Kind: OpAddrDel, Link: op.Link, Addr: op.Addr})
+	case OpAddrDel:
+		out = append(out, Op{Kind: OpAddrAdd, Link: op.Link, Addr: op.Addr})
+	case OpRouteReplace, OpRouteDel:
+		if pre.DefaultRoute == nil {
+			out = append(out, Op{Kind: OpRouteDel, Route: post.DefaultRoute})
+		} else {
+			r := *pre.DefaultRoute
+			out = append(out, Op{Kind: OpRouteReplace, Route: &r})
+		}
+		return out, nil
+	}
+	// A default route that the op took away comes back.
+	if pre.DefaultRoute != nil && post.DefaultRoute == nil {
+		r := *pre.DefaultRoute
+		out = append(out, Op{Kind: OpRouteReplace, Route: &r})
+	}
+	return out, nil
+}
+
+// vlanRestore returns the writes that turn have into want on link.
+func vlanRestore(link string, want, have []VLAN, self bool) []Op {
+	var out []Op
+	for _, w := range want {
+		if i := vlanIndex(have, w.VID); i < 0 || have[i] != w {
+			out = append(out, Op{Kind: OpVLANAdd, Link: link, VLAN: w, Self: self})
+		}
+	}
+	for _, h := range have {
+		if vlanIndex(want, h.VID) < 0 {
+			out = append(out, Op{Kind: OpVLANDel, Link: link, VLAN: VLAN{VID: h.VID}, Self: self})
+		}
+	}
+	return out
+}
+
+func bondOption(b *BondConfig, opt string) string {
+	if b == nil {
+		return ""
+	}
+	switch opt {
+	case "mode":
+		return b.Mode
+	case "fail_over_mac":
+		return b.FailOverMAC
+	case "miimon":
+		return strconv.Itoa(b.Miimon)
+	case "primary":
+		return b.Primary
+	case "primary_reselect":
+		return b.PrimaryReselect
+	case "num_grat_arp":
+		return strconv.Itoa(b.NumGratARP)
+	case "peer_notif_delay":
+		return strconv.Itoa(b.PeerNotifyDelay)
+	}
+	return ""
+}

@@ -1,0 +1,453 @@
+package netsetup
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./netsetup -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test ./netsetup -update rewrites it):\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+func TestDesiredExample(t *testing.T) {
+	hs := desiredExample(t, "hv2")
+	if len(hs.Groups) != 2 {
+		t.Fatalf("groups: got %d, want 2", len(hs.Groups))
+	}
+	infra, vm := hs.Groups[0], hs.Groups[1]
+	want := GroupState{
+		Name: "infra", Infrastructure: true, Bond: "gb-infra", Bridge: "gbr-infra",
+		Adapters:    []string{"eno1", "eno2"},
+		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, FailOverMAC: "none"},
+		MTU:         1500,
+		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
+		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
+		Addrs:       []string{"192.168.1.102/24"},
+	}
+	if !reflect.DeepEqual(infra, want) {
+		t.Errorf("infra:\n got %+v\nwant %+v", infra, want)
+	}
+	wantVLANs := []VLAN{{VID: 1, PVID: true, Untagged: true}, {VID: 100}, {VID: 200}}
+	if !reflect.DeepEqual(vm.PortVLANs, wantVLANs) || vm.BridgeVLANs != nil || vm.Addrs != nil || vm.BondConfig.Primary != "eno3" {
+		t.Errorf("vmgroup: got %+v", vm)
+	}
+	if hs.ManagementBridge != "gbr-infra" || hs.ManagementIP != "192.168.1.102/24" {
+		t.Errorf("management: %s on %s", hs.ManagementIP, hs.ManagementBridge)
+	}
+	if hs.DefaultRoute == nil || *hs.DefaultRoute != (Route{Gateway: "192.168.1.1", Dev: "gbr-infra"}) {
+		t.Errorf("default route: %+v", hs.DefaultRoute)
+	}
+	if got := hs.ManagementLinks(); !reflect.DeepEqual(got, []string{"gb-infra", "gbr-infra", "eno1", "eno2"}) {
+		t.Errorf("management links: %v", got)
+	}
+}
+
+func TestDesiredEvaluationSingleAdapterIsABond(t *testing.T) {
+	hs, err := Desired(loadExample(t, "evaluation.yaml"), "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := hs.Groups[0]
+	if g.Bond != "gb-main" || !reflect.DeepEqual(g.Adapters, []string{"enp1s0"}) || g.BondConfig.Primary != "enp1s0" {
+		t.Errorf("single-adapter group: %+v", g)
+	}
+	if !reflect.DeepEqual(g.PortVLANs, []VLAN{{VID: 1, PVID: true, Untagged: true}, {VID: 20}}) {
+		t.Errorf("port VLANs: %v", g.PortVLANs)
+	}
+	if hs.DefaultRoute != nil {
+		t.Errorf("no gateway in the spec, but a default route: %+v", hs.DefaultRoute)
+	}
+}
+
+func TestDesiredErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(s *plugin.Spec)
+		hv     string
+		errHas string
+	}{
+		{"unknown hypervisor", func(s *plugin.Spec) {}, "hv9", `hypervisor "hv9" is not in the cluster spec (known: hv1, hv2, hv3)`},
+		{"VLAN 1 is native", func(s *plugin.Spec) { s.Networks[0].VLAN = 1 }, "hv1", "VLAN 1 is the bridge's native VLAN"},
+		{"adapter in two groups", func(s *plugin.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno2", "eno4"} }, "hv1", "adapter eno2 is in adapter groups infra and vmgroup"},
+		{"adapter not listed", func(s *plugin.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "hv1", "adapter eno9 is not listed under hypervisor hv1"},
+		{"no infrastructure here", func(s *plugin.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "hv1", "no infrastructure adapter group has adapters here"},
+		{"bad management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hv1", "managementIP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := loadExample(t, "cluster.yaml")
+			tc.edit(s)
+			_, err := Desired(s, tc.hv)
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
+func planFor(t *testing.T, f *FakeKernel, hs *HostState) *Plan {
+	t.Helper()
+	obs, err := f.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := MakePlan(hs, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlanFromScratchGolden(t *testing.T) {
+	f := exampleHost()
+	p := planFor(t, f, desiredExample(t, "hv1"))
+	golden(t, "hv1-from-scratch.plan", p.String())
+	if !p.Touches([]string{"eno1"}, false) || !p.Route {
+		t.Errorf("the plan moves the management IP and route off eno1, so it must say so: touched %v route %v", p.Touched, p.Route)
+	}
+	// Applying writes exactly the plan's lines.
+	if err := Apply(f, p, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.Lines, p.Lines()) {
+		t.Errorf("kernel writes differ from the plan:\n%s", strings.Join(f.Lines, "\n"))
+	}
+}
+
+func TestConvergedHostGetsZeroWrites(t *testing.T) {
+	for _, example := range []string{"cluster.yaml", "evaluation.yaml"} {
+		t.Run(example, func(t *testing.T) {
+			spec := loadExample(t, example)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := NewFakeKernel(hs.Adapters()...)
+			if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c := &Counter{Kernel: f}
+			p, err := Converge(c, hs, ApplyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Empty() || c.Writes != 0 {
+				t.Errorf("converged host: plan %q, %d writes; want none", p.String(), c.Writes)
+			}
+		})
+	}
+}
+
+// converged returns a fake hv1 that gallium-net has already configured.
+func converged(t *testing.T) (*FakeKernel, *plugin.Spec) {
+	t.Helper()
+	spec := loadExample(t, "cluster.yaml")
+	hs, err := Desired(spec, "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := exampleHost()
+	if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Lines, f.Writes = nil, 0
+	return f, spec
+}
+
+func indexes(t *testing.T, f *FakeKernel) map[string]int {
+	obs, _ := f.Observe()
+	out := map[string]int{}
+	for _, l := range obs.Links {
+		out[l.Name] = l.Index
+	}
+	return out
+}
+
+func TestChangesInPlace(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(s *plugin.Spec)
+		want []string
+	}{
+		{"miimon", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.Miimon = 200 },
+			[]string{"ip link set gb-infra type bond miimon 200"}},
+		{"primary", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.Primary = "eno4" },
+			[]string{"ip link set gb-vmgroup type bond primary eno4"}},
+		{"bond tuning", func(s *plugin.Spec) {
+			s.AdapterGroups[1].Bond.PrimaryReselect = "failure"
+			s.AdapterGroups[1].Bond.NumGratARP = 3
+			s.AdapterGroups[1].Bond.PeerNotifyDelayMs = 200
+		}, []string{
+			"ip link set gb-vmgroup type bond primary_reselect failure",
+			"ip link set gb-vmgroup type bond num_grat_arp 3",
+			"ip link set gb-vmgroup type bond peer_notif_delay 200",
+		}},
+		{"MTU", func(s *plugin.Spec) { s.AdapterGroups[1].MTU = 9000 },
+			[]string{"ip link set gb-vmgroup mtu 9000", "ip link set gbr-vmgroup mtu 9000"}},
+		{"add a network", func(s *plugin.Spec) {
+			s.Networks = append(s.Networks, plugin.Network{Name: "test", AdapterGroup: "vmgroup", VLAN: 300})
+		}, []string{"bridge vlan add dev gb-vmgroup vid 300"}},
+		{"remove a network", func(s *plugin.Spec) { s.Networks = s.Networks[1:] },
+			[]string{"bridge vlan del dev gb-vmgroup vid 100"}},
+		{"untagged network removed", func(s *plugin.Spec) { s.Networks = s.Networks[:2] },
+			[]string{"bridge vlan del dev gb-vmgroup vid 1"}},
+		{"management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.111/24" },
+			[]string{"ip addr add 192.168.1.111/24 dev gbr-infra", "ip addr del 192.168.1.101/24 dev gbr-infra"}},
+		{"gateway", func(s *plugin.Spec) { s.Cluster.Gateway = "192.168.1.254" },
+			[]string{"ip route replace default via 192.168.1.254 dev gbr-infra"}},
+		{"adapter moves between groups", func(s *plugin.Spec) {
+			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
+			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}
+			s.AdapterGroups[1].Bond.Primary = "eno4"
+		}, []string{
+			"ip link set eno3 nomaster",
+			"ip link set eno3 master gb-infra",
+			"ip link set gb-vmgroup type bond primary eno4",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, spec := converged(t)
+			before := indexes(t, f)
+			tc.edit(spec)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Converge(f, hs, ApplyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(p.Lines(), tc.want) {
+				t.Errorf("plan:\n%s\nwant:\n%s", p, strings.Join(tc.want, "\n"))
+			}
+			if p.Disruptive() {
+				t.Errorf("an in-place change must not be disruptive")
+			}
+			after := indexes(t, f)
+			for _, l := range []string{"gb-infra", "gbr-infra", "gb-vmgroup", "gbr-vmgroup"} {
+				if before[l] != after[l] {
+					t.Errorf("%s: ifindex %d -> %d; a setting change must keep the link", l, before[l], after[l])
+				}
+			}
+		})
+	}
+}
+
+// seed runs setup writes on f and forgets them.
+func seed(t *testing.T, f *FakeKernel, ops ...Op) {
+	t.Helper()
+	for _, op := range ops {
+		if err := f.Do(op); err != nil {
+			t.Fatalf("seed: %v", err)
+		}
+	}
+	f.Lines, f.Writes = nil, 0
+}
+
+func TestDisruptiveStepsNeedPermission(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup []Op
+		want  string
+	}{
+		{"bond mode", []Op{
+			{Kind: OpAddBond, Link: "gb-infra", Bond: &BondConfig{Mode: "balance-rr", Miimon: 100, PrimaryReselect: "always", NumGratARP: 1}},
+			{Kind: OpSetUp, Link: "eno1"}, {Kind: OpSetMaster, Link: "eno1", Master: "gb-infra"},
+		}, "ip link del gb-infra  # DISRUPTIVE: bond mode balance-rr -> active-backup needs the bond re-created"},
+		{"fail_over_mac with slaves", []Op{
+			{Kind: OpAddBond, Link: "gb-infra", Bond: &BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, FailOverMAC: "active"}},
+			{Kind: OpSetUp, Link: "eno1"}, {Kind: OpSetMaster, Link: "eno1", Master: "gb-infra"},
+		}, "ip link set eno1 nomaster  # DISRUPTIVE: fail_over_mac can only change on a bond without slaves"},
+		{"wrong kind", []Op{
+			{Kind: OpAddBridge, Link: "gb-infra"},
+		}, "ip link del gb-infra  # DISRUPTIVE: gb-infra is a bridge, gallium-net needs a bond"},
+		{"group removed from the spec", []Op{
+			{Kind: OpAddBond, Link: "gb-old", Bond: &BondConfig{Mode: "active-backup"}},
+		}, "ip link del gb-old  # DISRUPTIVE: not in the spec any more"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := exampleHost()
+			seed(t, f, tc.setup...)
+			hs := desiredExample(t, "hv1")
+			p := planFor(t, f, hs)
+			if !p.Disruptive() || p.Lines()[0] != tc.want {
+				t.Fatalf("first step %q, want %q; plan:\n%s", p.Lines()[0], tc.want, p)
+			}
+			if err := Apply(f, p, ApplyOptions{}); !errors.Is(err, ErrDisruptive) || f.Writes != 0 {
+				t.Fatalf("without AllowDisruptive: err %v, %d writes; want ErrDisruptive and no writes", err, f.Writes)
+			}
+			if _, err := Converge(f, hs, ApplyOptions{AllowDisruptive: true}); err != nil {
+				t.Fatalf("with AllowDisruptive: %v", err)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		host   func() *FakeKernel
+		errHas string
+	}{
+		{"foreign master", func() *FakeKernel {
+			f := exampleHost()
+			f.Do(Op{Kind: OpAddBridge, Link: "br0"})
+			f.Do(Op{Kind: OpSetMaster, Link: "eno2", Master: "br0"})
+			return f
+		}, "hypervisor hv1: adapter eno2 is enslaved to br0, which gallium-net does not manage; release it first (ip link set eno2 nomaster)"},
+		{"missing adapter", func() *FakeKernel { return NewFakeKernel("eno1", "eno2", "eno3") },
+			"hypervisor hv1: adapter eno4 does not exist on this host"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			obs, _ := tc.host().Observe()
+			_, err := MakePlan(desiredExample(t, "hv1"), obs)
+			var pe *PlanError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.errHas) {
+				t.Fatalf("got %v, want a PlanError containing %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
+func TestForeignLinksAreNeverTouched(t *testing.T) {
+	f := exampleHost()
+	f.AddDevice("eno5")
+	seed(t, f,
+		Op{Kind: OpAddBridge, Link: "br0"}, Op{Kind: OpSetMaster, Link: "eno5", Master: "br0"},
+		Op{Kind: OpAddBridge, Link: "virbr0"}, Op{Kind: OpAddrAdd, Link: "virbr0", Addr: "192.168.122.1/24"},
+		Op{Kind: OpAddBond, Link: "bond0", Bond: &BondConfig{Mode: "802.3ad"}},
+	)
+	before, _ := f.Observe()
+	if _, err := Converge(f, desiredExample(t, "hv1"), ApplyOptions{AllowDisruptive: true}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := f.Observe()
+	for _, name := range []string{"br0", "eno5", "virbr0", "bond0"} {
+		b, a := *before.Link(name), *after.Link(name)
+		b.Carrier, a.Carrier, b.OperState, a.OperState = false, false, "", ""
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s changed:\n%+v\n%+v", name, b, a)
+		}
+	}
+	for _, line := range f.Lines {
+		for _, name := range []string{"br0", "eno5", "virbr0", "bond0"} {
+			if strings.Contains(line, " "+name+" ") || strings.HasSuffix(line, " "+name) {
+				t.Errorf("wrote to a foreign link: %s", line)
+			}
+		}
+	}
+}
+
+// scenarios are starting hosts and specs whose plans the rollback test
+// breaks at every step.
+func scenarios(t *testing.T) map[string]func() (*FakeKernel, *HostState) {
+	edit := func(fn func(s *plugin.Spec)) func() (*FakeKernel, *HostState) {
+		return func() (*FakeKernel, *HostState) {
+			f, spec := converged(t)
+			fn(spec)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, hs
+		}
+	}
+	return map[string]func() (*FakeKernel, *HostState){
+		"from scratch": func() (*FakeKernel, *HostState) { return exampleHost(), desiredExample(t, "hv1") },
+		"many changes": edit(func(s *plugin.Spec) {
+			s.AdapterGroups[0].Bond.Miimon = 50
+			s.AdapterGroups[1].MTU = 9000
+			s.Networks = append(s.Networks[1:], plugin.Network{Name: "n3", AdapterGroup: "vmgroup", VLAN: 300})
+			s.Hypervisors[0].ManagementIP = "192.168.1.121/24"
+			s.Cluster.Gateway = "192.168.1.254"
+		}),
+		"adapter moves": edit(func(s *plugin.Spec) {
+			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
+			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}
+		}),
+		"group removed": edit(func(s *plugin.Spec) {
+			delete(s.AdapterGroups[1].Adapters, "hv1")
+		}),
+		"bond mode": func() (*FakeKernel, *HostState) {
+			f := exampleHost()
+			seed(t, f,
+				Op{Kind: OpAddBond, Link: "gb-infra", Bond: &BondConfig{Mode: "balance-rr", Miimon: 100, PrimaryReselect: "always", NumGratARP: 1}},
+				Op{Kind: OpSetUp, Link: "eno2"}, Op{Kind: OpSetMaster, Link: "eno2", Master: "gb-infra"},
+				Op{Kind: OpSetUp, Link: "gb-infra", On: true})
+			return f, desiredExample(t, "hv1")
+		},
+	}
+}
+
+func TestFailureAtEachStepRestoresTheHost(t *testing.T) {
+	for name, mk := range scenarios(t) {
+		t.Run(name, func(t *testing.T) {
+			f, hs := mk()
+			p := planFor(t, f, hs)
+			if p.Empty() {
+				t.Fatal("empty plan")
+			}
+			for i := range p.Steps {
+				f, hs := mk()
+				before, _ := f.Observe()
+				p := planFor(t, f, hs)
+				f.FailAt = i + 1
+				err := Apply(f, p, ApplyOptions{AllowDisruptive: true})
+				var ae *ApplyError
+				if !errors.As(err, &ae) || ae.Step != i || ae.UndoErr != nil {
+					t.Fatalf("fail at step %d (%s): got %v", i+1, p.Steps[i].Cmd, err)
+				}
+				after, _ := f.Observe()
+				if !reflect.DeepEqual(after.Restorable(), before.Restorable()) {
+					t.Errorf("fail at step %d (%s): host not restored\nbefore %+v\nafter  %+v", i+1, p.Steps[i].Cmd, before.Restorable(), after.Restorable())
+				}
+			}
+		})
+	}
+}
+
+func TestRestorePlanReturnsToSnapshot(t *testing.T) {
+	for name, mk := range scenarios(t) {
+		t.Run(name, func(t *testing.T) {
+			f, hs := mk()
+			before, _ := f.Observe()
+			if _, err := Converge(f, hs, ApplyOptions{AllowDisruptive: true}); err != nil {
+				t.Fatal(err)
+			}
+			snap := before.Subset(hs.Adapters())
+			if _, err := Restore(f, snap, nil); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := f.Observe()
+			got := after.Subset(hs.Adapters()).Restorable()
+			if !reflect.DeepEqual(got, snap.Restorable()) {
+				t.Errorf("restore:\nwant %+v\ngot  %+v", snap.Restorable(), got)
+			}
+		})
+	}
+}

@@ -1,0 +1,364 @@
+// Package netsetup realises a hypervisor's part of the cluster spec as host
+// networking: an active-backup bond per adapter group, a VLAN-filtering
+// bridge on top of it, the networks' VLANs on the bond's bridge port, and the
+// management IP untagged on the infrastructure bridge.
+//
+// It works in three pure steps around two narrow I/O points: Desired derives
+// the wanted state from the spec, Kernel.Observe reads what the host has,
+// MakePlan diffs them into an ordered list of steps that each print as an
+// `ip`/`bridge` command, and Apply runs the steps through Kernel.Do with an
+// undo list. The only implementation of Kernel that talks to the kernel is
+// the netlink one (netlink.go); FakeKernel simulates the kernel's behaviour
+// so that plans, apply and rollback are tested without root, and the planner
+// itself uses it to predict what each step does.
+package netsetup
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// NativeVID is the bridge VLAN that carries a group's untagged (native)
+// traffic: the bridge's default PVID. An untagged network, the management IP
+// and the taps of VMs on untagged networks all use it inside the bridge.
+const NativeVID = 1
+
+// BondMode is the only bond mode gallium-net creates.
+const BondMode = "active-backup"
+
+// VLAN is one bridge VLAN entry of a port (or of the bridge itself).
+type VLAN struct {
+	VID      uint16 `json:"vid" yaml:"vid"`
+	PVID     bool   `json:"pvid,omitempty" yaml:"pvid,omitempty"`
+	Untagged bool   `json:"untagged,omitempty" yaml:"untagged,omitempty"`
+}
+
+func (v VLAN) String() string {
+	s := fmt.Sprint(v.VID)
+	if v.PVID {
+		s += " pvid"
+	}
+	if v.Untagged {
+		s += " untagged"
+	}
+	return s
+}
+
+// BondConfig is the part of a bond's configuration that gallium-net manages.
+type BondConfig struct {
+	Mode            string `json:"mode" yaml:"mode"`
+	Miimon          int    `json:"miimon" yaml:"miimon"`
+	Primary         string `json:"primary,omitempty" yaml:"primary,omitempty"`
+	PrimaryReselect string `json:"primaryReselect" yaml:"primaryReselect"`
+	NumGratARP      int    `json:"numGratArp" yaml:"numGratArp"`
+	PeerNotifyDelay int    `json:"peerNotifyDelay" yaml:"peerNotifyDelay"`
+	FailOverMAC     string `json:"failOverMac" yaml:"failOverMac"`
+}
+
+// Route is an IPv4 default route.
+type Route struct {
+	Gateway string `json:"gateway" yaml:"gateway"`
+	Dev     string `json:"dev" yaml:"dev"`
+}
+
+func (r *Route) equal(o *Route) bool {
+	if r == nil || o == nil {
+		return r == nil && o == nil
+	}
+	return *r == *o
+}
+
+// Link is one kernel link as observed (or as snapshotted for a rollback).
+type Link struct {
+	Name  string `json:"name" yaml:"name"`
+	Index int    `json:"index" yaml:"index"`
+	// Kind is the kernel's link kind: bond, bridge, veth, dummy, or device
+	// for a physical NIC.
+	Kind   string `json:"kind" yaml:"kind"`
+	MTU    int    `json:"mtu" yaml:"mtu"`
+	MAC    string `json:"mac,omitempty" yaml:"mac,omitempty"`
+	Up     bool   `json:"up" yaml:"up"`
+	Master string `json:"master,omitempty" yaml:"master,omitempty"`
+	// Bond is set for bonds.
+	Bond *BondConfig `json:"bond,omitempty" yaml:"bond,omitempty"`
+	// VLANFiltering is the bridge option (bridges only).
+	VLANFiltering bool `json:"vlanFiltering,omitempty" yaml:"vlanFiltering,omitempty"`
+	// VLANs are the bridge VLANs of a bridge port, or of a bridge itself.
+	VLANs []VLAN `json:"vlans,omitempty" yaml:"vlans,omitempty"`
+	// Addrs are the permanent global addresses, CIDR form, sorted.
+	Addrs []string `json:"addrs,omitempty" yaml:"addrs,omitempty"`
+
+	// Read-only facts, not restored by a rollback.
+	PermMAC     string `json:"permMac,omitempty" yaml:"permMac,omitempty"`
+	Carrier     bool   `json:"carrier" yaml:"carrier"`
+	OperState   string `json:"operState,omitempty" yaml:"operState,omitempty"`
+	ActiveSlave string `json:"activeSlave,omitempty" yaml:"activeSlave,omitempty"`
+}
+
+// Snapshot is the observed networking of a host (or the part of it that
+// gallium-net may change), the input of MakePlan and what a commit-confirm
+// rollback restores.
+type Snapshot struct {
+	Links []Link `json:"links" yaml:"links"`
+	// DefaultRoute is the IPv4 default route of the main table, nil when
+	// there is none.
+	DefaultRoute *Route `json:"defaultRoute,omitempty" yaml:"defaultRoute,omitempty"`
+}
+
+// Link returns the link named name, or nil.
+func (s *Snapshot) Link(name string) *Link {
+	for i := range s.Links {
+		if s.Links[i].Name == name {
+			return &s.Links[i]
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy.
+func (s *Snapshot) Clone() *Snapshot {
+	out := &Snapshot{Links: make([]Link, len(s.Links))}
+	for i, l := range s.Links {
+		l.VLANs = append([]VLAN(nil), l.VLANs...)
+		l.Addrs = append([]string(nil), l.Addrs...)
+		if l.Bond != nil {
+			b := *l.Bond
+			l.Bond = &b
+		}
+		out.Links[i] = l
+	}
+	if s.DefaultRoute != nil {
+		r := *s.DefaultRoute
+		out.DefaultRoute = &r
+	}
+	return out
+}
+
+// Subset returns the links named in names that exist, plus every link
+// gallium-net owns and every link enslaved to one of those: the part of a
+// host that an apply may change, and so what a rollback restores.
+func (s *Snapshot) Subset(names []string) *Snapshot {
+	keep := map[string]bool{}
+	for _, n := range names {
+		keep[n] = true
+	}
+	for _, l := range s.Links {
+		if plugin.Owned(l.Name) {
+			keep[l.Name] = true
+		}
+	}
+	for _, l := range s.Links {
+		if l.Master != "" && plugin.Owned(l.Master) {
+			keep[l.Name] = true
+		}
+	}
+	out := &Snapshot{}
+	for _, l := range s.Clone().Links {
+		if keep[l.Name] {
+			out.Links = append(out.Links, l)
+		}
+	}
+	if s.DefaultRoute != nil {
+		r := *s.DefaultRoute
+		out.DefaultRoute = &r
+	}
+	return out
+}
+
+// normalize sorts everything that has no meaningful order, so that two
+// snapshots of the same state compare equal.
+func (s *Snapshot) normalize() {
+	sort.Slice(s.Links, func(i, j int) bool { return s.Links[i].Name < s.Links[j].Name })
+	for i := range s.Links {
+		l := &s.Links[i]
+		sort.Slice(l.VLANs, func(a, b int) bool { return l.VLANs[a].VID < l.VLANs[b].VID })
+		sort.Strings(l.Addrs)
+		if len(l.VLANs) == 0 {
+			l.VLANs = nil
+		}
+		if len(l.Addrs) == 0 {
+			l.Addrs = nil
+		}
+	}
+}
+
+// Restorable returns the snapshot without the read-only facts (carrier,
+// operstate, active slave), for comparing a host before and after a change.
+func (s *Snapshot) Restorable() *Snapshot {
+	out := s.Clone()
+	for i := range out.Links {
+		l := &out.Links[i]
+		l.Carrier, l.OperState, l.ActiveSlave = false, "", ""
+	}
+	out.normalize()
+	return out
+}
+
+// HostState is the desired networking of one hypervisor, derived from the
+// cluster spec by Desired.
+type HostState struct {
+	Hypervisor string       `json:"hypervisor" yaml:"hypervisor"`
+	Groups     []GroupState `json:"groups" yaml:"groups"`
+	// ManagementIP (CIDR) lives untagged on ManagementBridge.
+	ManagementIP     string `json:"managementIP" yaml:"managementIP"`
+	ManagementBridge string `json:"managementBridge,omitempty" yaml:"managementBridge,omitempty"`
+	// DefaultRoute is set when the cluster has a gateway.
+	DefaultRoute *Route `json:"defaultRoute,omitempty" yaml:"defaultRoute,omitempty"`
+}
+
+// GroupState is the desired bond and bridge of one adapter group.
+type GroupState struct {
+	Name           string     `json:"name" yaml:"name"`
+	Infrastructure bool       `json:"infrastructure,omitempty" yaml:"infrastructure,omitempty"`
+	Bond           string     `json:"bond" yaml:"bond"`
+	Bridge         string     `json:"bridge" yaml:"bridge"`
+	Adapters       []string   `json:"adapters" yaml:"adapters"`
+	BondConfig     BondConfig `json:"bondConfig" yaml:"bondConfig"`
+	MTU            int        `json:"mtu" yaml:"mtu"`
+	// PortVLANs are the VLANs of the bond's bridge port: the tagged
+	// networks' VIDs, plus NativeVID as PVID untagged when the group has an
+	// untagged network or carries the management IP.
+	PortVLANs []VLAN `json:"portVlans" yaml:"portVlans"`
+	// BridgeVLANs are the bridge's own VLANs (NativeVID where the
+	// management IP lives, none otherwise).
+	BridgeVLANs []VLAN `json:"bridgeVlans" yaml:"bridgeVlans"`
+	// Addrs are the bridge's addresses (the management IP on the
+	// infrastructure bridge).
+	Addrs []string `json:"addrs,omitempty" yaml:"addrs,omitempty"`
+}
+
+// Group returns the group named name, or nil.
+func (h *HostState) Group(name string) *GroupState {
+	for i := range h.Groups {
+		if h.Groups[i].Name == name {
+			return &h.Groups[i]
+		}
+	}
+	return nil
+}
+
+// Adapters returns every adapter of every group on this host.
+func (h *HostState) Adapters() []string {
+	var out []string
+	for _, g := range h.Groups {
+		out = append(out, g.Adapters...)
+	}
+	return out
+}
+
+// ManagementLinks names the links whose change may cut the host off: the
+// infrastructure bond, bridge and adapters.
+func (h *HostState) ManagementLinks() []string {
+	var out []string
+	for _, g := range h.Groups {
+		if g.Bridge == h.ManagementBridge {
+			out = append(out, g.Bond, g.Bridge)
+			out = append(out, g.Adapters...)
+		}
+	}
+	return out
+}
+
+// Desired derives hypervisor hv's host networking from a validated spec (with
+// defaults applied). It is pure.
+func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
+	hv := spec.Hypervisor(hypervisor)
+	if hv == nil {
+		var names []string
+		for _, h := range spec.Hypervisors {
+			names = append(names, h.Name)
+		}
+		return nil, fmt.Errorf("hypervisor %q is not in the cluster spec (known: %s)", hypervisor, strings.Join(names, ", "))
+	}
+	ip, ipnet, err := net.ParseCIDR(hv.ManagementIP)
+	if err != nil {
+		return nil, fmt.Errorf("hypervisor %s: managementIP %q: %w", hv.Name, hv.ManagementIP, err)
+	}
+	mgmt := (&net.IPNet{IP: ip, Mask: ipnet.Mask}).String()
+	hs := &HostState{Hypervisor: hv.Name, ManagementIP: mgmt}
+	infra := spec.InfrastructureGroup()
+	if infra == nil || len(infra.Adapters[hv.Name]) == 0 {
+		return nil, fmt.Errorf("hypervisor %s: no infrastructure adapter group has adapters here, so the management IP %s has no home; add this hypervisor's adapters to the infrastructure group", hv.Name, hv.ManagementIP)
+	}
+	seen := map[string]string{}
+	for _, g := range spec.GroupsOn(hv.Name) {
+		gs := GroupState{
+			Name:           g.Name,
+			Infrastructure: g == infra,
+			Bond:           plugin.BondName(g.Name),
+			Bridge:         plugin.BridgeName(g.Name),
+			Adapters:       append([]string(nil), g.Adapters[hv.Name]...),
+			MTU:            spec.GroupMTU(g),
+			BondConfig: BondConfig{
+				Mode:            BondMode,
+				Miimon:          orDefault(g.Bond.Miimon, plugin.DefaultMiimon),
+				Primary:         g.PrimaryOn(hv.Name),
+				PrimaryReselect: g.Bond.PrimaryReselect,
+				NumGratARP:      orDefault(g.Bond.NumGratARP, plugin.DefaultNumGratARP),
+				PeerNotifyDelay: g.Bond.PeerNotifyDelayMs,
+				FailOverMAC:     "none",
+			},
+		}
+		if gs.BondConfig.PrimaryReselect == "" {
+			gs.BondConfig.PrimaryReselect = plugin.DefaultPrimaryReselect
+		}
+		for _, a := range gs.Adapters {
+			if other, dup := seen[a]; dup {
+				return nil, fmt.Errorf("hypervisor %s: adapter %s is in adapter groups %s and %s; an adapter belongs to at most one group", hv.Name, a, other, g.Name)
+			}
+			seen[a] = g.Name
+			if hv.Adapter(a) == nil {
+				return nil, fmt.Errorf("adapter group %s: adapter %s is not listed under hypervisor %s's adapters", g.Name, a, hv.Name)
+			}
+		}
+		native := gs.Infrastructure
+		vids := map[int]string{}
+		for _, n := range spec.NetworksOn(g.Name) {
+			if !n.Tagged() {
+				native = true
+				continue
+			}
+			if n.VLAN == NativeVID {
+				return nil, fmt.Errorf("network %s: VLAN %d is the bridge's native VLAN inside gallium-net bridges; use another VID", n.Name, NativeVID)
+			}
+			if other, dup := vids[n.VLAN]; dup {
+				return nil, fmt.Errorf("networks %s and %s: both use VLAN %d on adapter group %s", other, n.Name, n.VLAN, g.Name)
+			}
+			vids[n.VLAN] = n.Name
+			gs.PortVLANs = append(gs.PortVLANs, VLAN{VID: uint16(n.VLAN)})
+		}
+		if native {
+			gs.PortVLANs = append(gs.PortVLANs, VLAN{VID: NativeVID, PVID: true, Untagged: true})
+		}
+		sort.Slice(gs.PortVLANs, func(i, j int) bool { return gs.PortVLANs[i].VID < gs.PortVLANs[j].VID })
+		if gs.Infrastructure {
+			gs.BridgeVLANs = []VLAN{{VID: NativeVID, PVID: true, Untagged: true}}
+			gs.Addrs = []string{mgmt}
+			hs.ManagementBridge = gs.Bridge
+			if spec.Cluster.Gateway != "" {
+				if net.ParseIP(spec.Cluster.Gateway) == nil {
+					return nil, fmt.Errorf("cluster.gateway %q is not an IP address", spec.Cluster.Gateway)
+				}
+				hs.DefaultRoute = &Route{Gateway: spec.Cluster.Gateway, Dev: gs.Bridge}
+			}
+		}
+		for _, name := range []string{gs.Bond, gs.Bridge} {
+			if why := plugin.ValidIfName(name); why != "" {
+				return nil, fmt.Errorf("adapter group %s: derived link name %q %s; use a shorter group name", g.Name, name, why)
+			}
+		}
+		hs.Groups = append(hs.Groups, gs)
+	}
+	return hs, nil
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
