@@ -38,11 +38,11 @@ type FakeKernel struct {
 
 type fakeLink struct {
 	Link
-	macPinned  bool // bridge: address set by hand (addr_assign_type SET)
-	macRandom  bool // bond: address is random, the first slave replaces it
-	primary    string
-	origMTU    int // slave: MTU before enslaving
-	noCarrier  bool
+	macPinned bool // bridge: address set by hand (addr_assign_type SET)
+	macRandom bool // bond: address is random, the first slave replaces it
+	primary   string
+	origMTU   int // slave: MTU before enslaving
+	noCarrier bool
 }
 
 // NewFakeKernel returns a fake kernel with the given physical adapters

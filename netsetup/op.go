@@ -14,18 +14,18 @@ const (
 	OpAddBond      OpKind = "add-bond"
 	OpAddBridge    OpKind = "add-bridge"
 	OpDel          OpKind = "del"
-	OpSetBond      OpKind = "set-bond"       // one bond option: Option=Value
-	OpSetFiltering OpKind = "set-filtering"  // bridge vlan_filtering
+	OpSetBond      OpKind = "set-bond"      // one bond option: Option=Value
+	OpSetFiltering OpKind = "set-filtering" // bridge vlan_filtering
 	OpSetMTU       OpKind = "set-mtu"
-	OpSetUp        OpKind = "set-up"         // Up says up or down
-	OpSetMaster    OpKind = "set-master"     // Master "" means nomaster
-	OpSetMAC       OpKind = "set-mac"        // MAC, or the MAC of MACFrom at the time of the write
-	OpVLANAdd      OpKind = "vlan-add"       // add or change flags
+	OpSetUp        OpKind = "set-up"     // Up says up or down
+	OpSetMaster    OpKind = "set-master" // Master "" means nomaster
+	OpSetMAC       OpKind = "set-mac"    // MAC, or the MAC of MACFrom at the time of the write
+	OpVLANAdd      OpKind = "vlan-add"   // add or change flags
 	OpVLANDel      OpKind = "vlan-del"
 	OpAddrAdd      OpKind = "addr-add"
 	OpAddrDel      OpKind = "addr-del"
-	OpRouteReplace OpKind = "route-replace"  // default route
-	OpRouteDel     OpKind = "route-del"      // default route
+	OpRouteReplace OpKind = "route-replace" // default route
+	OpRouteDel     OpKind = "route-del"     // default route
 )
 
 // Op is one kernel write, as data: the planner emits them, Kernel.Do
