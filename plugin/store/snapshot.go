@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -40,10 +42,26 @@ func (s *Store) SyncSnapshot(ctx context.Context, hv, path string) (changed bool
 	if old, err := plugin.ReadSnapshot(path); err == nil && sameSnapshot(old, snap) {
 		return false, nil
 	}
+	removeStaleTemps(path)
 	if err := plugin.WriteSnapshot(path, snap); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// staleTempAge is how old a leftover temporary snapshot file must be before
+// a sync removes it; a live writer's temporary file lives milliseconds.
+const staleTempAge = 10 * time.Second
+
+// removeStaleTemps deletes temporary files that writers killed between
+// create and rename left next to the snapshot, so they cannot pile up.
+func removeStaleTemps(path string) {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && time.Since(st.ModTime()) > staleTempAge {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // sameSnapshot compares two snapshots ignoring when they were generated.

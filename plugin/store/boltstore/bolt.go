@@ -270,3 +270,26 @@ func (b *Backend) Watch(ctx context.Context, prefix string, afterRev int64) (<-c
 	}()
 	return w.ch, nil
 }
+
+// Check verifies the file's internal consistency (bbolt's page checks) and
+// that every stored value decodes; it returns the first problems found.
+func (b *Backend) Check() error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() { // drain: the checker goroutine blocks otherwise
+			if len(errs) < 10 {
+				errs = append(errs, err)
+			}
+		}
+		if err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+			_, err := decode(k, v)
+			return err
+		}); err != nil {
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s is damaged: %w", b, errors.Join(errs...))
+		}
+		return nil
+	})
+}
