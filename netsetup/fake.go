@@ -34,6 +34,8 @@ type FakeKernel struct {
 	// with FailErr; 0 disables.
 	FailAt  int
 	FailErr error
+	// NoVLANs simulates a kernel without bridge VLAN support.
+	NoVLANs bool
 }
 
 type fakeLink struct {
@@ -57,7 +59,7 @@ func NewFakeKernel(adapters ...string) *FakeKernel {
 
 // NewFakeFromSnapshot returns a fake kernel in the state of snap.
 func NewFakeFromSnapshot(snap *Snapshot) *FakeKernel {
-	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2}
+	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2, NoVLANs: snap.NoBridgeVLANs}
 	for _, l := range snap.Clone().Links {
 		fl := &fakeLink{Link: l, origMTU: l.MTU}
 		if l.Bond != nil {
@@ -115,7 +117,7 @@ func (f *FakeKernel) SeedRoute(r *Route) { f.route = r }
 
 // Observe returns the simulated state.
 func (f *FakeKernel) Observe() (*Snapshot, error) {
-	s := &Snapshot{}
+	s := &Snapshot{NoBridgeVLANs: f.NoVLANs}
 	for _, l := range f.links {
 		c := l.Link
 		c.VLANs = append([]VLAN(nil), l.VLANs...)
@@ -252,11 +254,14 @@ func (f *FakeKernel) do(op Op) error {
 				nl.Bond.FailOverMAC = "none"
 			}
 		} else {
+			if f.NoVLANs && op.On {
+				return errno(op, syscall.EOPNOTSUPP, "no bridge VLAN support in this kernel")
+			}
 			nl.Kind = "bridge"
 			nl.VLANFiltering = op.On
 			nl.macPinned = op.MAC != ""
 			nl.macRandom = false
-			nl.VLANs = []VLAN{{VID: 1, PVID: true, Untagged: true}}
+			nl.VLANs = f.defaultVLANs()
 		}
 		nl.PermMAC = ""
 		f.links[op.Link] = nl
@@ -304,6 +309,9 @@ func (f *FakeKernel) do(op Op) error {
 			return errno(op, syscall.EINVAL, "unknown bond option")
 		}
 	case OpSetFiltering:
+		if f.NoVLANs && op.On {
+			return errno(op, syscall.EOPNOTSUPP, "no bridge VLAN support in this kernel")
+		}
 		if l.Kind != "bridge" {
 			return errno(op, syscall.EOPNOTSUPP, "not a bridge")
 		}
@@ -346,6 +354,9 @@ func (f *FakeKernel) do(op Op) error {
 		}
 		f.portMACChanged(l)
 	case OpVLANAdd, OpVLANDel:
+		if f.NoVLANs {
+			return errno(op, syscall.EOPNOTSUPP, "no bridge VLAN support in this kernel")
+		}
 		if op.Self {
 			if l.Kind != "bridge" {
 				return errno(op, syscall.EOPNOTSUPP, "self VLANs need a bridge")
@@ -464,7 +475,7 @@ func (f *FakeKernel) setMaster(op Op, l *fakeLink) error {
 			f.release(l)
 		}
 		l.Master = m.Name
-		l.VLANs = []VLAN{{VID: 1, PVID: true, Untagged: true}}
+		l.VLANs = f.defaultVLANs()
 		f.recalcBridgeMAC(m)
 	default:
 		return errno(op, syscall.EOPNOTSUPP, op.Master+" is not a bond or bridge")
@@ -519,6 +530,14 @@ func (f *FakeKernel) recalcBridgeMAC(br *fakeLink) {
 func (f *FakeKernel) randomMAC() string {
 	f.random++
 	return fmt.Sprintf("02:fa:ce:00:%02x:%02x", f.random>>8&0xff, f.random&0xff)
+}
+
+// defaultVLANs is what a new bridge or bridge port gets: the default PVID.
+func (f *FakeKernel) defaultVLANs() []VLAN {
+	if f.NoVLANs {
+		return nil
+	}
+	return []VLAN{{VID: 1, PVID: true, Untagged: true}}
 }
 
 func vlanIndex(vs []VLAN, vid uint16) int {

@@ -666,7 +666,11 @@ func undoOps(op Op, pre, post *Snapshot) ([]Op, error) {
 			}
 			out = append(out, Op{Kind: OpSetMaster, Link: op.Link, Master: preL.Master})
 			if m := pre.Link(preL.Master); m != nil && m.Kind == "bridge" {
-				out = append(out, vlanRestore(op.Link, preL.VLANs, []VLAN{{VID: 1, PVID: true, Untagged: true}}, false)...)
+				dflt := []VLAN{{VID: 1, PVID: true, Untagged: true}}
+				if pre.NoBridgeVLANs {
+					dflt = nil
+				}
+				out = append(out, vlanRestore(op.Link, preL.VLANs, dflt, false)...)
 			}
 		}
 		// An unpinned bond or bridge MAC that moved with the change.

@@ -107,6 +107,9 @@ type Snapshot struct {
 	// DefaultRoute is the IPv4 default route of the main table, nil when
 	// there is none.
 	DefaultRoute *Route `json:"defaultRoute,omitempty" yaml:"defaultRoute,omitempty"`
+	// NoBridgeVLANs is set when the kernel has no bridge VLAN support
+	// (CONFIG_BRIDGE_VLAN_FILTERING off).
+	NoBridgeVLANs bool `json:"noBridgeVlans,omitempty" yaml:"noBridgeVlans,omitempty"`
 }
 
 // Link returns the link named name, or nil.
@@ -121,7 +124,7 @@ func (s *Snapshot) Link(name string) *Link {
 
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
-	out := &Snapshot{Links: make([]Link, len(s.Links))}
+	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs}
 	for i, l := range s.Links {
 		l.VLANs = append([]VLAN(nil), l.VLANs...)
 		l.Addrs = append([]string(nil), l.Addrs...)
@@ -156,7 +159,7 @@ func (s *Snapshot) Subset(names []string) *Snapshot {
 			keep[l.Name] = true
 		}
 	}
-	out := &Snapshot{}
+	out := &Snapshot{NoBridgeVLANs: s.NoBridgeVLANs}
 	for _, l := range s.Clone().Links {
 		if keep[l.Name] {
 			out.Links = append(out.Links, l)
