@@ -1,0 +1,240 @@
+// Package vip renders the keepalived (VRRP) configuration that floats the
+// cluster's virtual IP between hypervisors. It is pure: spec in, text out;
+// the CLI installs the file and reloads keepalived.
+//
+// Choices an operator would expect, written down here:
+//   - the VIP lives on the infrastructure bridge (where the management IP
+//     is, untagged), as VIP/prefix of the management subnet;
+//   - unicast VRRP between the management IPs, so no multicast is needed on
+//     the infrastructure network;
+//   - the virtual router id is a stable hash of the cluster name (1-255), so
+//     every hypervisor derives the same one without coordination;
+//   - priorities follow hypervisor order in the spec (first = highest);
+//   - nopreempt: a recovering hypervisor does not take the VIP back, which
+//     would cut management sessions twice;
+//   - the instance goes to FAULT (and gives the VIP up) when the
+//     infrastructure bond has no live adapter: track_interface on the bond
+//     (the bond loses carrier when its last adapter does) and a check script
+//     that the bond has an active adapter.
+package vip
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"strings"
+	"text/template"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// Marker is on the first line of every rendered file; `vip apply` only
+// replaces a keepalived.conf that carries it (unless forced).
+const Marker = "# Managed by gallium-net"
+
+// Options tune rendering; the zero value is what `vip config` uses.
+type Options struct {
+	// Interface overrides the VRRP interface (default: the infrastructure
+	// group's bridge).
+	Interface string
+	// Bond overrides the tracked bond (default: the infrastructure
+	// group's bond).
+	Bond string
+	// CheckScript overrides the liveness check command. The default checks
+	// that the bond has an active adapter in sysfs; a test on a kernel
+	// without bonding passes a carrier check instead.
+	CheckScript string
+	// AdvertInt is the VRRP advertisement interval in seconds (default 1).
+	// A backup takes over after about 3 intervals without adverts, or at
+	// once when the holder stops cleanly.
+	AdvertInt int
+	// SpecRevision, when set, is noted in the header.
+	SpecRevision int64
+}
+
+// RouterID derives the VRRP virtual router id (1-255) from the cluster name:
+// FNV-1a, so it is stable across versions and hosts.
+func RouterID(cluster string) int {
+	h := fnv.New32a()
+	h.Write([]byte(cluster))
+	return int(h.Sum32()%255) + 1
+}
+
+// Priority is hypervisor number i's (0-based, spec order) VRRP priority
+// among n: 200, 190, 180... and never below 1; 255 is reserved by VRRP for
+// an address owner.
+func Priority(i, n int) int {
+	step := 10
+	if n > 1 && 199/(n-1) < step {
+		step = 199 / (n - 1)
+	}
+	if step < 1 {
+		step = 1
+	}
+	p := 200 - i*step
+	if p < 1 {
+		p = 1
+	}
+	return p
+}
+
+// Config is the data of one hypervisor's keepalived.conf.
+type Config struct {
+	Cluster      string
+	Hypervisor   string
+	SpecRevision int64
+	RouterID     int
+	Instance     string
+	Priority     int
+	Interface    string
+	Bond         string
+	CheckScript  string
+	AdvertInt    int
+	SourceIP     string
+	Peers        []string
+	VIP          string // address/prefix
+}
+
+// Build computes hypervisor hv's keepalived settings from the spec.
+func Build(s *plugin.Spec, hv string, opts Options) (*Config, error) {
+	idx := -1
+	for i, h := range s.Hypervisors {
+		if h.Name == hv {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		var names []string
+		for _, h := range s.Hypervisors {
+			names = append(names, h.Name)
+		}
+		return nil, fmt.Errorf("keepalived config: hypervisor %q is not in the cluster spec (known: %s); pass --hypervisor", hv, strings.Join(names, ", "))
+	}
+	infra := s.InfrastructureGroup()
+	if infra == nil {
+		return nil, fmt.Errorf("keepalived config: the spec has no infrastructure adapter group (infrastructure: true); the VIP lives on it")
+	}
+	subnet, err := netip.ParsePrefix(s.Cluster.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("keepalived config: cluster.subnet %q: %w", s.Cluster.Subnet, err)
+	}
+	vip, err := netip.ParseAddr(s.Cluster.VIP)
+	if err != nil {
+		return nil, fmt.Errorf("keepalived config: cluster.vip %q is not an IP address; set it in the spec", s.Cluster.VIP)
+	}
+	if !subnet.Contains(vip) {
+		return nil, fmt.Errorf("keepalived config: cluster.vip %s is outside cluster.subnet %s", vip, subnet)
+	}
+	c := &Config{
+		Cluster:      s.Cluster.Name,
+		Hypervisor:   hv,
+		SpecRevision: opts.SpecRevision,
+		RouterID:     RouterID(s.Cluster.Name),
+		Instance:     "gallium_" + identifier(s.Cluster.Name),
+		Priority:     Priority(idx, len(s.Hypervisors)),
+		Interface:    opts.Interface,
+		Bond:         opts.Bond,
+		CheckScript:  opts.CheckScript,
+		AdvertInt:    opts.AdvertInt,
+		VIP:          netip.PrefixFrom(vip, subnet.Bits()).String(),
+	}
+	if c.Interface == "" {
+		c.Interface = plugin.BridgeName(infra.Name)
+	}
+	if c.Bond == "" {
+		c.Bond = plugin.BondName(infra.Name)
+	}
+	if c.CheckScript == "" {
+		c.CheckScript = "/bin/sh -c 'grep -qs . /sys/class/net/" + c.Bond + "/bonding/active_slave'"
+	}
+	if strings.Contains(c.CheckScript, `"`) {
+		return nil, fmt.Errorf("keepalived config: check script %q must not contain double quotes (keepalived quotes it with them)", c.CheckScript)
+	}
+	if c.AdvertInt == 0 {
+		c.AdvertInt = 1
+	}
+	for i, h := range s.Hypervisors {
+		p, err := netip.ParsePrefix(h.ManagementIP)
+		if err != nil {
+			return nil, fmt.Errorf("keepalived config: hypervisors[%s].managementIP %q: want address/prefix such as 192.168.1.101/24", h.Name, h.ManagementIP)
+		}
+		if i == idx {
+			c.SourceIP = p.Addr().String()
+		} else {
+			c.Peers = append(c.Peers, p.Addr().String())
+		}
+	}
+	return c, nil
+}
+
+// identifier turns a cluster name into a keepalived-safe word.
+func identifier(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+var tmpl = template.Must(template.New("keepalived").Parse(Marker + ` for hypervisor {{.Hypervisor}} of cluster {{.Cluster}}
+{{- if .SpecRevision}} (spec revision {{.SpecRevision}}){{end}}.
+# Do not edit: change the cluster spec and run 'gallium-net vip apply'.
+
+global_defs {
+    router_id gallium-{{.Cluster}}-{{.Hypervisor}}
+    script_user root
+    enable_script_security
+}
+
+# The infrastructure bond must have a live adapter to hold the VIP.
+vrrp_script gallium_infra_live {
+    script "{{.CheckScript}}"
+    interval 1
+    fall 2
+    rise 2
+}
+
+vrrp_instance {{.Instance}} {
+    state BACKUP
+    nopreempt
+    interface {{.Interface}}
+    virtual_router_id {{.RouterID}}
+    priority {{.Priority}}
+    advert_int {{.AdvertInt}}
+{{- if .Peers}}
+    unicast_src_ip {{.SourceIP}}
+    unicast_peer {
+{{- range .Peers}}
+        {{.}}
+{{- end}}
+    }
+{{- end}}
+    virtual_ipaddress {
+        {{.VIP}} dev {{.Interface}}
+    }
+    track_interface {
+        {{.Bond}}
+    }
+    track_script {
+        gallium_infra_live
+    }
+}
+`))
+
+// Render returns hypervisor hv's keepalived.conf.
+func Render(s *plugin.Spec, hv string, opts Options) ([]byte, error) {
+	c, err := Build(s, hv, opts)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, c); err != nil {
+		return nil, fmt.Errorf("keepalived config for %s: %w", hv, err)
+	}
+	return b.Bytes(), nil
+}
