@@ -37,6 +37,10 @@ test-e2e: build
 test-pkg: build
 	@bash test/run-tiers.sh pkg
 
+# dist/*.deb and dist/*.rpm, versioned from git (packaging/README.md).
+packages: build
+	$(GO) run ./packaging/build -bin $(BIN) -out dist
+
 demo: build
 	@bash test/demo.sh
 

@@ -142,6 +142,14 @@ func rpmElfRequires(bins ...string) ([]string, error) {
 	return out, nil
 }
 
+// fixedLintianOverrides are deliberate departures from Debian's defaults.
+const fixedLintianOverrides = `# The cluster state (spec history, MAC ledger, host snapshot) may hold
+# cluster secrets; only root may read it.
+non-standard-dir-perm 0700 != 0755 [var/lib/gallium-net/]
+# Built by the project, not uploaded to Debian: there is no Debian bug to close.
+initial-upload-closes-no-bugs
+`
+
 // staticReason says why each packaged binary may be statically linked;
 // lintian flags static binaries as errors and only exempts Go binaries of
 // packages built from a Debian source package that build-depends on golang-go.
@@ -159,6 +167,7 @@ var staticReason = map[string]string{
 // files maps the installed path (no leading slash) to the built binary.
 func writeLintianOverrides(path string, files map[string]string) error {
 	var b strings.Builder
+	b.WriteString(fixedLintianOverrides)
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)

@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,13 @@ func run(binDir, outDir, version, arch string, formats []string, printVersion bo
 	}
 	defer os.RemoveAll(stage)
 
+	// Debian and RPM policy: installed binaries carry no symbol tables.
+	if cliBin, err = stripped(cliBin, stage); err != nil {
+		return err
+	}
+	if hookBin, err = stripped(hookBin, stage); err != nil {
+		return err
+	}
 	if err := generateDocs(cliBin, stage); err != nil {
 		return err
 	}
@@ -102,14 +110,10 @@ func run(binDir, outDir, version, arch string, formats []string, printVersion bo
 	if err != nil {
 		return err
 	}
-	absBin, err := filepath.Abs(binDir)
-	if err != nil {
-		return err
-	}
 	env := map[string]string{
 		"VERSION": version,
 		"ARCH":    arch,
-		"BIN":     absBin,
+		"BIN":     filepath.Join(stage, "bin"),
 		"STAGE":   stage,
 		"PKG":     pkgDir,
 		"EXAMPLES": func() string {
@@ -118,14 +122,25 @@ func run(binDir, outDir, version, arch string, formats []string, printVersion bo
 		}(),
 	}
 	cfgPath := filepath.Join(pkgDir, "nfpm.yaml")
-	config, err := nfpm.ParseFileWithEnvMapping(cfgPath, func(k string) string {
+	// nfpm expands ${X} only in some fields (not in contents without
+	// "expand: true", not in scripts), so the whole file is expanded here,
+	// and an unknown name is an error instead of an empty field.
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	text := os.Expand(string(raw), func(k string) string {
 		v, ok := env[k]
 		if !ok {
-			// An unknown ${X} in nfpm.yaml is a typo; failing beats an empty field.
-			panic(fmt.Sprintf("%s: unknown variable ${%s}", cfgPath, k))
+			unknown = append(unknown, k)
 		}
 		return v
 	})
+	if len(unknown) > 0 {
+		return fmt.Errorf("%s: unknown variables %v; packaging/build defines VERSION, ARCH, BIN, STAGE, PKG and EXAMPLES", cfgPath, unknown)
+	}
+	config, err := nfpm.ParseWithEnvMapping(strings.NewReader(text), func(string) string { return "" })
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
@@ -190,8 +205,9 @@ func generateDocs(cliBin, stage string) error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Contains(page, []byte(".TH ")) {
-		return fmt.Errorf("%s man: output has no .TH header; is this the gallium-net CLI?", cliBin)
+	page, err = manSection1(page)
+	if err != nil {
+		return fmt.Errorf("%s man: %w", cliBin, err)
 	}
 	var gz bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
@@ -204,7 +220,7 @@ func generateDocs(cliBin, stage string) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "gallium-net.1.gz"), gz.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, "gallium-net.man.gz"), gz.Bytes(), 0o644); err != nil {
 		return err
 	}
 	for _, shell := range []string{"bash", "zsh"} {
@@ -212,11 +228,60 @@ func generateDocs(cliBin, stage string) error {
 		if err != nil {
 			return err
 		}
+		if len(bytes.TrimSpace(script)) == 0 {
+			return fmt.Errorf("%s completion %s printed nothing", cliBin, shell)
+		}
 		if err := os.WriteFile(filepath.Join(stage, "completion."+shell), script, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// manSection1 puts the page in section 1: urfave/cli's ToMan writes section
+// 8, but the command installs to /usr/bin, whose pages belong in man1
+// (lintian: no-manual-page, rpmlint: no-manual-page-for-binary otherwise).
+func manSection1(page []byte) ([]byte, error) {
+	lines := strings.Split(string(page), "\n")
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == ".TH" {
+			f[2] = "1"
+			lines[i] = strings.Join(f, " ")
+			return []byte(strings.Join(lines, "\n")), nil
+		}
+	}
+	return nil, fmt.Errorf("output has no .TH line; is this the gallium-net CLI?")
+}
+
+// stripped copies bin into dir/bin without symbol tables (Debian and RPM
+// policy for installed binaries; Go's -s -w does the same at link time).
+// Stripping a copy keeps `make build`'s binaries debuggable.
+func stripped(bin, dir string) (string, error) {
+	out := filepath.Join(dir, "bin", filepath.Base(bin))
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("binary %s: %w", bin, err)
+	}
+	hasSyms := f.Section(".symtab") != nil
+	f.Close()
+	if !hasSyms {
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			return "", err
+		}
+		return out, os.WriteFile(out, data, 0o755)
+	}
+	if _, err := exec.LookPath("strip"); err != nil {
+		return "", fmt.Errorf("binary %s has symbols and strip is missing: install binutils", bin)
+	}
+	if _, err := output("strip", "--remove-section=.comment", "--remove-section=.note", "--strip-unneeded", "-o", out, bin); err != nil {
+		return "", err
+	}
+	return out, nil
 }
 
 func output(name string, args ...string) ([]byte, error) {
@@ -288,7 +353,7 @@ func writeChangelog(path, version string) error {
     - commit: %q
       note: %q
 `, version+"-1", date.Format(time.RFC3339), maintainer, commit,
-		"Build of gallium-net from git commit "+commit+"; see the git history for changes.")
+		"Snapshot of git commit "+commit[:min(12, len(commit))]+".")
 	return os.WriteFile(path, []byte(y), 0o644)
 }
 
