@@ -1,0 +1,238 @@
+package netsetup
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ProbeEtherType is the ethertype of verify-topology probe frames: IEEE
+// 802 "local experimental ethertype 1", never used by real protocols.
+const ProbeEtherType = 0x88B5
+
+// probeMagic starts every probe payload.
+const probeMagic = "gallium-net-probe"
+
+// ProbeResult says whether frames sent out of From arrived on To.
+type ProbeResult struct {
+	Group string `json:"group" yaml:"group"`
+	From  string `json:"from" yaml:"from"`
+	To    string `json:"to" yaml:"to"`
+	OK    bool   `json:"ok" yaml:"ok"`
+}
+
+// ProbeGroup is one adapter group's adapters on this host.
+type ProbeGroup struct {
+	Name     string
+	Adapters []string
+}
+
+// ProbeOptions tune VerifyTopology.
+type ProbeOptions struct {
+	// Sender names this host in the payload (for a capture on the switch).
+	Sender string
+	// Wait is how long to listen after the last probe (default 500 ms).
+	Wait time.Duration
+	// Rounds is how many probes each adapter sends (default 3), so that one
+	// lost frame does not fail a pair.
+	Rounds int
+}
+
+type probeSock struct {
+	group, name string
+	fd          int
+	ifindex     int
+}
+
+// VerifyTopology sends probe frames out of every adapter of every group and
+// reports, for every ordered pair of adapters of a group, whether a frame
+// from the first arrived on the second. Each adapter gets an AF_PACKET
+// socket bound to it for all protocols (ETH_P_ALL, with a kernel filter for
+// ProbeEtherType): such a socket sees frames before the bond and bridge
+// handle them, so it works on bond slaves, active or backup (the bond drops
+// a backup slave's frames only after packet taps have seen them). Frames
+// are broadcast with a random locally administered source MAC, so a switch
+// never learns the bond's MAC on the wrong port.
+func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, error) {
+	if opts.Wait == 0 {
+		opts.Wait = 500 * time.Millisecond
+	}
+	if opts.Rounds == 0 {
+		opts.Rounds = 3
+	}
+	var socks []*probeSock
+	defer func() {
+		for _, s := range socks {
+			unix.Close(s.fd)
+		}
+	}()
+	for _, g := range groups {
+		for _, a := range g.Adapters {
+			s, err := openProbeSocket(g.Name, a)
+			if err != nil {
+				return nil, err
+			}
+			socks = append(socks, s)
+		}
+	}
+	nonce := make([]byte, 8)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	tag := hex.EncodeToString(nonce)
+	got := map[[2]string]bool{} // from/to, both "group/adapter"
+	for round := 0; round < opts.Rounds; round++ {
+		for _, s := range socks {
+			if err := sendProbe(s, tag, opts.Sender); err != nil {
+				return nil, err
+			}
+		}
+		receiveProbes(socks, tag, got, 50*time.Millisecond)
+	}
+	receiveProbes(socks, tag, got, opts.Wait)
+	var out []ProbeResult
+	for _, g := range groups {
+		for _, from := range g.Adapters {
+			for _, to := range g.Adapters {
+				if from == to {
+					continue
+				}
+				out = append(out, ProbeResult{Group: g.Name, From: from, To: to, OK: got[[2]string{g.Name + "/" + from, g.Name + "/" + to}]})
+			}
+		}
+	}
+	return out, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func openProbeSocket(group, name string) (*probeSock, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s (group %s): %w", name, group, err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: packet socket (needs root): %w", name, err)
+	}
+	// Only probe frames reach user space: ldh [12]; jeq #0x88b5; ret all/0.
+	prog := []unix.SockFilter{
+		{Code: 0x28, K: 12},
+		{Code: 0x15, Jt: 0, Jf: 1, K: ProbeEtherType},
+		{Code: 0x06, K: 0xffff},
+		{Code: 0x06, K: 0},
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adapter %s: attach filter: %w", name, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adapter %s: bind packet socket: %w", name, err)
+	}
+	// Frames that arrived between socket() and the filter are dropped
+	// below by the payload check.
+	return &probeSock{group: group, name: name, fd: fd, ifindex: ifi.Index}, nil
+}
+
+func sendProbe(s *probeSock, tag, sender string) error {
+	src := make([]byte, 6)
+	rand.Read(src)
+	src[0] = src[0]&^1 | 2 // unicast, locally administered
+	payload := fmt.Sprintf("%s %s %s %s %s", probeMagic, tag, s.group, s.name, sender)
+	frame := make([]byte, 0, 14+len(payload)+46)
+	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	frame = append(frame, src...)
+	frame = binary.BigEndian.AppendUint16(frame, ProbeEtherType)
+	frame = append(frame, payload...)
+	for len(frame) < 60 {
+		frame = append(frame, 0)
+	}
+	to := &unix.SockaddrLinklayer{Protocol: htons(ProbeEtherType), Ifindex: s.ifindex, Halen: 6}
+	copy(to.Addr[:], frame[:6])
+	if err := unix.Sendto(s.fd, frame, 0, to); err != nil {
+		return fmt.Errorf("adapter %s: send probe: %w", s.name, err)
+	}
+	return nil
+}
+
+func receiveProbes(socks []*probeSock, tag string, got map[[2]string]bool, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	fds := make([]unix.PollFd, len(socks))
+	for i, s := range socks {
+		fds[i] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+	}
+	buf := make([]byte, 2048)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		for i, s := range socks {
+			if fds[i].Revents&unix.POLLIN == 0 {
+				continue
+			}
+			for {
+				m, from, err := unix.Recvfrom(s.fd, buf, 0)
+				if err != nil {
+					break
+				}
+				if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+					continue
+				}
+				grp, sender, ok := parseProbe(buf[:m], tag)
+				if ok && grp == s.group && sender != s.name {
+					got[[2]string{grp + "/" + sender, s.group + "/" + s.name}] = true
+				}
+			}
+		}
+	}
+}
+
+// parseProbe returns the group and sending adapter of a probe frame of this
+// run (tag).
+func parseProbe(frame []byte, tag string) (group, adapter string, ok bool) {
+	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:14]) != ProbeEtherType {
+		return "", "", false
+	}
+	f := strings.Fields(string(bytes.TrimRight(frame[14:], "\x00")))
+	if len(f) < 4 || f[0] != probeMagic || f[1] != tag {
+		return "", "", false
+	}
+	return f[2], f[3], true
+}
+
+// ProbeFailures returns the pairs that failed, sorted.
+func ProbeFailures(rs []ProbeResult) []ProbeResult {
+	var out []ProbeResult
+	for _, r := range rs {
+		if !r.OK {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		if out[i].From != out[j].From {
+			return out[i].From < out[j].From
+		}
+		return out[i].To < out[j].To
+	})
+	return out
+}
