@@ -1,0 +1,178 @@
+package netsetup
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// DefaultStateDir is where commit-confirm keeps pre-apply snapshots and
+// markers.
+const DefaultStateDir = "/var/lib/gallium-net"
+
+// DefaultConfirmTimeout is how long an apply that touches the management
+// link waits for `gallium-net host confirm` before rolling back.
+const DefaultConfirmTimeout = 60 * time.Second
+
+// Pending is a pre-apply snapshot saved by a commit-confirm apply.
+type Pending struct {
+	ID         string    `json:"id"`
+	Hypervisor string    `json:"hypervisor"`
+	Created    time.Time `json:"created"`
+	Deadline   time.Time `json:"deadline"`
+	// Snapshot is the part of the host that the apply may change
+	// (Snapshot.Subset): what a rollback restores.
+	Snapshot *Snapshot `json:"snapshot"`
+}
+
+// ConfirmStore keeps commit-confirm state under Dir/confirm: ID.json is the
+// pre-apply snapshot, ID.armed is the marker that confirm removes; a rollback
+// renames the marker to ID.rolling-back first, so confirm and rollback never
+// both win.
+type ConfirmStore struct{ Dir string }
+
+func (s ConfirmStore) dir() string {
+	d := s.Dir
+	if d == "" {
+		d = DefaultStateDir
+	}
+	return filepath.Join(d, "confirm")
+}
+
+func (s ConfirmStore) path(id, ext string) string { return filepath.Join(s.dir(), id+ext) }
+
+// NewPendingID returns a sortable, unique ID.
+func NewPendingID(now time.Time) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// Save writes the snapshot and arms the marker.
+func (s ConfirmStore) Save(p *Pending) error {
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := plugin.WriteFileAtomic(s.path(p.ID, ".json"), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save pre-apply snapshot: %w", err)
+	}
+	if err := plugin.WriteFileAtomic(s.path(p.ID, ".armed"), []byte(p.Deadline.UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("arm rollback: %w", err)
+	}
+	return nil
+}
+
+// Load reads a saved snapshot.
+func (s ConfirmStore) Load(id string) (*Pending, error) {
+	if strings.ContainsAny(id, "/\\") || id == "" {
+		return nil, fmt.Errorf("bad rollback ID %q", id)
+	}
+	data, err := os.ReadFile(s.path(id, ".json"))
+	if err != nil {
+		return nil, fmt.Errorf("rollback %s: %w", id, err)
+	}
+	var p Pending
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("rollback %s: corrupt snapshot %s: %w", id, s.path(id, ".json"), err)
+	}
+	return &p, nil
+}
+
+// IDs returns the saved snapshots' IDs, oldest first.
+func (s ConfirmStore) IDs() []string {
+	ents, _ := os.ReadDir(s.dir())
+	var out []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
+			out = append(out, strings.TrimSuffix(n, ".json"))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Armed returns the IDs whose rollback is armed (not yet confirmed).
+func (s ConfirmStore) Armed() []string {
+	var out []string
+	for _, id := range s.IDs() {
+		if _, err := os.Stat(s.path(id, ".armed")); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ErrNotArmed means there was nothing to confirm or roll back: already
+// confirmed, or a rollback already took it.
+var ErrNotArmed = errors.New("not armed")
+
+// Confirm disarms the rollback of id.
+func (s ConfirmStore) Confirm(id string) error {
+	err := os.Remove(s.path(id, ".armed"))
+	if errors.Is(err, os.ErrNotExist) {
+		if _, e := os.Stat(s.path(id, ".rolling-back")); e == nil {
+			return fmt.Errorf("apply %s: too late, the automatic rollback has started: %w", id, ErrNotArmed)
+		}
+		return fmt.Errorf("apply %s: %w (already confirmed?)", id, ErrNotArmed)
+	}
+	return err
+}
+
+// Take claims the armed rollback of id for a rollback run: it renames the
+// marker, so a confirm that comes later fails instead of racing.
+func (s ConfirmStore) Take(id string) error {
+	err := os.Rename(s.path(id, ".armed"), s.path(id, ".rolling-back"))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("apply %s: %w (it was confirmed)", id, ErrNotArmed)
+	}
+	return err
+}
+
+// Finish records the outcome of a rollback that Take claimed.
+func (s ConfirmStore) Finish(id string, result error) error {
+	msg := "rolled back " + time.Now().UTC().Format(time.RFC3339) + "\n"
+	if result != nil {
+		msg = "rollback FAILED " + time.Now().UTC().Format(time.RFC3339) + ": " + result.Error() + "\n"
+	}
+	if err := os.WriteFile(s.path(id, ".result"), []byte(msg), 0o600); err != nil {
+		return err
+	}
+	return os.Remove(s.path(id, ".rolling-back"))
+}
+
+// Result returns what a finished rollback recorded, or "".
+func (s ConfirmStore) Result(id string) string {
+	b, _ := os.ReadFile(s.path(id, ".result"))
+	return strings.TrimSpace(string(b))
+}
+
+// LogPath is where the detached rollback process of id logs.
+func (s ConfirmStore) LogPath(id string) string { return s.path(id, ".log") }
+
+// Prune removes all but the newest keep snapshots that are neither armed
+// nor rolling back.
+func (s ConfirmStore) Prune(keep int) {
+	ids := s.IDs()
+	for i := 0; i < len(ids)-keep; i++ {
+		id := ids[i]
+		if _, err := os.Stat(s.path(id, ".armed")); err == nil {
+			continue
+		}
+		if _, err := os.Stat(s.path(id, ".rolling-back")); err == nil {
+			continue
+		}
+		for _, ext := range []string{".json", ".result", ".log"} {
+			os.Remove(s.path(id, ext))
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package netsetup
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestConfirmStoreConfirmAndRollbackNeverBothWin(t *testing.T) {
+	s := ConfirmStore{Dir: t.TempDir()}
+	f := exampleHost()
+	snap, _ := f.Observe()
+	now := time.Now()
+	for _, first := range []string{"confirm", "rollback"} {
+		t.Run(first+" first", func(t *testing.T) {
+			id := NewPendingID(now)
+			if err := s.Save(&Pending{ID: id, Hypervisor: "hv1", Created: now, Deadline: now.Add(time.Minute), Snapshot: snap}); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Armed(); len(got) == 0 || got[len(got)-1] != id {
+				t.Fatalf("armed: %v", got)
+			}
+			p, err := s.Load(id)
+			if err != nil || p.Snapshot.Link("eno1") == nil || p.Hypervisor != "hv1" {
+				t.Fatalf("load: %+v %v", p, err)
+			}
+			if first == "confirm" {
+				if err := s.Confirm(id); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Take(id); !errors.Is(err, ErrNotArmed) {
+					t.Fatalf("rollback after confirm: %v, want ErrNotArmed", err)
+				}
+			} else {
+				if err := s.Take(id); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Confirm(id); !errors.Is(err, ErrNotArmed) {
+					t.Fatalf("confirm after the rollback started: %v, want ErrNotArmed", err)
+				}
+				if err := s.Finish(id, nil); err != nil || s.Result(id) == "" {
+					t.Fatalf("finish: %v %q", err, s.Result(id))
+				}
+			}
+			for _, a := range s.Armed() {
+				if a == id {
+					t.Errorf("%s still armed", id)
+				}
+			}
+		})
+	}
+	if _, err := s.Load("../etc/passwd"); err == nil {
+		t.Error("an ID with a path must be refused")
+	}
+}
+
+func TestStatusShowsActiveAdapterAndVLANs(t *testing.T) {
+	f, _ := converged(t)
+	hs := desiredExample(t, "hv1")
+	f.SetCarrier("eno3", false)
+	obs, _ := f.Observe()
+	st := Status(hs, obs, func(name string) AdapterFacts { return AdapterFacts{Name: name, SpeedMbps: -1} })
+	if !st.Converged || len(st.Groups) != 2 {
+		t.Fatalf("status: %+v", st)
+	}
+	vm := st.Groups[1]
+	if vm.ActiveAdapter != "eno4" || !vm.Adapters[1].Active || vm.Adapters[0].Carrier {
+		t.Errorf("eno3 has no carrier, so eno4 must be active: %+v", vm)
+	}
+	if len(vm.VLANs) != 3 || vm.VLANs[1].VID != 100 || !vm.VLANFiltering {
+		t.Errorf("VLANs: %+v", vm.VLANs)
+	}
+	if st.Groups[0].Addrs[0] != "192.168.1.101/24" {
+		t.Errorf("infra addrs: %v", st.Groups[0].Addrs)
+	}
+}
