@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gallium/gallium-net/domains"
 )
@@ -41,9 +43,14 @@ func FuzzHookInput(f *testing.F) {
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))
 	}
+	// One snapshot for every input (it is only read); records and log get a
+	// fresh directory per input.
+	snapPath := filepath.Join(f.TempDir(), "snapshot.json")
+	writeTestSnapshot(f, snapPath)
 	f.Fuzz(func(t *testing.T, which uint8, stdin []byte) {
 		op := fuzzOps[int(which)%len(fuzzOps)]
-		e := testEnv(t, newFakeKernel())
+		dir := t.TempDir()
+		e := env{StateDir: filepath.Join(dir, "state"), SnapshotPath: snapPath, LogPath: filepath.Join(dir, "hook.log"), Kernel: newFakeKernel(), LockTimeout: 5 * time.Second}
 		code, out, errOut := runHook(e, op.dir, "vm1", op.op, op.subop, string(stdin))
 		switch op.op {
 		case "reconnect", "stopped", "release", "port-deleted", "updated":

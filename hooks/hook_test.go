@@ -85,6 +85,12 @@ func (k *fakeKernel) TapVlanDel(link string, vid int) error {
 // of hypervisor hv1 holding the untagged network "flat" on gbr-vm.
 func testEnv(t testing.TB, k netsetup.TapKernel) env {
 	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.json")
+	writeTestSnapshot(t, path)
+	return env{StateDir: filepath.Join(dir, "state"), SnapshotPath: path, LogPath: filepath.Join(dir, "hook.log"), Kernel: k, LockTimeout: 5 * time.Second}
+}
+
+func writeTestSnapshot(t testing.TB, path string) {
 	snap := &plugin.HostSnapshot{
 		Version: plugin.SnapshotVersion, Cluster: "lab", Hypervisor: "hv1", Generated: time.Now(),
 		Networks: map[string]plugin.SnapshotNetwork{
@@ -92,11 +98,9 @@ func testEnv(t testing.TB, k netsetup.TapKernel) env {
 			"jumbo": {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", MTU: 9000},
 		},
 	}
-	path := filepath.Join(dir, "snapshot.json")
 	if err := plugin.WriteSnapshot(path, snap); err != nil {
 		t.Fatal(err)
 	}
-	return env{StateDir: filepath.Join(dir, "state"), SnapshotPath: path, LogPath: filepath.Join(dir, "hook.log"), Kernel: k, LockTimeout: 5 * time.Second}
 }
 
 const ns = `xmlns:gallium="https://gallium.dev/xmlns/gallium-net/1"`
