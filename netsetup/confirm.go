@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gallium/gallium-net/plugin"
@@ -175,4 +177,87 @@ func (s ConfirmStore) Prune(keep int) {
 			os.Remove(s.path(id, ext))
 		}
 	}
+}
+
+// Detach starts argv as a process in its own session (setsid), with no
+// terminal, stdin from /dev/null and output to logPath, and does not wait
+// for it: it outlives the CLI and its SSH session. When systemd runs the
+// host, systemd-run is used instead (a transient unit with a timer), which
+// also survives logind killing the session's processes; after is then the
+// timer and argv must not wait itself.
+func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) error {
+	if systemdAfter > 0 {
+		if _, err := os.Stat("/run/systemd/system"); err == nil {
+			if sr, err := exec.LookPath("systemd-run"); err == nil {
+				args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
+				out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
+				}
+				return nil
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	return cmd.Process.Release()
+}
+
+// RollbackIfUnconfirmed waits until the rollback of id is due (after), and
+// restores the saved snapshot unless confirm ran meanwhile. It returns
+// ErrNotArmed when there was nothing to do.
+func (s ConfirmStore) RollbackIfUnconfirmed(k Kernel, id string, after time.Duration, log func(string)) error {
+	p, err := s.Load(id)
+	if err != nil {
+		return err
+	}
+	time.Sleep(after)
+	if err := s.Take(id); err != nil {
+		return err
+	}
+	log(fmt.Sprintf("apply %s was not confirmed in time: restoring the pre-apply state", id))
+	_, err = Restore(k, p.Snapshot, func(i, n int, st Step, done bool, err error) {
+		if done {
+			log(fmt.Sprintf("[%d/%d] %s: %s", i+1, n, st.Cmd, errText(err)))
+		}
+	})
+	if ferr := s.Finish(id, err); ferr != nil && err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// RollbackNow restores the snapshot of id now (a manual rollback), whether
+// or not it was confirmed.
+func (s ConfirmStore) RollbackNow(k Kernel, id string, progress func(i, n int, st Step, done bool, err error)) (*Plan, error) {
+	p, err := s.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	taken := s.Take(id) == nil
+	plan, err := Restore(k, p.Snapshot, progress)
+	if taken {
+		s.Finish(id, err)
+	}
+	return plan, err
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
 }

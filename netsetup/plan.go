@@ -156,6 +156,9 @@ func (e *PlanError) Error() string { return e.Msg }
 // MakePlan diffs observed against the desired state and returns the steps.
 // It runs every step on a simulated copy of the host to predict its effect.
 func MakePlan(desired *HostState, observed *Snapshot) (*Plan, error) {
+	if observed.NoBridgeVLANs {
+		return nil, &PlanError{fmt.Sprintf("hypervisor %s: the running kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), which gallium-net's bridges need; boot a distribution kernel (Debian's has it)", desired.Hypervisor)}
+	}
 	for _, a := range desired.Adapters() {
 		l := observed.Link(a)
 		if l == nil {

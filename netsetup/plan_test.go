@@ -451,3 +451,13 @@ func TestRestorePlanReturnsToSnapshot(t *testing.T) {
 		})
 	}
 }
+
+func TestKernelWithoutBridgeVLANsIsRefused(t *testing.T) {
+	f := exampleHost()
+	f.NoVLANs = true
+	obs, _ := f.Observe()
+	_, err := MakePlan(desiredExample(t, "hv1"), obs)
+	if err == nil || !strings.Contains(err.Error(), "no bridge VLAN filtering") {
+		t.Fatalf("got %v", err)
+	}
+}

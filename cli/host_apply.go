@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/netsetup"
+)
+
+func hostApplyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "apply",
+		Usage: "converge this host's bonds, bridges, VLANs and management IP, with undo on failure and commit-confirm",
+		Description: `apply prints the plan, asks (unless --yes), runs it step by step and reads
+the host back. When a step fails, every earlier step is undone. When the plan
+changes the link that carries the management IP, apply first saves the
+current state and arms an automatic rollback that runs after
+--confirm-timeout unless 'gallium-net host confirm' runs first; the rollback
+runs in its own session, so it happens even when this command or its SSH
+session dies.`,
+		Flags: []cli.Flag{
+			hostSpecFlag(), hostHypervisorFlag(), hostStateDirFlag(),
+			&cli.BoolFlag{Name: "allow-disruptive", Usage: "allow steps that re-create or delete a bond or bridge (traffic stops on it)"},
+			&cli.DurationFlag{Name: "confirm-timeout", Value: netsetup.DefaultConfirmTimeout, Usage: "roll back a change of the management link unless confirmed within `DURATION` (0 disables: not recommended over SSH)"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
+			&cli.BoolFlag{Name: "skip-checks", Usage: "apply even when adapter checks report errors (slow or missing adapters)"},
+		},
+		Action: hostApply,
+	}
+}
+
+func hostApply(c *cli.Context) error {
+	hs, err := loadHostSetup(c)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	findings, _ := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
+	for _, f := range findings.Sorted() {
+		fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", f.Severity, f.Path, f.Message)
+	}
+	if findings.HasErrors() && !c.Bool("skip-checks") {
+		return fmt.Errorf("adapter checks failed on hypervisor %s (above); fix them or pass --skip-checks", hs.hv)
+	}
+	k := netsetup.NewNetlink()
+	obs, err := k.Observe()
+	if err != nil {
+		return err
+	}
+	p, err := netsetup.MakePlan(hs.desired, obs)
+	if err != nil {
+		return err
+	}
+	if p.Empty() {
+		fmt.Fprintf(w, "hypervisor %s is converged: nothing to do\n", hs.hv)
+		return nil
+	}
+	fmt.Fprintf(w, "# hypervisor %s: %d step(s)\n%s", hs.hv, len(p.Steps), p)
+	if p.Disruptive() && !c.Bool("allow-disruptive") {
+		return netsetup.ErrDisruptive
+	}
+	if !c.Bool("yes") {
+		ok, err := askYes(c, fmt.Sprintf("apply these %d steps to %s?", len(p.Steps), hs.hv))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("not applied")
+		}
+	}
+	store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
+	timeout := c.Duration("confirm-timeout")
+	id := ""
+	if p.Touches(managementLinks(hs.desired, obs), true) {
+		if timeout <= 0 {
+			fmt.Fprintln(c.App.ErrWriter, "warning: the plan changes the management link and --confirm-timeout 0 disables the automatic rollback")
+		} else {
+			id, err = armRollback(store, hs.hv, obs.Subset(hs.desired.Adapters()), timeout)
+			if err != nil {
+				return fmt.Errorf("arm the automatic rollback (nothing was changed): %w", err)
+			}
+			fmt.Fprintf(w, "# the plan changes the management link: automatic rollback %s armed for %s\n", id, timeout)
+		}
+	}
+	err = netsetup.Apply(k, p, netsetup.ApplyOptions{AllowDisruptive: c.Bool("allow-disruptive"), Progress: progressPrinter(w)})
+	if err != nil {
+		if id != "" {
+			// The undo already put the host back: the timer has nothing to do.
+			store.Confirm(id)
+		}
+		return err
+	}
+	if err := netsetup.Verify(k, hs.desired); err != nil {
+		if id != "" {
+			return fmt.Errorf("%w\nthe automatic rollback %s stays armed: it restores the previous state in %s unless you run 'gallium-net host confirm'", err, id, timeout)
+		}
+		return err
+	}
+	fmt.Fprintf(w, "hypervisor %s converged (%d steps, verified)\n", hs.hv, len(p.Steps))
+	if id != "" {
+		fmt.Fprintf(w, "KEEP THIS CHANGE: run 'gallium-net host confirm' within %s (from a new session, to prove the host is still reachable); otherwise it is rolled back.\n", timeout)
+	}
+	store.Prune(20)
+	return nil
+}
+
+// armRollback saves snap and starts the detached process that restores it
+// after timeout unless confirmed.
+func armRollback(store netsetup.ConfirmStore, hv string, snap *netsetup.Snapshot, timeout time.Duration) (string, error) {
+	now := time.Now()
+	id := netsetup.NewPendingID(now)
+	if err := store.Save(&netsetup.Pending{ID: id, Hypervisor: hv, Created: now, Deadline: now.Add(timeout), Snapshot: snap}); err != nil {
+		return "", err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		store.Confirm(id)
+		return "", err
+	}
+	dir := store.Dir
+	if dir == "" {
+		dir = netsetup.DefaultStateDir
+	}
+	// With systemd the timer waits; otherwise the process sleeps itself.
+	argv := []string{exe, "host", "rollback", "--state-dir", dir, "--if-unconfirmed", id, "--after", timeout.String()}
+	if err := netsetup.Detach(argv, store.LogPath(id), 0, ""); err != nil {
+		store.Confirm(id)
+		return "", err
+	}
+	return id, nil
+}
+
+func progressPrinter(w io.Writer) func(i, n int, s netsetup.Step, done bool, err error) {
+	return func(i, n int, s netsetup.Step, done bool, err error) {
+		if !done {
+			fmt.Fprintf(w, "[%d/%d] %s ... ", i+1, n, s.Cmd)
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(w, "FAILED")
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+func askYes(c *cli.Context, q string) (bool, error) {
+	f, ok := c.App.Reader.(*os.File)
+	if ok {
+		if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+			ok = false
+		}
+	}
+	if !ok {
+		return false, errors.New("not a terminal: pass --yes to apply without asking")
+	}
+	fmt.Fprintf(c.App.Writer, "%s [y/N] ", q)
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes", nil
+}
+
+func hostConfirmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "confirm",
+		Usage:     "keep the last commit-confirm apply (cancels its automatic rollback)",
+		ArgsUsage: "[ID]",
+		Flags:     []cli.Flag{hostStateDirFlag()},
+		Action: func(c *cli.Context) error {
+			store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
+			ids := store.Armed()
+			if id := c.Args().First(); id != "" {
+				ids = []string{id}
+			}
+			if len(ids) == 0 {
+				return errors.New("nothing to confirm: no apply is waiting for confirmation")
+			}
+			for _, id := range ids {
+				if err := store.Confirm(id); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "confirmed %s: the change stays\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+func hostRollbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rollback",
+		Usage:     "restore the host networking saved before the last commit-confirm apply",
+		ArgsUsage: "[ID]",
+		Flags: []cli.Flag{
+			hostStateDirFlag(),
+			&cli.StringFlag{Name: "if-unconfirmed", Usage: "(used by apply) roll back `ID` only if it is still unconfirmed after --after"},
+			&cli.DurationFlag{Name: "after", Usage: "with --if-unconfirmed: wait `DURATION` first"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
+		},
+		Action: func(c *cli.Context) error {
+			store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
+			k := netsetup.NewNetlink()
+			if id := c.String("if-unconfirmed"); id != "" {
+				err := store.RollbackIfUnconfirmed(k, id, c.Duration("after"), func(msg string) { slog.Info(msg, "id", id) })
+				if errors.Is(err, netsetup.ErrNotArmed) {
+					slog.Info("confirmed in time; nothing to roll back", "id", id)
+					return nil
+				}
+				return err
+			}
+			id := c.Args().First()
+			if id == "" {
+				ids := store.IDs()
+				if len(ids) == 0 {
+					return errors.New("nothing to roll back: no pre-apply snapshot saved")
+				}
+				id = ids[len(ids)-1]
+			}
+			p, err := store.Load(id)
+			if err != nil {
+				return err
+			}
+			obs, err := k.Observe()
+			if err != nil {
+				return err
+			}
+			plan, err := netsetup.RestorePlan(p.Snapshot, obs)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "# restore the state saved at %s (%s): %d step(s)\n%s", p.Created.Format(time.RFC3339), id, len(plan.Steps), plan)
+			if plan.Empty() {
+				return nil
+			}
+			if !c.Bool("yes") {
+				ok, err := askYes(c, "restore it?")
+				if err != nil || !ok {
+					return errors.Join(err, errors.New("not rolled back"))
+				}
+			}
+			_, err = store.RollbackNow(k, id, progressPrinter(c.App.Writer))
+			return err
+		},
+	}
+}

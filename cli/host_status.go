@@ -1,0 +1,214 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/netsetup"
+)
+
+func hostStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show per adapter group the bond, its active adapter, each adapter's carrier and speed, the bridge and its VLANs",
+		Flags: []cli.Flag{hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml")},
+		Action: func(c *cli.Context) error {
+			hs, err := loadHostSetup(c)
+			if err != nil {
+				return err
+			}
+			obs, err := netsetup.NewNetlink().Observe()
+			if err != nil {
+				return err
+			}
+			st := netsetup.Status(hs.desired, obs, netsetup.SysfsReader(netsetup.DefaultSysfs))
+			return printOut(c, st, func(w *tabwriter.Writer) { statusTable(w, st) })
+		},
+	}
+}
+
+func statusTable(w *tabwriter.Writer, st *netsetup.HostStatus) {
+	fmt.Fprintf(w, "hypervisor %s\n\n", st.Hypervisor)
+	fmt.Fprintln(w, "GROUP\tBOND\tACTIVE\tADAPTER\tSLAVE\tCARRIER\tSPEED\tBRIDGE\tVLANS\tADDRESSES")
+	for _, g := range st.Groups {
+		bond := g.Bond
+		switch {
+		case !g.BondPresent:
+			bond += " (missing)"
+		case !g.BondUp:
+			bond += " (down)"
+		}
+		bridge := g.Bridge
+		switch {
+		case !g.BridgePresent:
+			bridge += " (missing)"
+		case !g.BridgeUp:
+			bridge += " (down)"
+		}
+		active := g.ActiveAdapter
+		if active == "" {
+			active = "-"
+		}
+		for i, a := range g.Adapters {
+			slave := "no"
+			if a.Master == g.Bond {
+				slave = "yes"
+			} else if a.Master != "" {
+				slave = "in " + a.Master
+			}
+			if !a.Exists {
+				slave = "MISSING"
+			}
+			carrier := "no"
+			if a.Carrier {
+				carrier = "yes"
+			}
+			speed := "unknown"
+			if a.SpeedMbps > 0 {
+				speed = fmt.Sprintf("%dMb/s", a.SpeedMbps)
+			}
+			name := a.Name
+			if a.Active {
+				name += "*"
+			}
+			if i == 0 {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Group, bond, active, name, slave, carrier, speed, bridge, vlanList(g.VLANs), strings.Join(g.Addrs, ","))
+			} else {
+				fmt.Fprintf(w, "\t\t\t%s\t%s\t%s\t%s\t\t\t\n", name, slave, carrier, speed)
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	if st.DefaultRoute != nil {
+		fmt.Fprintf(w, "default route via %s dev %s\n", st.DefaultRoute.Gateway, st.DefaultRoute.Dev)
+	}
+	if st.Converged {
+		fmt.Fprintln(w, "converged: yes")
+	} else {
+		fmt.Fprintf(w, "converged: no (%d step(s) pending: gallium-net host plan)\n", len(st.Pending))
+	}
+}
+
+// vlanList prints bridge VLANs as "1(pvid,untagged) 100 200".
+func vlanList(vs []netsetup.VLAN) string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, v := range vs {
+		s := fmt.Sprint(v.VID)
+		var flags []string
+		if v.PVID {
+			flags = append(flags, "pvid")
+		}
+		if v.Untagged {
+			flags = append(flags, "untagged")
+		}
+		if len(flags) > 0 {
+			s += "(" + strings.Join(flags, ",") + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func hostCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "check this host's adapters: present, carrier, speed (infrastructure adapters need 10 Gbps)",
+		Flags: []cli.Flag{hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml")},
+		Action: func(c *cli.Context) error {
+			hs, err := loadHostSetup(c)
+			if err != nil {
+				return err
+			}
+			findings, facts := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
+			out := struct {
+				Hypervisor string                  `json:"hypervisor" yaml:"hypervisor"`
+				OK         bool                    `json:"ok" yaml:"ok"`
+				Adapters   []netsetup.AdapterFacts `json:"adapters" yaml:"adapters"`
+				Findings   any                     `json:"findings" yaml:"findings"`
+			}{hs.hv, !findings.HasErrors(), facts, findings.Sorted()}
+			if err := printOut(c, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ADAPTER\tEXISTS\tCARRIER\tOPERSTATE\tSPEED")
+				for _, f := range facts {
+					speed := "unknown"
+					if f.SpeedMbps > 0 {
+						speed = fmt.Sprintf("%dMb/s", f.SpeedMbps)
+					}
+					fmt.Fprintf(w, "%s\t%v\t%v\t%s\t%s\n", f.Name, f.Exists, f.Carrier, f.OperState, speed)
+				}
+				fmt.Fprintln(w)
+				for _, f := range findings.Sorted() {
+					fmt.Fprintf(w, "%s: %s: %s\n", f.Severity, f.Path, f.Message)
+				}
+			}); err != nil {
+				return err
+			}
+			if findings.HasErrors() {
+				return &exitError{code: 1, err: fmt.Errorf("adapter checks failed on hypervisor %s", hs.hv)}
+			}
+			return nil
+		},
+	}
+}
+
+func hostVerifyTopologyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify-topology",
+		Usage: "prove that every adapter of each group reaches every other one at layer 2 (probe frames, ethertype 0x88B5)",
+		Flags: []cli.Flag{
+			hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml"),
+			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "listen `DURATION` after the last probe"},
+		},
+		Action: func(c *cli.Context) error {
+			hs, err := loadHostSetup(c)
+			if err != nil {
+				return err
+			}
+			var groups []netsetup.ProbeGroup
+			for _, g := range hs.desired.Groups {
+				if len(g.Adapters) > 1 {
+					groups = append(groups, netsetup.ProbeGroup{Name: g.Name, Adapters: g.Adapters})
+				}
+			}
+			rs, err := netsetup.VerifyTopology(groups, netsetup.ProbeOptions{Sender: hs.hv, Wait: c.Duration("wait")})
+			if err != nil {
+				return err
+			}
+			failed := netsetup.ProbeFailures(rs)
+			out := struct {
+				Hypervisor string                 `json:"hypervisor" yaml:"hypervisor"`
+				OK         bool                   `json:"ok" yaml:"ok"`
+				Pairs      []netsetup.ProbeResult `json:"pairs" yaml:"pairs"`
+			}{hs.hv, len(failed) == 0, rs}
+			if err := printOut(c, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "GROUP\tFROM\tTO\tRESULT")
+				for _, r := range rs {
+					res := "ok"
+					if !r.OK {
+						res = "FAILED (no probe arrived)"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Group, r.From, r.To, res)
+				}
+				if len(groups) == 0 {
+					fmt.Fprintln(w, "(no group has two adapters on this host: nothing to verify)")
+				}
+			}); err != nil {
+				return err
+			}
+			if len(failed) > 0 {
+				var pairs []string
+				for _, r := range failed {
+					pairs = append(pairs, fmt.Sprintf("%s: %s -> %s", r.Group, r.From, r.To))
+				}
+				return &exitError{code: 1, err: fmt.Errorf("%d adapter pair(s) cannot reach each other at layer 2 (%s); check cabling and switch VLAN/port config, any adapter of a group must be able to take over", len(failed), strings.Join(pairs, "; "))}
+			}
+			return nil
+		},
+	}
+}
