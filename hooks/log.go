@@ -17,6 +17,13 @@ import (
 // everything at info level to the journal when journald runs, else to the
 // log file. Never stdout: that is data for migrate/restore.
 func newLogger(e env, stderr interface{ Write([]byte) (int, error) }, inv invocation) (*slog.Logger, func()) {
+	l, _, closer := newLoggers(e, stderr, inv)
+	return l, closer
+}
+
+// newLoggers returns the logger and one that skips stderr, for a failure
+// whose message the hook already printed there for libvirt.
+func newLoggers(e env, stderr interface{ Write([]byte) (int, error) }, inv invocation) (*slog.Logger, *slog.Logger, func()) {
 	handlers := []slog.Handler{slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})}
 	closers := []func(){}
 	if e.Journal != "" {
@@ -32,8 +39,10 @@ func newLogger(e env, stderr interface{ Write([]byte) (int, error) }, inv invoca
 		handlers = append(handlers, slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		closers = append(closers, w.close)
 	}
-	l := slog.New(fanout(handlers)).With("hook", inv.kind.String(), "op", inv.op, "object", inv.object, "pid", os.Getpid())
-	return l, func() {
+	attrs := []any{"hook", inv.kind.String(), "op", inv.op, "object", inv.object, "pid", os.Getpid()}
+	l := slog.New(fanout(handlers)).With(attrs...)
+	quiet := slog.New(fanout(handlers[1:])).With(attrs...)
+	return l, quiet, func() {
 		for _, c := range closers {
 			c()
 		}

@@ -56,7 +56,7 @@ func (h *hook) network() error {
 		return nil // not a gallium-net network
 	}
 	netName := hd.Network.Name
-	h.log = h.log.With("network", netName)
+	h.log, h.quiet = h.log.With("network", netName), h.quiet.With("network", netName)
 	switch h.inv.op {
 	case "port-created", "port-deleted":
 		if hd.Port == nil {
@@ -182,7 +182,7 @@ func awaitTap(argv []string, e env) int {
 	inv := invocation{kind: kindNetwork, object: netName, op: "hotplug"}
 	log, closeLog := newLogger(e, os.Stderr, inv)
 	defer closeLog()
-	h := &hook{inv: inv, stdout: os.Stdout, stderr: os.Stderr, env: e, log: log}
+	h := &hook{inv: inv, stdout: os.Stdout, stderr: os.Stderr, env: e, log: log, quiet: log}
 	tapMAC := netsetup.TapMAC(mac)
 	if tapMAC == nil {
 		log.Error("hot-plug: malformed MAC", "mac", mac)

@@ -35,7 +35,7 @@ func (h *hook) qemu() error {
 	if !dom.Managed {
 		return nil
 	}
-	h.log = h.log.With("domain", dom.Name, "uuid", dom.UUID)
+	h.log, h.quiet = h.log.With("domain", dom.Name, "uuid", dom.UUID), h.quiet.With("domain", dom.Name, "uuid", dom.UUID)
 	switch h.inv.op {
 	case "prepare":
 		return h.prepare(dom)

@@ -39,7 +39,7 @@ type env struct {
 
 func defaultEnv() env {
 	self, _ := os.Executable()
-	return env{
+	e := env{
 		StateDir:     "/run/gallium-net/hook",
 		SnapshotPath: plugin.DefaultSnapshotPath,
 		LogPath:      "/var/log/gallium-net/hook.log",
@@ -48,6 +48,18 @@ func defaultEnv() env {
 		LockTimeout:  records.DefaultLockTimeout,
 		Self:         self,
 	}
+	// Overrides for tests and benchmarks of the real binary. libvirt runs
+	// hooks with a minimal environment, so these are never set there.
+	for v, p := range map[string]*string{
+		"GALLIUM_HOOK_STATE_DIR": &e.StateDir,
+		"GALLIUM_HOOK_SNAPSHOT":  &e.SnapshotPath,
+		"GALLIUM_HOOK_LOG":       &e.LogPath,
+	} {
+		if s := os.Getenv(v); s != "" {
+			*p = s
+		}
+	}
+	return e
 }
 
 // maxStdin caps what the hook reads from libvirt. The domain XML limit is the
@@ -62,6 +74,8 @@ type hook struct {
 	stderr io.Writer
 	env    env
 	log    *slog.Logger
+	// quiet logs to the journal or log file only.
+	quiet *slog.Logger
 }
 
 // failure is an error that aborts libvirt's operation; its text is what
@@ -83,9 +97,9 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer, e env) (code 
 		// Unknown operations pass through untouched and unread.
 		return 0
 	}
-	log, closeLog := newLogger(e, stderr, inv)
+	log, quiet, closeLog := newLoggers(e, stderr, inv)
 	defer closeLog()
-	h.log = log
+	h.log, h.quiet = log, quiet
 	// A panic must never kill a running VM (reconnect) nor print a Go trace
 	// as libvirt's error message.
 	defer func() {
@@ -156,7 +170,7 @@ func (h *hook) finish(err error) int {
 	} else {
 		fmt.Fprintf(h.stderr, "gallium-net hook: %s %s %s: %v\n", h.inv.kind, h.inv.op, h.inv.object, err)
 	}
-	h.log.Error("hook failed", "error", err.Error())
+	h.quiet.Error("hook failed", "error", err.Error())
 	return h.exitFor(err)
 }
 
