@@ -498,6 +498,11 @@ func rewriteInterface(elem []byte, old, nic NIC, indent string) ([]byte, error) 
 			iface.Model = &libvirtxml.DomainInterfaceModel{Type: nic.Model}
 		}
 	}
+	if iface.MTU != nil && iface.MTU.Size == 0 {
+		// <mtu/> without a size reads as no MTU; libvirtxml would write it
+		// back as size="0", which nothing accepts.
+		iface.MTU = nil
+	}
 	if nic.MTU != old.MTU {
 		if nic.MTU < 0 || nic.MTU > 65535 {
 			return nil, fmt.Errorf("MTU %d is out of range", nic.MTU)
