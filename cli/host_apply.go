@@ -131,7 +131,7 @@ func armRollback(store netsetup.ConfirmStore, hv string, snap *netsetup.Snapshot
 	}
 	// With systemd the timer waits; otherwise the process sleeps itself.
 	argv := []string{exe, "host", "rollback", "--state-dir", dir, "--if-unconfirmed", id, "--after", timeout.String()}
-	if err := netsetup.Detach(argv, store.LogPath(id), 0, ""); err != nil {
+	if _, err := netsetup.Detach(argv, store.LogPath(id), 0, ""); err != nil {
 		store.Confirm(id)
 		return "", err
 	}

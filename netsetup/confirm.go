@@ -185,25 +185,26 @@ func (s ConfirmStore) Prune(keep int) {
 // host, systemd-run is used instead (a transient unit with a timer), which
 // also survives logind killing the session's processes; after is then the
 // timer and argv must not wait itself.
-func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) error {
+// It returns the process ID (0 with systemd-run).
+func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) (int, error) {
 	if systemdAfter > 0 {
 		if _, err := os.Stat("/run/systemd/system"); err == nil {
 			if sr, err := exec.LookPath("systemd-run"); err == nil {
 				args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
 				out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
 				if err != nil {
-					return fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
+					return 0, fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
 				}
-				return nil
+				return 0, nil
 			}
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -211,9 +212,10 @@ func Detach(argv []string, logPath string, systemdAfter time.Duration, unit stri
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", argv[0], err)
+		return 0, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	return cmd.Process.Release()
+	pid := cmd.Process.Pid
+	return pid, cmd.Process.Release()
 }
 
 // RollbackIfUnconfirmed waits until the rollback of id is due (after), and

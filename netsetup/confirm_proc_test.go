@@ -1,0 +1,201 @@
+package netsetup
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHelperProcess is not a test: the commit-confirm tests run the test
+// binary again as "the CLI" (mode apply) and as the detached rollback
+// process (mode rollback).
+func TestHelperProcess(t *testing.T) {
+	mode := os.Getenv("GALLIUM_NETSETUP_HELPER")
+	if mode == "" {
+		t.Skip("helper process for the commit-confirm tests, not a test")
+	}
+	store := ConfirmStore{Dir: os.Getenv("GALLIUM_NETSETUP_DIR")}
+	k := NewNetlink()
+	switch mode {
+	case "rollback":
+		after, _ := time.ParseDuration(os.Getenv("GALLIUM_NETSETUP_AFTER"))
+		err := store.RollbackIfUnconfirmed(k, os.Getenv("GALLIUM_NETSETUP_ID"), after, func(m string) { fmt.Println(m) })
+		fmt.Println("rollback process done:", err)
+		os.Exit(0)
+	case "apply":
+		// What `gallium-net host apply` does: save, arm (detached), change.
+		obs, err := k.Observe()
+		if err != nil {
+			fmt.Println("FAIL", err)
+			os.Exit(1)
+		}
+		var target Snapshot
+		data, _ := os.ReadFile(os.Getenv("GALLIUM_NETSETUP_TARGET"))
+		if err := json.Unmarshal(data, &target); err != nil {
+			fmt.Println("FAIL", err)
+			os.Exit(1)
+		}
+		after, _ := time.ParseDuration(os.Getenv("GALLIUM_NETSETUP_AFTER"))
+		now := time.Now()
+		id := NewPendingID(now)
+		var names []string
+		for _, l := range target.Links {
+			names = append(names, l.Name)
+		}
+		if err := store.Save(&Pending{ID: id, Created: now, Deadline: now.Add(after), Snapshot: obs.Subset(names)}); err != nil {
+			fmt.Println("FAIL", err)
+			os.Exit(1)
+		}
+		os.Setenv("GALLIUM_NETSETUP_HELPER", "rollback")
+		os.Setenv("GALLIUM_NETSETUP_ID", id)
+		pid, err := Detach([]string{os.Args[0], "-test.run=^TestHelperProcess$"}, store.LogPath(id), 0, "")
+		if err != nil {
+			fmt.Println("FAIL", err)
+			os.Exit(1)
+		}
+		if _, err := Restore(k, &target, nil); err != nil {
+			fmt.Println("FAIL", err)
+			os.Exit(1)
+		}
+		fmt.Println("APPLIED", id, pid)
+		time.Sleep(time.Hour) // waits for a confirm that never comes: the test kills it
+	}
+}
+
+// runUnconfirmedApply runs "the CLI" in its own process group, applies
+// target with commit-confirm (rollback after `after`), kills the CLI's whole
+// process group as a dying SSH session would, and returns the rollback ID
+// and the rollback process's PID.
+func runUnconfirmedApply(t *testing.T, target *Snapshot, after time.Duration) (ConfirmStore, string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	tf := dir + "/target.json"
+	data, _ := json.Marshal(target)
+	os.WriteFile(tf, data, 0o600)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "GALLIUM_NETSETUP_HELPER=apply", "GALLIUM_NETSETUP_DIR="+dir,
+		"GALLIUM_NETSETUP_TARGET="+tf, "GALLIUM_NETSETUP_AFTER="+after.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	var pid int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "FAIL") {
+			t.Fatalf("the apply process: %s", line)
+		}
+		if _, err := fmt.Sscanf(line, "APPLIED %s %d", &id, &pid); err == nil {
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("the apply process did not apply")
+	}
+	// The SSH session dies: SIGKILL to the CLI's whole process group.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	// The rollback process lives in its own session, not the CLI's.
+	if sid, err := sessionOf(pid); err != nil || sid != pid {
+		t.Errorf("rollback process %d: session %d (%v); want its own session", pid, sid, err)
+	}
+	return ConfirmStore{Dir: dir}, id, pid
+}
+
+// sessionOf reads a process's session ID from /proc.
+func sessionOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var sid int
+	_, err = fmt.Sscan(fields[3], &sid)
+	return sid, err
+}
+
+// waitRestored polls until the host equals want (on want's links) or the
+// deadline passes, and returns how long after start it took.
+func waitRestored(t *testing.T, k Kernel, want *Snapshot, names []string, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	for time.Since(start) < limit {
+		obs, err := k.Observe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reflect.DeepEqual(obs.Subset(names).Restorable(), want.Restorable()) {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	obs, _ := k.Observe()
+	t.Fatalf("not rolled back within %s:\nwant %+v\ngot  %+v", limit, want.Restorable(), obs.Subset(names).Restorable())
+	return 0
+}
+
+// Tier 2: an unconfirmed commit-confirm apply rolls back on time even
+// though the CLI process (and its process group) was killed.
+func TestCommitConfirmRollsBackAfterTheCLIDies(t *testing.T) {
+	inNetns(t)
+	k := NewNetlink()
+	before, target := bridgeTarget(t, k)
+	names := []string{"gt-e1", "gt-e2"}
+	want := before.Subset(names)
+	start := time.Now()
+	store, id, _ := runUnconfirmedApply(t, target, 1500*time.Millisecond)
+	obs, _ := k.Observe()
+	if obs.Link("gbr-t0") == nil {
+		t.Fatal("the apply did not happen")
+	}
+	took := waitRestored(t, k, want, names, start, 10*time.Second)
+	t.Logf("rolled back %s after the apply started (timeout 1.5s)", took.Round(time.Millisecond))
+	if took < 1500*time.Millisecond {
+		t.Errorf("rolled back after %s, before the confirm timeout", took)
+	}
+	for i := 0; i < 100 && !strings.HasPrefix(store.Result(id), "rolled back"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := store.Result(id); !strings.HasPrefix(r, "rolled back") {
+		log, _ := os.ReadFile(store.LogPath(id))
+		t.Errorf("result %q; log:\n%s", r, log)
+	}
+}
+
+// Tier 2: a confirmed apply stays.
+func TestCommitConfirmConfirmedApplyStays(t *testing.T) {
+	inNetns(t)
+	k := NewNetlink()
+	_, target := bridgeTarget(t, k)
+	store, id, pid := runUnconfirmedApply(t, target, 1500*time.Millisecond)
+	if err := store.Confirm(id); err != nil {
+		t.Fatal(err)
+	}
+	// The rollback process wakes up, finds the marker gone and exits.
+	for i := 0; i < 200; i++ {
+		if err := syscall.Kill(pid, 0); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	obs, _ := k.Observe()
+	if obs.Link("gbr-t0") == nil || obs.Link("gt-e1").Master != "gbr-t0" {
+		t.Errorf("a confirmed apply was rolled back: %+v", obs)
+	}
+	if r := store.Result(id); r != "" {
+		t.Errorf("result %q, want none", r)
+	}
+}
