@@ -415,7 +415,11 @@ func RewriteDomain(data []byte, rewrite func(*NIC) bool) ([]byte, bool, error) {
 			continue
 		}
 		nic := old
-		if !rewrite(&nic) || nic == old {
+		if !rewrite(&nic) {
+			continue
+		}
+		nic.Managed = old.Managed // not an XML value
+		if nic == old {
 			continue
 		}
 		if !strings.EqualFold(nic.MAC, old.MAC) {

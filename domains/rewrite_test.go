@@ -17,6 +17,7 @@ func TestRewriteDomainUnchanged(t *testing.T) {
 			"changes then says no": func(n *NIC) bool { n.Bridge = "gbr-x"; return false },
 			"sets the same values": func(n *NIC) bool { n.Bridge = strings.Clone(n.Bridge); return true },
 			"nil rewrite":          nil,
+			"only flips Managed":   func(n *NIC) bool { n.Managed = !n.Managed; return true },
 		} {
 			t.Run(file+"/"+name, func(t *testing.T) {
 				out, changed, err := RewriteDomain(in, fn)
