@@ -40,16 +40,17 @@ func main() {
 		arch         = flag.String("arch", runtime.GOARCH, "target architecture, Go naming (amd64, arm64)")
 		formats      = flag.String("formats", "deb,rpm", "comma-separated package formats")
 		printVersion = flag.Bool("print-version", false, "print the package version derived from git and exit")
+		pkgDir       = flag.String("packaging", "packaging", "directory holding nfpm.yaml, the units, scripts and default config")
 	)
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if err := run(*binDir, *outDir, *version, *arch, strings.Split(*formats, ","), *printVersion); err != nil {
+	if err := run(*binDir, *outDir, *pkgDir, *version, *arch, strings.Split(*formats, ","), *printVersion); err != nil {
 		fmt.Fprintln(os.Stderr, "packaging/build:", err)
 		os.Exit(1)
 	}
 }
 
-func run(binDir, outDir, version, arch string, formats []string, printVersion bool) error {
+func run(binDir, outDir, pkgDir, version, arch string, formats []string, printVersion bool) error {
 	if version == "" {
 		v, err := versionFromGit()
 		if err != nil {
@@ -106,7 +107,7 @@ func run(binDir, outDir, version, arch string, formats []string, printVersion bo
 		return err
 	}
 
-	pkgDir, err := filepath.Abs("packaging")
+	pkgDir, err = filepath.Abs(pkgDir)
 	if err != nil {
 		return err
 	}
