@@ -392,8 +392,8 @@ func (f *FakeKernel) do(op Op) error {
 				return errno(op, syscall.EEXIST, "address exists")
 			}
 		}
+		// Kept in the order added: the first of a subnet is the primary.
 		l.Addrs = append(l.Addrs, op.Addr)
-		sort.Strings(l.Addrs)
 	case OpAddrDel:
 		i := -1
 		for j, a := range l.Addrs {
@@ -405,6 +405,19 @@ func (f *FakeKernel) do(op Op) error {
 			return errno(op, syscall.EADDRNOTAVAIL, "no such address")
 		}
 		l.Addrs = append(l.Addrs[:i], l.Addrs[i+1:]...)
+		// Deleting a primary IPv4 address deletes the secondaries of its
+		// subnet (net.ipv4.conf.*.promote_secondaries=0, the kernel default).
+		if primarySubnet(l.Addrs[:i], op.Addr) {
+			_, sub, _ := net.ParseCIDR(op.Addr)
+			keep := l.Addrs[:i:i]
+			for _, a := range l.Addrs[i:] {
+				if ip, n, err := net.ParseCIDR(a); err == nil && ip.To4() != nil && n.String() == sub.String() {
+					continue
+				}
+				keep = append(keep, a)
+			}
+			l.Addrs = keep
+		}
 		if f.route != nil && f.route.Dev == l.Name && !f.reaches(l, f.route.Gateway) {
 			f.route = nil
 		}
@@ -426,6 +439,21 @@ func (f *FakeKernel) do(op Op) error {
 		return errno(op, syscall.EINVAL, "unknown op")
 	}
 	return nil
+}
+
+// primarySubnet reports whether addr (IPv4) is the primary of its subnet,
+// given the addresses added before it.
+func primarySubnet(earlier []string, addr string) bool {
+	ip, sub, err := net.ParseCIDR(addr)
+	if err != nil || ip.To4() == nil {
+		return false
+	}
+	for _, a := range earlier {
+		if _, n, err := net.ParseCIDR(a); err == nil && n.String() == sub.String() {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *FakeKernel) reaches(l *fakeLink, gw string) bool {

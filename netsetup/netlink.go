@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -197,6 +198,16 @@ func peerNotifDelay(index int) (int, error) {
 			infos, err := nl.ParseRouteAttr(a.Value)
 			if err != nil {
 				return 0, err
+			}
+			isBond := false
+			for _, info := range infos {
+				if info.Attr.Type == nl.IFLA_INFO_KIND {
+					isBond = strings.TrimRight(string(info.Value), "\x00") == "bond"
+				}
+			}
+			if !isBond {
+				// Attribute 28 means something else for other kinds.
+				return 0, nil
 			}
 			for _, info := range infos {
 				if info.Attr.Type != nl.IFLA_INFO_DATA {

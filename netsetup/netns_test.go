@@ -118,6 +118,10 @@ func TestNetlinkWritesReadBack(t *testing.T) {
 	if !reflect.DeepEqual(obs.DefaultRoute, &Route{Gateway: "10.99.0.254", Dev: "gbr-t0"}) {
 		t.Errorf("default route: %+v", obs.DefaultRoute)
 	}
+	// The raw IFLA_INFO_DATA read used for bonds parses any link.
+	if d, err := peerNotifDelay(br.Index); err != nil || d != 0 {
+		t.Errorf("peer_notif_delay of a bridge: %d, %v", d, err)
+	}
 	mustDo(t, k,
 		Op{Kind: OpRouteDel, Route: &Route{Gateway: "10.99.0.254", Dev: "gbr-t0"}},
 		Op{Kind: OpAddrDel, Link: "gbr-t0", Addr: "10.99.0.1/24"},

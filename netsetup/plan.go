@@ -491,8 +491,14 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// 10. Addresses to add, the default route, then addresses to remove
-	//     (the old home of the management IP goes last).
+	// 10. Addresses. On gallium's own links, old addresses go first: the
+	//     kernel deletes secondaries with their primary, so adding the new
+	//     management IP before deleting the old one in the same subnet would
+	//     lose it. Then additions, the default route, and last the
+	//     addresses of other links (the old home of the management IP).
+	if err := p.delAddrs(t.links); err != nil {
+		return err
+	}
 	all := append(append([]Link(nil), t.links...), t.adapters...)
 	for _, w := range all {
 		have := p.cur().Link(w.Name)
@@ -521,7 +527,23 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	for _, w := range all {
+	if err := p.delAddrs(t.adapters); err != nil {
+		return err
+	}
+	// A route lost on the way (its device went down or lost its address)
+	// comes back when restoring.
+	if t.manageRoute && t.route != nil && !t.route.equal(p.cur().DefaultRoute) {
+		r := *t.route
+		if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// delAddrs removes the addresses of links that the target does not have.
+func (p *planner) delAddrs(links []Link) error {
+	for _, w := range links {
 		have := p.cur().Link(w.Name)
 		if have == nil {
 			continue
@@ -532,14 +554,6 @@ func (p *planner) run() error {
 					return err
 				}
 			}
-		}
-	}
-	// A route lost on the way (its device went down or lost its address)
-	// comes back when restoring.
-	if t.manageRoute && t.route != nil && !t.route.equal(p.cur().DefaultRoute) {
-		r := *t.route
-		if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -214,7 +214,7 @@ func TestChangesInPlace(t *testing.T) {
 		{"untagged network removed", func(s *plugin.Spec) { s.Networks = s.Networks[:2] },
 			[]string{"bridge vlan del dev gb-vmgroup vid 1"}},
 		{"management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.111/24" },
-			[]string{"ip addr add 192.168.1.111/24 dev gbr-infra", "ip addr del 192.168.1.101/24 dev gbr-infra"}},
+			[]string{"ip addr del 192.168.1.101/24 dev gbr-infra", "ip addr add 192.168.1.111/24 dev gbr-infra", "ip route replace default via 192.168.1.1 dev gbr-infra"}},
 		{"gateway", func(s *plugin.Spec) { s.Cluster.Gateway = "192.168.1.254" },
 			[]string{"ip route replace default via 192.168.1.254 dev gbr-infra"}},
 		{"adapter moves between groups", func(s *plugin.Spec) {
