@@ -249,7 +249,7 @@ func (s *Store) ImportNIC(ctx context.Context, n NIC) (NIC, bool, error) {
 		cur, err := s.NIC(ctx, n.DomainUUID, n.Key)
 		if err == nil {
 			if cur.MAC != mac {
-				return NIC{}, false, fmt.Errorf("import NIC %s with MAC %s: the ledger records it with MAC %s; change the domain's MAC back or remove the ledger entry with 'gallium-net nic remove': %w", n.ID(), mac, cur.MAC, ErrConflict)
+				return NIC{}, false, conflictf("import NIC %s with MAC %s: the ledger records it with MAC %s; change the domain's MAC back or release the ledger entry", n.ID(), mac, cur.MAC)
 			}
 			return cur, false, nil
 		}
@@ -260,7 +260,7 @@ func (s *Store) ImportNIC(ctx context.Context, n NIC) (NIC, bool, error) {
 			return NIC{}, false, err
 		}
 		if owner, err := s.MACOwner(ctx, mac); err == nil {
-			return NIC{}, false, fmt.Errorf("import NIC %s: MAC %s already belongs to NIC %s in the ledger; give one of them a new MAC: %w", n.ID(), mac, owner, ErrConflict)
+			return NIC{}, false, conflictf("import NIC %s: MAC %s already belongs to NIC %s in the ledger; give one of them a new MAC", n.ID(), mac, owner)
 		}
 		n.Imported = true
 		if n.Created.IsZero() {

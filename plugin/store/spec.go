@@ -174,11 +174,11 @@ func (s *Store) PushSpec(ctx context.Context, req PushRequest) (PushResult, erro
 	}
 	if !req.Force && base != curVersion {
 		if base == 0 {
-			return PushResult{}, fmt.Errorf("spec push: %s holds spec revision %d and the file does not say which revision it was based on; review 'gallium-net spec diff -f FILE', then push with --base %d (or --force): %w",
-				s.b, curVersion, curVersion, ErrConflict)
+			return PushResult{}, conflictf("spec push: %s holds spec revision %d and the file does not say which revision it was based on; review 'gallium-net spec diff -f FILE', then push with --base %d (or --force)",
+				s.b, curVersion, curVersion)
 		}
-		return PushResult{}, fmt.Errorf("spec push: the file is based on revision %d but %s holds revision %d; review 'gallium-net spec diff -f FILE', then push with --base %d (or --force): %w",
-			base, s.b, curVersion, curVersion, ErrConflict)
+		return PushResult{}, conflictf("spec push: the file is based on revision %d but %s holds revision %d; review 'gallium-net spec diff -f FILE', then push with --base %d (or --force)",
+			base, s.b, curVersion, curVersion)
 	}
 	rec := SpecRecord{
 		Version: curVersion + 1,
@@ -200,6 +200,16 @@ func (s *Store) PushSpec(ctx context.Context, req PushRequest) (PushResult, erro
 	}
 	rec.ModRevision = rev
 	return PushResult{Record: rec}, nil
+}
+
+// conflictError is an ErrConflict whose message already says everything.
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string        { return e.msg }
+func (e *conflictError) Is(target error) bool { return target == ErrConflict }
+
+func conflictf(format string, args ...any) error {
+	return &conflictError{fmt.Sprintf(format, args...)}
 }
 
 func histKey(version int64) string { return fmt.Sprintf("%s%020d", prefixSpecHist, version) }
