@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// The list commands print one layer of the spec as a table, JSON or YAML.
+func listCommand() *cli.Command {
+	sub := func(name, usage string, run func(c *cli.Context, s *plugin.Spec) error) *cli.Command {
+		return &cli.Command{
+			Name:  name,
+			Usage: usage,
+			Description: fmt.Sprintf("Example:\n   gallium-net list %s -f examples/cluster.yaml -o json", name),
+			Flags: []cli.Flag{specFlag(), outputFlag()},
+			Action: func(c *cli.Context) error {
+				s, err := loadSpec(c)
+				if err != nil {
+					return err
+				}
+				return run(c, s)
+			},
+		}
+	}
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list hypervisors, adapters, adapter groups, networks or hardware profiles of the spec",
+		Subcommands: []*cli.Command{
+			sub("hypervisors", "hypervisors with their management IP and adapters", listHypervisors),
+			sub("adapters", "every adapter of every hypervisor and its group", listAdapters),
+			sub("groups", "adapter groups with their bond, bridge and adapters", listGroups),
+			sub("networks", "networks with their VLAN, group and bridge", listNetworks),
+			sub("profiles", "hardware profiles and their NIC model", listProfiles),
+		},
+	}
+}
+
+type hypervisorRow struct {
+	Name         string   `json:"name" yaml:"name"`
+	ManagementIP string   `json:"managementIP" yaml:"managementIP"`
+	Adapters     []string `json:"adapters" yaml:"adapters"`
+}
+
+func listHypervisors(c *cli.Context, s *plugin.Spec) error {
+	rows := []hypervisorRow{}
+	for _, h := range s.Hypervisors {
+		r := hypervisorRow{Name: h.Name, ManagementIP: h.ManagementIP, Adapters: []string{}}
+		for _, a := range h.Adapters {
+			r.Adapters = append(r.Adapters, a.Name)
+		}
+		rows = append(rows, r)
+	}
+	return printOut(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tMANAGEMENT IP\tADAPTERS")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.ManagementIP, strings.Join(r.Adapters, ","))
+		}
+	})
+}
+
+type adapterRow struct {
+	Hypervisor string `json:"hypervisor" yaml:"hypervisor"`
+	Name       string `json:"name" yaml:"name"`
+	SpeedMbps  int    `json:"speedMbps,omitempty" yaml:"speedMbps,omitempty"`
+	Group      string `json:"group,omitempty" yaml:"group,omitempty"`
+	Primary    bool   `json:"primary,omitempty" yaml:"primary,omitempty"`
+}
+
+func listAdapters(c *cli.Context, s *plugin.Spec) error {
+	rows := []adapterRow{}
+	for _, h := range s.Hypervisors {
+		for _, a := range h.Adapters {
+			r := adapterRow{Hypervisor: h.Name, Name: a.Name, SpeedMbps: a.SpeedMbps}
+			for _, g := range s.AdapterGroups {
+				for _, ga := range g.Adapters[h.Name] {
+					if ga == a.Name {
+						r.Group = g.Name
+						r.Primary = g.PrimaryOn(h.Name) == a.Name
+					}
+				}
+			}
+			rows = append(rows, r)
+		}
+	}
+	return printOut(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "HYPERVISOR\tADAPTER\tSPEED\tGROUP\tPRIMARY")
+		for _, r := range rows {
+			speed := "from host"
+			if r.SpeedMbps > 0 {
+				speed = fmt.Sprintf("%d Mbps", r.SpeedMbps)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Hypervisor, r.Name, speed, dash(r.Group), yesNo(r.Primary))
+		}
+	})
+}
+
+type groupRow struct {
+	Name           string              `json:"name" yaml:"name"`
+	Infrastructure bool                `json:"infrastructure" yaml:"infrastructure"`
+	Bond           string              `json:"bond" yaml:"bond"`
+	Bridge         string              `json:"bridge" yaml:"bridge"`
+	Miimon         int                 `json:"miimon" yaml:"miimon"`
+	MTU            int                 `json:"mtu" yaml:"mtu"`
+	Adapters       map[string][]string `json:"adapters" yaml:"adapters"`
+}
+
+func listGroups(c *cli.Context, s *plugin.Spec) error {
+	rows := []groupRow{}
+	for _, g := range s.AdapterGroups {
+		rows = append(rows, groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: plugin.BondName(g.Name),
+			Bridge: plugin.BridgeName(g.Name), Miimon: g.Bond.Miimon, MTU: s.GroupMTU(&g), Adapters: g.Adapters})
+	}
+	return printOut(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "GROUP\tINFRA\tBOND\tBRIDGE\tMIIMON\tMTU\tADAPTERS")
+		for _, r := range rows {
+			hvs := make([]string, 0, len(r.Adapters))
+			for hv := range r.Adapters {
+				hvs = append(hvs, hv)
+			}
+			sort.Strings(hvs)
+			var parts []string
+			for _, hv := range hvs {
+				parts = append(parts, hv+":"+strings.Join(r.Adapters[hv], "+"))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Name, yesNo(r.Infrastructure), r.Bond, r.Bridge, r.Miimon, r.MTU, strings.Join(parts, " "))
+		}
+	})
+}
+
+type networkRow struct {
+	Name   string `json:"name" yaml:"name"`
+	Group  string `json:"adapterGroup" yaml:"adapterGroup"`
+	VLAN   int    `json:"vlan" yaml:"vlan"`
+	Bridge string `json:"bridge" yaml:"bridge"`
+	MTU    int    `json:"mtu" yaml:"mtu"`
+}
+
+func listNetworks(c *cli.Context, s *plugin.Spec) error {
+	rows := []networkRow{}
+	for i := range s.Networks {
+		n := &s.Networks[i]
+		rows = append(rows, networkRow{Name: n.Name, Group: n.AdapterGroup, VLAN: n.VLAN, Bridge: plugin.BridgeName(n.AdapterGroup), MTU: s.NetworkMTU(n)})
+	}
+	return printOut(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NETWORK\tVLAN\tGROUP\tBRIDGE\tMTU")
+		for _, r := range rows {
+			vlan := "untagged"
+			if r.VLAN != 0 {
+				vlan = fmt.Sprint(r.VLAN)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", r.Name, vlan, r.Group, r.Bridge, r.MTU)
+		}
+	})
+}
+
+func listProfiles(c *cli.Context, s *plugin.Spec) error {
+	rows := append([]plugin.HardwareProfile{}, s.HardwareProfiles...)
+	return printOut(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "PROFILE\tNIC MODEL\tDEFAULT")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.NICModel, yesNo(r.Name == s.Cluster.DefaultProfile))
+		}
+	})
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

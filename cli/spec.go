@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// specFlag is -f/--spec, which every command that reads the spec takes after
+// its own name.
+func specFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "spec",
+		Aliases: []string{"f"},
+		Value:   DefaultSpecPath,
+		EnvVars: []string{"GALLIUM_NET_SPEC"},
+		Usage:   "cluster spec `FILE` (- reads stdin)",
+	}
+}
+
+// hypervisorFlag is --hypervisor: which hypervisor of the spec this is.
+func hypervisorFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:  "hypervisor",
+		Usage: "hypervisor `NAME` from the spec (default: the one whose name is this host's name or whose management IP is configured here)",
+	}
+}
+
+// readSpec loads the spec -f names, without validating it.
+func readSpec(c *cli.Context) (*plugin.Spec, error) {
+	path := c.String("spec")
+	s, err := plugin.Load(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see examples/cluster.yaml)", path)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadSpec loads and validates the spec -f names. Warnings go to stderr; an
+// invalid spec is an error that lists what to fix.
+func loadSpec(c *cli.Context) (*plugin.Spec, error) {
+	s, err := readSpec(c)
+	if err != nil {
+		return nil, err
+	}
+	findings := plugin.Validate(s)
+	for _, f := range findings.Warnings() {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s: %s\n", f.Path, f.Message)
+	}
+	if err := findings.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w\nrun 'gallium-net validate -f %s' for details", c.String("spec"), err, c.String("spec"))
+	}
+	return s, nil
+}
+
+// thisHypervisor says which hypervisor of the spec this host is: --hypervisor
+// when given, else the one named like this host, else the one whose
+// management IP is configured on a local interface.
+func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
+	names := make([]string, 0, len(s.Hypervisors))
+	for _, h := range s.Hypervisors {
+		names = append(names, h.Name)
+	}
+	if hv := c.String("hypervisor"); hv != "" {
+		if s.Hypervisor(hv) == nil {
+			return "", fmt.Errorf("--hypervisor %s: not in the cluster spec; use one of: %s", hv, strings.Join(names, ", "))
+		}
+		return hv, nil
+	}
+	host, _ := os.Hostname()
+	short, _, _ := strings.Cut(host, ".")
+	if s.Hypervisor(short) != nil {
+		return short, nil
+	}
+	addrs, _ := net.InterfaceAddrs()
+	return matchHypervisor(s, short, addrs, names)
+}
+
+func matchHypervisor(s *plugin.Spec, host string, addrs []net.Addr, names []string) (string, error) {
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		for _, h := range s.Hypervisors {
+			ip, _, err := net.ParseCIDR(h.ManagementIP)
+			if err == nil && ip.Equal(ipn.IP) {
+				return h.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("cannot tell which hypervisor this host is: its name %q is none of %s and none of their management IPs is configured here; pass --hypervisor NAME",
+		host, strings.Join(names, ", "))
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/plugin"
+)
+
+// validateResult is the JSON contract of `validate -o json` (DESIGN.md §2).
+type validateResult struct {
+	Valid    bool             `json:"valid"`
+	Findings []plugin.Finding `json:"findings"`
+}
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "validate",
+		Usage: "check a cluster spec against the product's rules",
+		Description: `Reads the spec, checks every rule (adapters per group, 10 Gbps infrastructure
+adapters, management IPs and VIP on one subnet, VLANs, names, NIC models...)
+and prints each finding with the object it concerns and what to change.
+Exit status: 0 valid (warnings allowed), 1 invalid.
+
+Examples:
+   gallium-net validate -f examples/cluster.yaml
+   gallium-net validate -f cluster.yaml -o json | jq '.findings[]'`,
+		Flags: []cli.Flag{specFlag(), outputFlag("text", "json")},
+		Action: func(c *cli.Context) error {
+			res := validateResult{Findings: []plugin.Finding{}}
+			s, err := readSpec(c)
+			if err != nil {
+				// A spec that does not even load is invalid; report it in
+				// the same shape so scripts need one code path.
+				path := c.String("spec")
+				var le *plugin.LoadError
+				if errors.As(err, &le) && le.Key != "" {
+					path = le.Key
+				}
+				res.Findings = append(res.Findings, plugin.Finding{Severity: plugin.SeverityError, Path: path, Message: err.Error()})
+			} else {
+				res.Findings = append(res.Findings, plugin.Validate(s).Sorted()...)
+			}
+			res.Valid = !plugin.Findings(res.Findings).HasErrors()
+			if c.String("output") == "json" {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			} else {
+				w := c.App.Writer
+				for _, f := range res.Findings {
+					fmt.Fprintf(w, "%-7s %s: %s\n", f.Severity, f.Path, f.Message)
+				}
+				nerr, nwarn := len(plugin.Findings(res.Findings).Errors()), len(plugin.Findings(res.Findings).Warnings())
+				if res.Valid {
+					fmt.Fprintf(w, "%s: valid (%d warning(s))\n", c.String("spec"), nwarn)
+				} else {
+					fmt.Fprintf(w, "%s: INVALID: %d error(s), %d warning(s)\n", c.String("spec"), nerr, nwarn)
+				}
+			}
+			if !res.Valid {
+				return &exitError{code: 1, err: fmt.Errorf("%s is not a valid cluster spec", c.String("spec"))}
+			}
+			return nil
+		},
+	}
+}
