@@ -15,10 +15,10 @@ import (
 func listCommand() *cli.Command {
 	sub := func(name, usage string, run func(c *cli.Context, s *plugin.Spec) error) *cli.Command {
 		return &cli.Command{
-			Name:  name,
-			Usage: usage,
+			Name:        name,
+			Usage:       usage,
 			Description: fmt.Sprintf("Example:\n   gallium-net list %s -f examples/cluster.yaml -o json", name),
-			Flags: []cli.Flag{specFlag(), outputFlag()},
+			Flags:       []cli.Flag{specFlag(), outputFlag()},
 			Action: func(c *cli.Context) error {
 				s, err := loadSpec(c)
 				if err != nil {
