@@ -13,7 +13,7 @@ step() {
   local ds=$((($(date +%s%N) - t0) / 100000000))
   printf '\n\033[1m[%4d.%ds] %s\033[0m\n' $((ds / 10)) $((ds % 10)) "$*"
 }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 step "1. Validate the production example: 3 hypervisors, 2x10G infrastructure + 2x1G VM adapters each"
 run "$GN" validate -f examples/cluster.yaml
