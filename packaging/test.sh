@@ -85,21 +85,23 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # --- build -------------------------------------------------------------------
-version=$(go run ./packaging/build -print-version)
+# Compiled once: three builds with `go run` cost a compile check each.
+go build -o "$work/pkgbuild" ./packaging/build
+version=$("$work/pkgbuild" -print-version)
 upgrade_version=$version.pkgtest1
 conflict_version=$version.pkgtest2
 
 build() {
-  go run ./packaging/build -bin "$bindir" -out "$work/v1" -version "$version" >"$work/v1.list"
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v1" -version "$version" >"$work/v1.list"
   deb=$(grep '\.deb$' "$work/v1.list")
   rpm=$(grep '\.rpm$' "$work/v1.list")
   [[ -f $deb && -f $rpm ]] || die "builder did not report a .deb and an .rpm: $(cat "$work/v1.list")"
   # A newer build with the same default config (the usual upgrade) and one
   # whose default config.yaml changed (the upgrade that must ask or keep).
-  go run ./packaging/build -bin "$bindir" -out "$work/v2" -version "$upgrade_version" -formats deb >/dev/null
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v2" -version "$upgrade_version" -formats deb >/dev/null
   cp -r packaging "$work/pkgdir"
   echo "# a default added by a newer release (packaging/test.sh)" >>"$work/pkgdir/etc/config.yaml"
-  go run ./packaging/build -bin "$bindir" -out "$work/v3" -packaging "$work/pkgdir" -version "$conflict_version" -formats deb >/dev/null
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v3" -packaging "$work/pkgdir" -version "$conflict_version" -formats deb >/dev/null
   note "version $version; $(du -k "$deb" | cut -f1) KiB .deb, $(du -k "$rpm" | cut -f1) KiB .rpm"
 }
 run build build
@@ -390,8 +392,17 @@ run upgrade-keeps-config upgrade_keeps_config
 remove_leaves_nothing_running() {
   pid_before=$(libvirtd_pid)
   dpkg -r "$pkg" >"$work/dpkg-r.out" 2>&1 || die "dpkg -r failed: $(cat "$work/dpkg-r.out")"
-  local l
-  for l in "${links[@]}"; do [[ ! -e $l && ! -L $l ]] || die "$l still there after removal"; done
+  local l foreign_now=0
+  for l in "${links[@]}"; do
+    if [[ -L $l && $(readlink "$l") != "$hookbin" ]] && ! dpkg -S "$l" >/dev/null 2>&1; then
+      # Another tier running at the same time (e2e's `gallium-net hook
+      # install`) placed its own link meanwhile; it is not the package's.
+      note "$l -> $(readlink "$l") appeared during the test; not the package's"
+      foreign_now=1
+      continue
+    fi
+    [[ ! -e $l && ! -L $l ]] || die "$l still there after removal"
+  done
   [[ ! -e /usr/bin/gallium-net && ! -e $hookbin ]] || die "binaries still there after removal"
   [[ ! -e /lib/systemd/system/gallium-net-host.service ]] || die "unit file still there after removal"
   [[ ! -e /lib/systemd/system/keepalived.service.d/gallium-net.conf ]] || die "keepalived drop-in still there after removal"
@@ -405,7 +416,11 @@ remove_leaves_nothing_running() {
   # libvirtd forgot the hook: a domain start no longer runs it, and works.
   sleep 0.5
   start_and_stop_domain "$work/removed.log"
-  [[ $(hook_runs gallium-net "$work/removed.log") == 0 ]] || die "libvirtd still runs a gallium-net hook after removal"
+  if ((foreign_now)); then
+    note "not checking that no hook runs after removal: another link is in place"
+  else
+    [[ $(hook_runs gallium-net "$work/removed.log") == 0 ]] || die "libvirtd still runs a gallium-net hook after removal"
+  fi
 }
 run dpkg-remove remove_leaves_nothing_running
 
