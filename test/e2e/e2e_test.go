@@ -1,0 +1,493 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	uri       = "qemu:///system"
+	bridge    = "gbr-gte2e"
+	flatNet   = "gte2e-flat"
+	farNet    = "gte2e-far"
+	foreign   = "gte2e-foreign"
+	vm1       = "gte2e-vm1"
+	vm2       = "gte2e-vm2"
+	plainVM   = "gte2e-plain"
+	snapPath  = "/var/lib/gallium-net/host-snapshot.json"
+	hookLog   = "/var/log/gallium-net/hook.log"
+	stateFile = "/run/gallium-net/hook/nics.json"
+	hooksDir  = "/etc/libvirt/hooks"
+)
+
+// The spec: hypervisor hv1 (this host) has group gte2e with the untagged
+// network gte2e-flat; gte2e-far is on a group that only hv2 has. The host
+// kernel has no VLAN filtering, so the networks here are untagged (tagged
+// tap VLANs are asserted in the kernel lab).
+const spec = `cluster:
+  name: gte2e
+  subnet: 10.99.0.0/24
+  vip: 10.99.0.10
+  evaluation: true
+hypervisors:
+  - name: hv1
+    managementIP: 10.99.0.11/24
+    adapters:
+      - {name: gte2e-a1, speedMbps: 10000}
+  - name: hv2
+    managementIP: 10.99.0.12/24
+    adapters:
+      - {name: gte2e-a1, speedMbps: 10000}
+      - {name: gte2e-a2, speedMbps: 10000}
+adapterGroups:
+  - name: gte2e
+    infrastructure: true
+    adapters: {hv1: [gte2e-a1], hv2: [gte2e-a1]}
+  - name: gte2f
+    adapters: {hv2: [gte2e-a2]}
+networks:
+  - {name: gte2e-flat, adapterGroup: gte2e}
+  - {name: gte2e-far, adapterGroup: gte2f}
+hardwareProfiles:
+  - {name: modern, nicModel: virtio}
+  - {name: legacy, nicModel: e1000}
+`
+
+// A domain of type qemu with no disk starts in about half a second here.
+// ACPI makes pci.0 hot-pluggable (nic add on a running domain).
+func domainXML(name, devices string) string {
+	return `<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>64</memory>` +
+		`<os><type arch='x86_64'>hvm</type></os><features><acpi/></features><devices>` + devices + `</devices></domain>`
+}
+
+type env struct {
+	t        *testing.T
+	bin      string
+	specPath string
+}
+
+func (e *env) run(name string, args ...string) (string, string, error) {
+	e.t.Helper()
+	cmd := exec.Command(name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func (e *env) must(name string, args ...string) string {
+	e.t.Helper()
+	out, errOut, err := e.run(name, args...)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (e *env) virsh(args ...string) (string, string, error) {
+	return e.run("virsh", append([]string{"-c", uri}, args...)...)
+}
+
+func (e *env) mustVirsh(args ...string) string {
+	e.t.Helper()
+	return e.must("virsh", append([]string{"-c", uri}, args...)...)
+}
+
+func (e *env) gn(args ...string) (string, string, error) {
+	return e.run(filepath.Join(e.bin, "gallium-net"), args...)
+}
+
+func (e *env) mustGN(args ...string) string {
+	e.t.Helper()
+	return e.must(filepath.Join(e.bin, "gallium-net"), args...)
+}
+
+// specArgs are the flags of a spec-reading command on this host (hv1).
+func (e *env) specArgs() []string { return []string{"-f", e.specPath, "--hypervisor", "hv1"} }
+
+func (e *env) defineDomain(name, devices string) {
+	e.t.Helper()
+	p := filepath.Join(e.t.TempDir(), name+".xml")
+	if err := os.WriteFile(p, []byte(domainXML(name, devices)), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.mustVirsh("define", p)
+}
+
+// liveNICs returns tap -> MAC of a running domain (virsh domiflist).
+func (e *env) liveNICs(dom string) map[string]string {
+	e.t.Helper()
+	out := e.mustVirsh("domiflist", dom)
+	taps := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 5 && strings.HasPrefix(f[0], "vnet") {
+			taps[f[0]] = f[4]
+		}
+	}
+	return taps
+}
+
+func master(tap string) string {
+	l, err := os.Readlink("/sys/class/net/" + tap + "/master")
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(l)
+}
+
+// logSince returns what the hook logged after offset.
+func logSince(off int64) string {
+	data, err := os.ReadFile(hookLog)
+	if err != nil || int64(len(data)) < off {
+		return ""
+	}
+	return string(data[off:])
+}
+
+func logSize() int64 {
+	st, err := os.Stat(hookLog)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+type hookState struct {
+	Domains map[string]struct {
+		Name    string `json:"name"`
+		Running bool   `json:"running"`
+		NICs    []struct {
+			MAC, Tap, Bridge string
+		} `json:"nics"`
+	} `json:"domains"`
+}
+
+func readState(t *testing.T) hookState {
+	t.Helper()
+	var st hookState
+	data, err := os.ReadFile(stateFile)
+	if err != nil {
+		return st
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatalf("hook state %s is not JSON: %v", stateFile, err)
+	}
+	return st
+}
+
+func (st hookState) domain(name string) (running bool, nics int, found bool) {
+	for _, d := range st.Domains {
+		if d.Name == name {
+			return d.Running, len(d.NICs), true
+		}
+	}
+	return false, 0, false
+}
+
+// backup keeps path's content (or its absence) and restores it at cleanup.
+func backup(t *testing.T, path string) {
+	data, err := os.ReadFile(path)
+	existed := err == nil
+	t.Cleanup(func() {
+		if existed {
+			_ = os.WriteFile(path, data, 0o600)
+		} else {
+			_ = os.Remove(path)
+		}
+	})
+}
+
+func backupLink(t *testing.T, path string) {
+	target, err := os.Readlink(path)
+	t.Cleanup(func() {
+		_ = os.Remove(path)
+		if err == nil {
+			_ = os.Symlink(target, path)
+		}
+	})
+}
+
+func cleanupAll(e *env) {
+	for _, d := range []string{vm1, vm2, plainVM} {
+		_, _, _ = e.virsh("destroy", d)
+		_, _, _ = e.virsh("undefine", d)
+	}
+	for _, n := range []string{flatNet, farNet, foreign} {
+		_, _, _ = e.virsh("net-destroy", n)
+		_, _, _ = e.virsh("net-undefine", n)
+	}
+	_, _, _ = e.run("ip", "link", "del", bridge)
+	_, _, _ = e.run("ip", "link", "del", "gte2e-fbr")
+}
+
+func TestEndToEnd(t *testing.T) {
+	bin := os.Getenv("GALLIUM_E2E_BIN")
+	if bin == "" {
+		t.Fatal("GALLIUM_E2E_BIN is not set: run test/e2e/run.sh")
+	}
+	e := &env{t: t, bin: bin, specPath: filepath.Join(t.TempDir(), "cluster.yaml")}
+	if err := os.WriteFile(e.specPath, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cleanupAll(e)
+	t.Cleanup(func() { cleanupAll(e) })
+	backup(t, snapPath)
+	backupLink(t, filepath.Join(hooksDir, "qemu.d", "gallium-net"))
+	backupLink(t, filepath.Join(hooksDir, "network.d", "gallium-net"))
+	// The bridge host apply would create; plain, as this kernel allows.
+	e.must("ip", "link", "add", bridge, "type", "bridge")
+	e.must("ip", "link", "set", bridge, "up")
+
+	// A network gallium-net does not own, which it must never touch.
+	e.must("ip", "link", "add", "gte2e-fbr", "type", "bridge")
+	foreignXML := filepath.Join(t.TempDir(), "foreign.xml")
+	_ = os.WriteFile(foreignXML, []byte(`<network><name>`+foreign+`</name><forward mode='bridge'/><bridge name='gte2e-fbr'/></network>`), 0o644)
+	e.mustVirsh("net-define", foreignXML)
+	foreignBefore := e.mustVirsh("net-dumpxml", "--inactive", foreign)
+
+	t.Run("hook install and status", func(t *testing.T) {
+		out := e.mustGN("hook", "install", "--hook-binary", filepath.Join(bin, "gallium-net-hook"))
+		if !strings.Contains(out, "SIGHUP") {
+			t.Errorf("hook install did not reload the daemon:\n%s", out)
+		}
+		// libvirtd reloads asynchronously; give it a moment before starting
+		// domains that need the hook.
+		time.Sleep(500 * time.Millisecond)
+		out = e.mustGN("hook", "status", "-o", "json")
+		var st struct {
+			OK bool `json:"ok"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || !st.OK {
+			t.Fatalf("hook status: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("network define is idempotent and leaves foreign networks alone", func(t *testing.T) {
+		out := e.mustGN(append([]string{"network", "define", "--all", "-o", "json"}, e.specArgs()...)...)
+		if !strings.Contains(out, `"action": "defined"`) {
+			t.Errorf("first define:\n%s", out)
+		}
+		out = e.mustGN(append([]string{"network", "define", "--all", "-o", "json"}, e.specArgs()...)...)
+		if !strings.Contains(out, `"action": "unchanged"`) {
+			t.Errorf("second define changed something:\n%s", out)
+		}
+		info := e.mustVirsh("net-info", flatNet)
+		for _, want := range []string{"Active:         yes", "Autostart:      yes", "Bridge:         " + bridge} {
+			if !strings.Contains(info, want) {
+				t.Errorf("net-info %s lacks %q:\n%s", flatNet, want, info)
+			}
+		}
+		if _, _, err := e.virsh("net-info", farNet); err == nil {
+			t.Errorf("%s (not on hv1) was defined here", farNet)
+		}
+		if after := e.mustVirsh("net-dumpxml", "--inactive", foreign); after != foreignBefore {
+			t.Errorf("foreign network changed:\n%s\n->\n%s", foreignBefore, after)
+		}
+		if _, err := os.Stat(snapPath); err != nil {
+			t.Errorf("no host snapshot for the hook: %v", err)
+		}
+		// Drift: the network moved to another bridge behind our back.
+		drifted := filepath.Join(t.TempDir(), "drift.xml")
+		x := strings.Replace(e.mustVirsh("net-dumpxml", "--inactive", flatNet), bridge, "gbr-gte2x", 1)
+		_ = os.WriteFile(drifted, []byte(x), 0o644)
+		e.mustVirsh("net-define", drifted)
+		out = e.mustGN(append([]string{"network", "define", flatNet}, e.specArgs()...)...)
+		if !strings.Contains(out, "updated") {
+			t.Errorf("drifted network not updated:\n%s", out)
+		}
+		if x := e.mustVirsh("net-dumpxml", "--inactive", flatNet); !strings.Contains(x, bridge) {
+			t.Errorf("network still drifted:\n%s", x)
+		}
+	})
+
+	t.Run("managed domain starts with its taps on the bridge", func(t *testing.T) {
+		e.defineDomain(vm1, "")
+		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
+		if !strings.Contains(out, "cluster default profile modern") {
+			t.Errorf("nic add without a profile did not say it used the default:\n%s", out)
+		}
+		out = e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet, "--profile", "legacy", "--mac", "52:54:00:e2:e0:02"}, e.specArgs()...)...)
+		if !strings.Contains(out, "model e1000 from profile legacy") {
+			t.Errorf("nic add --profile legacy:\n%s", out)
+		}
+		off := logSize()
+		start := time.Now()
+		e.mustVirsh("start", vm1)
+		t.Logf("virsh start %s with the hook: %s", vm1, time.Since(start))
+		taps := e.liveNICs(vm1)
+		if len(taps) != 2 {
+			t.Fatalf("want 2 NICs live, got %v", taps)
+		}
+		for tap := range taps {
+			if m := master(tap); m != bridge {
+				t.Errorf("tap %s is on %q, want %s", tap, m, bridge)
+			}
+		}
+		log := logSince(off)
+		for _, want := range []string{"prepare: networks ready", "start: domain NICs in line", "domain=" + vm1} {
+			if !strings.Contains(log, want) {
+				t.Errorf("hook log lacks %q:\n%s", want, log)
+			}
+		}
+		if running, nics, ok := readState(t).domain(vm1); !ok || !running || nics != 2 {
+			t.Errorf("hook records for %s: running=%v nics=%d found=%v", vm1, running, nics, ok)
+		}
+		out = e.mustGN("nic", "list", vm1, "-o", "json")
+		var rows []struct{ MAC, Network, Model, State, Tap string }
+		if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+			t.Fatalf("nic list: %v\n%s", err, out)
+		}
+		for _, r := range rows {
+			if r.State != "running" || r.Tap == "" || r.Network != flatNet {
+				t.Errorf("nic list row %+v", r)
+			}
+		}
+	})
+
+	t.Run("unmanaged domain starts and stops untouched", func(t *testing.T) {
+		e.defineDomain(plainVM, `<interface type='bridge'><source bridge='`+bridge+`'/><mac address='52:54:00:e2:e0:99'/></interface>`)
+		off := logSize()
+		before, _ := os.ReadFile(stateFile)
+		start := time.Now()
+		e.mustVirsh("start", plainVM)
+		t.Logf("virsh start %s (unmanaged) with the hook: %s", plainVM, time.Since(start))
+		e.mustVirsh("destroy", plainVM)
+		if log := logSince(off); strings.Contains(log, plainVM) {
+			t.Errorf("the hook acted on the unmanaged domain:\n%s", log)
+		}
+		if after, _ := os.ReadFile(stateFile); !bytes.Equal(before, after) {
+			t.Errorf("hook records changed for an unmanaged domain:\n%s\n->\n%s", before, after)
+		}
+	})
+
+	t.Run("a NIC on a network missing here refuses the start, naming the fix", func(t *testing.T) {
+		e.defineDomain(vm2, "")
+		e.mustGN(append([]string{"nic", "add", vm2, "--network", farNet}, e.specArgs()...)...)
+		_, errOut, err := e.virsh("start", vm2)
+		if err == nil {
+			t.Fatalf("%s started with a NIC on %s, which hv1 lacks", vm2, farNet)
+		}
+		for _, want := range []string{farNet, "does not exist on hypervisor hv1", "gallium-net network define " + farNet} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("virsh start error lacks %q:\n%s", want, errOut)
+			}
+		}
+	})
+
+	t.Run("hot-plugged NIC gets its tap on the bridge; nic sync and remove", func(t *testing.T) {
+		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
+		if !strings.Contains(out, "live: tap") {
+			t.Errorf("nic add on a running domain did not plug it live:\n%s", out)
+		}
+		taps := e.liveNICs(vm1)
+		if len(taps) != 3 {
+			t.Fatalf("want 3 NICs live after hot-plug, got %v", taps)
+		}
+		var someTap, hotMAC string
+		for tap, mac := range taps {
+			if m := master(tap); m != bridge {
+				t.Errorf("tap %s is on %q, want %s", tap, m, bridge)
+			}
+			someTap = tap
+			if mac != "52:54:00:e2:e0:02" {
+				hotMAC = mac
+			}
+		}
+		// Something took a tap off its bridge: nic sync puts it back.
+		e.must("ip", "link", "set", someTap, "nomaster")
+		out = e.mustGN("nic", "sync", vm1, "-f", e.specPath)
+		if !strings.Contains(out, "master "+bridge) {
+			t.Errorf("nic sync did not report re-enslaving %s:\n%s", someTap, out)
+		}
+		if m := master(someTap); m != bridge {
+			t.Errorf("after nic sync tap %s is on %q", someTap, m)
+		}
+		out = e.mustGN("nic", "sync", "--all", "-f", e.specPath)
+		if strings.Contains(out, "master") {
+			t.Errorf("second nic sync still changed taps:\n%s", out)
+		}
+		_ = hotMAC
+		// A guest without an OS never acknowledges an ACPI unplug, so the
+		// live device stays; the persistent definition and the metadata lose
+		// the NIC at once.
+		e.mustGN("nic", "remove", vm1, "52:54:00:e2:e0:02")
+		if x := e.mustVirsh("dumpxml", "--inactive", vm1); strings.Contains(x, "52:54:00:e2:e0:02") {
+			t.Errorf("NIC still in the persistent definition after nic remove")
+		}
+		if out := e.mustGN("nic", "list", vm1); strings.Contains(out, "52:54:00:e2:e0:02") {
+			t.Errorf("nic list still shows the removed NIC:\n%s", out)
+		}
+	})
+
+	t.Run("libvirtd restart: managed domains keep running, taps right", func(t *testing.T) {
+		pid := strings.TrimSpace(e.must("pgrep", "-f", "qemu.*guest="+vm1))
+		off := logSize()
+		e.must("pkill", "-TERM", "-x", "libvirtd")
+		for i := 0; i < 100; i++ {
+			if _, _, err := e.run("pgrep", "-x", "libvirtd"); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		e.must("bash", "../setup/libvirtd.sh")
+		if st := strings.TrimSpace(e.mustVirsh("domstate", vm1)); st != "running" {
+			t.Fatalf("%s is %s after the libvirtd restart", vm1, st)
+		}
+		if now := strings.TrimSpace(e.must("pgrep", "-f", "qemu.*guest="+vm1)); now != pid {
+			t.Errorf("QEMU of %s changed pid %s -> %s", vm1, pid, now)
+		}
+		for tap := range e.liveNICs(vm1) {
+			if m := master(tap); m != bridge {
+				t.Errorf("after restart tap %s is on %q", tap, m)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(logSince(off), "reconnect: domain NICs in line") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if log := logSince(off); !strings.Contains(log, "reconnect: domain NICs in line") {
+			t.Errorf("no reconnect in the hook log:\n%s", log)
+		}
+	})
+
+	t.Run("stopping the domain clears the hook records", func(t *testing.T) {
+		e.mustVirsh("destroy", vm1)
+		if _, _, ok := readState(t).domain(vm1); ok {
+			t.Errorf("records of %s survived its stop", vm1)
+		}
+	})
+
+	t.Run("virsh start time with and without the hook", func(t *testing.T) {
+		measure := func() time.Duration {
+			var total time.Duration
+			const n = 5
+			for range n {
+				start := time.Now()
+				e.mustVirsh("start", vm1)
+				total += time.Since(start)
+				e.mustVirsh("destroy", vm1)
+			}
+			return total / n
+		}
+		with := measure()
+		for _, d := range []string{"qemu.d", "network.d"} {
+			_ = os.Remove(filepath.Join(hooksDir, d, "gallium-net"))
+		}
+		e.must("bash", "../setup/libvirtd.sh", "reload")
+		time.Sleep(500 * time.Millisecond)
+		without := measure()
+		t.Logf("virsh start of %s (2 NICs), mean of 5: with hook %s, without %s", vm1, with, without)
+		fmt.Printf("FIGURE virsh-start-with-hook=%s without-hook=%s\n", with, without)
+		e.mustGN("hook", "install", "--hook-binary", filepath.Join(bin, "gallium-net-hook"))
+	})
+}
