@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Cluster is a set of embedded etcd members.
@@ -74,6 +75,9 @@ func Start(t testing.TB, n int) *Cluster {
 		cfg.InitialClusterToken = fmt.Sprintf("gallium-test-%d", ports[0])
 		cfg.ClusterState = embed.ClusterStateFlagNew
 		cfg.LogLevel = "error"
+		// Even at "error", members log their own orderly shutdown as an
+		// error (http: Server closed); tests judge etcd by its answers.
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		// Short ticks make leader elections after a kill quick; a shared
 		// 2-core machine still keeps up with 50/500 ms.
 		cfg.TickMs, cfg.ElectionMs = 50, 500
