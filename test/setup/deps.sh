@@ -15,7 +15,7 @@ packages=(
   # cluster state and VIP (arping: the VIP failover test asks who answers)
   keepalived iputils-arping iputils-ping
   # packages and their checks
-  dpkg-dev lintian rpm
+  dpkg-dev lintian rpm rpmlint
   # diagrams
   graphviz
 )
