@@ -317,7 +317,6 @@ func TestVIPFailover(t *testing.T) {
 	time.Sleep(time.Second)
 	cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t.Logf("VIP takeover: %s stopped; hv%d had the address after %v and answered ARP after %v; %d samples every %v, longest dual hold %v",
 		stopped, newHolder+1, onAddr.Round(time.Millisecond), takeover.Round(time.Millisecond), s.samples, sampleEvery, s.maxDual)
 	if takeover > maxTakeover {
@@ -328,5 +327,44 @@ func TestVIPFailover(t *testing.T) {
 	}
 	if len(s.last) != 1 || s.last[0] != newHolder {
 		t.Errorf("after takeover the holders are %v, want only hv%d", s.last, newHolder+1)
+	}
+	s.mu.Unlock()
+
+	// Second failure: the new holder's infrastructure "bond" loses its
+	// last adapter. The tracked interface puts keepalived in FAULT, which
+	// drops the VIP; the holder cannot send a goodbye over a dead link, so
+	// the last hypervisor takes over after the master-down interval
+	// (3 adverts + skew, about 3.3 s).
+	third := 3 - first - newHolder
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	var s2 sampler
+	go s2.run(ctx2, l)
+	t1 := time.Now()
+	run(t, "ip", "-n", l.hvs[newHolder], "link", "set", "gb-infra", "down")
+	var linkTakeover time.Duration
+	want := l.mac(third)
+	for time.Since(t1) < 15*time.Second {
+		if h := l.holders(); len(h) == 1 && h[0] == third && l.whoAnswers(time.Second) == want {
+			linkTakeover = time.Since(t1)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel2()
+	s2.mu.Lock()
+	defer s2.mu.Unlock()
+	if linkTakeover == 0 {
+		t.Fatalf("hv%d lost its infrastructure link but hv%d did not take the VIP within 15 s (holders %v)", newHolder+1, third+1, l.holders())
+	}
+	t.Logf("VIP takeover after hv%d lost its infrastructure link: hv%d answered after %v; longest dual hold %v", newHolder+1, third+1, linkTakeover.Round(time.Millisecond), s2.maxDual)
+	// Without a goodbye the backup must first miss 3 adverts: allow that
+	// plus scheduling slack on a loaded machine.
+	if linkTakeover > 6*time.Second {
+		t.Errorf("takeover after a link failure took %v, more than 6 s", linkTakeover)
+	}
+	if s2.maxDual > maxDual {
+		t.Errorf("two namespaces held the VIP for %v after the link failure", s2.maxDual)
 	}
 }
