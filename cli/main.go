@@ -22,7 +22,7 @@ const DefaultSpecPath = "/etc/gallium-net/cluster.yaml"
 
 func main() {
 	app := newApp()
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(interspersedArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "gallium-net:", err)
 		os.Exit(exitCode(err))
 	}
@@ -63,6 +63,10 @@ Every command that reads the spec takes -f/--spec FILE after its own name
 // Each area adds its command here with one line.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		networkCommand(),
+		nicCommand(),
+		vmCommand(),
+		hookCommand(),
 		hostCommand(),
 		completionCommand(),
 		manCommand(),
