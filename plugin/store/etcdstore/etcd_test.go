@@ -3,10 +3,13 @@ package etcdstore
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/plugin/store"
 	"github.com/gallium/gallium-net/plugin/store/etcdstore/etcdtest"
 	"github.com/gallium/gallium-net/plugin/store/storetest"
@@ -94,3 +97,40 @@ func TestUnreachable(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// TestSnapshotOutlivesEtcd: once synced, the host snapshot serves the hook
+// with etcd down, and a sync that fails on the dead store leaves it intact.
+func TestSnapshotOutlivesEtcd(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	b, err := Open(Config{Endpoints: c.Endpoints, DialTimeout: time.Second, OpTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := store.New(b)
+	ctx := t.Context()
+	if _, err := s.PushSpec(ctx, store.PushRequest{YAML: []byte(storetest.SpecYAML("lab", "52:54:00"))}); err != nil {
+		t.Fatal(err)
+	}
+	nic, _, err := s.AllocateMAC(ctx, store.NIC{DomainUUID: "u1", Key: "net0", Network: "prod", Hypervisor: "hv1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "host-snapshot.json")
+	if _, err := s.SyncSnapshot(ctx, "hv1", path); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	c.Stop()
+	if _, err := s.SyncSnapshot(ctx, "hv1", path); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("sync with etcd stopped: err = %v, want ErrUnavailable", err)
+	}
+	after, _ := os.ReadFile(path)
+	if string(after) != string(before) {
+		t.Errorf("a failed sync changed the snapshot")
+	}
+	snap, err := plugin.ReadSnapshot(path)
+	if err != nil || len(snap.NICs) != 1 || snap.NICs[0].MAC != nic.MAC || snap.Networks["prod"].VLAN != 100 {
+		t.Fatalf("snapshot with etcd down: %+v, %v", snap, err)
+	}
+}
