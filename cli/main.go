@@ -68,6 +68,10 @@ func commands() []*cli.Command {
 		vmCommand(),
 		hookCommand(),
 		hostCommand(),
+		specCommand(),
+		stateCommand(),
+		macCommand(),
+		vipCommand(),
 		completionCommand(),
 		manCommand(),
 	}

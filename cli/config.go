@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/store/boltstore"
+	"github.com/gallium/gallium-net/plugin/store/etcdstore"
+)
+
+// DefaultConfigPath holds this hypervisor's own settings (not the cluster
+// spec): which store backend, etcd endpoints and TLS files, snapshot path.
+const DefaultConfigPath = "/etc/gallium-net/config.yaml"
+
+// hostConfig is /etc/gallium-net/config.yaml (packaging/etc/config.yaml
+// documents it for operators). Flags win over it.
+type hostConfig struct {
+	Spec       string `yaml:"spec,omitempty"`
+	Hypervisor string `yaml:"hypervisor,omitempty"`
+	// Snapshot is the host snapshot the hook reads.
+	Snapshot string      `yaml:"snapshot,omitempty"`
+	Store    storeConfig `yaml:"store,omitempty"`
+}
+
+type storeConfig struct {
+	// Backend is bolt (default) or etcd.
+	Backend string     `yaml:"backend,omitempty"`
+	Path    string     `yaml:"path,omitempty"`
+	Etcd    etcdConfig `yaml:"etcd,omitempty"`
+}
+
+type etcdConfig struct {
+	Endpoints   []string `yaml:"endpoints,omitempty"`
+	Prefix      string   `yaml:"prefix,omitempty"`
+	CAFile      string   `yaml:"caFile,omitempty"`
+	CertFile    string   `yaml:"certFile,omitempty"`
+	KeyFile     string   `yaml:"keyFile,omitempty"`
+	DialTimeout string   `yaml:"dialTimeout,omitempty"`
+}
+
+// readHostConfig reads the config file. A missing file at the default path
+// means "all defaults"; a missing file named by --config is an error.
+func readHostConfig(path string, explicit bool) (*hostConfig, error) {
+	var cfg hostConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !explicit {
+			return &cfg, nil
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)                                               // a typo must not silently fall back to a default
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return nil, fmt.Errorf("config %s: %w (see the comments in the packaged config.yaml)", path, err)
+	}
+	return &cfg, nil
+}
+
+// storeFlags are the flags of every command that reads or writes the
+// cluster state.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"},
+		&cli.StringFlag{Name: "store", Usage: "state backend: bolt (a local file) or etcd (default: store.backend in the config, else bolt)"},
+		&cli.StringFlag{Name: "state-file", Usage: "bolt state `FILE` (default: store.path in the config, else " + boltstore.DefaultPath + ")"},
+		&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "etcd `URL`s, comma-separated (default: store.etcd.endpoints in the config)"},
+		&cli.StringFlag{Name: "etcd-ca", Usage: "CA `FILE` that signs the etcd servers' certificates"},
+		&cli.StringFlag{Name: "etcd-cert", Usage: "client certificate `FILE` for etcd"},
+		&cli.StringFlag{Name: "etcd-key", Usage: "client key `FILE` for etcd"},
+		&cli.StringFlag{Name: "etcd-prefix", Usage: "etcd key `PREFIX` of gallium-net's state (default " + etcdstore.DefaultPrefix + ")"},
+	}
+}
+
+// hostConfigOf reads the config file --config names.
+func hostConfigOf(c *cli.Context) (*hostConfig, error) {
+	return readHostConfig(c.String("config"), c.IsSet("config"))
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// openStore opens the cluster state the flags and the config file name.
+func openStore(c *cli.Context) (*store.Store, error) {
+	cfg, err := hostConfigOf(c)
+	if err != nil {
+		return nil, err
+	}
+	backend := firstNonEmpty(c.String("store"), cfg.Store.Backend, "bolt")
+	switch backend {
+	case "bolt", "bbolt", "file":
+		path := firstNonEmpty(c.String("state-file"), cfg.Store.Path, boltstore.DefaultPath)
+		b, err := boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return store.New(b), nil
+	case "etcd":
+		e := cfg.Store.Etcd
+		ecfg := etcdstore.Config{
+			Endpoints: e.Endpoints,
+			Prefix:    firstNonEmpty(c.String("etcd-prefix"), e.Prefix),
+			CAFile:    firstNonEmpty(c.String("etcd-ca"), e.CAFile),
+			CertFile:  firstNonEmpty(c.String("etcd-cert"), e.CertFile),
+			KeyFile:   firstNonEmpty(c.String("etcd-key"), e.KeyFile),
+		}
+		if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
+			ecfg.Endpoints = nil
+			for _, ep := range eps {
+				ecfg.Endpoints = append(ecfg.Endpoints, strings.Split(ep, ",")...)
+			}
+		}
+		if e.DialTimeout != "" {
+			d, err := time.ParseDuration(e.DialTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("config %s: store.etcd.dialTimeout %q: want a duration such as 5s", c.String("config"), e.DialTimeout)
+			}
+			ecfg.DialTimeout = d
+		}
+		b, err := etcdstore.Open(ecfg)
+		if err != nil {
+			return nil, err
+		}
+		return store.New(b), nil
+	default:
+		return nil, fmt.Errorf("store backend %q: use bolt or etcd (--store, or store.backend in %s)", backend, c.String("config"))
+	}
+}
+
+// snapshotPathOf is --snapshot when set, else the config's, else the default.
+func snapshotPathOf(c *cli.Context, cfg *hostConfig) string {
+	if c.IsSet("snapshot") {
+		return c.String("snapshot")
+	}
+	return firstNonEmpty(cfg.Snapshot, c.String("snapshot"), plugin.DefaultSnapshotPath)
+}
+
+// syncHostSnapshot rewrites this hypervisor's host snapshot after a change
+// of the cluster state, so the hook sees it. A host that is not (yet) a
+// hypervisor of the stored spec is told so and skipped: pushing a spec from
+// an admin machine is fine.
+func syncHostSnapshot(c *cli.Context, st *store.Store) error {
+	cfg, err := hostConfigOf(c)
+	if err != nil {
+		return err
+	}
+	rec, err := st.Spec(c.Context)
+	if err != nil {
+		return err
+	}
+	spec, err := rec.Spec()
+	if err != nil {
+		return err
+	}
+	hv, err := hypervisorOf(c, cfg, spec)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "note: host snapshot not written: %v\n", err)
+		return nil
+	}
+	path := snapshotPathOf(c, cfg)
+	changed, err := st.SyncSnapshot(c.Context, hv, path)
+	if err != nil {
+		return fmt.Errorf("update the host snapshot for the hook: %w", err)
+	}
+	if changed {
+		fmt.Fprintf(c.App.ErrWriter, "host snapshot %s updated for %s\n", path, hv)
+	}
+	return nil
+}
+
+// hypervisorOf is --hypervisor, else the config's, else what the host's
+// name and addresses say.
+func hypervisorOf(c *cli.Context, cfg *hostConfig, s *plugin.Spec) (string, error) {
+	if !c.IsSet("hypervisor") && cfg.Hypervisor != "" {
+		if s.Hypervisor(cfg.Hypervisor) == nil {
+			return "", fmt.Errorf("hypervisor %q (from %s) is not in the cluster spec", cfg.Hypervisor, c.String("config"))
+		}
+		return cfg.Hypervisor, nil
+	}
+	return thisHypervisor(c, s)
+}

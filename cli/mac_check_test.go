@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gallium/gallium-net/plugin/store"
+)
+
+func TestCompareMACs(t *testing.T) {
+	ledger := []store.NIC{
+		{DomainUUID: "u1", Key: "k", Domain: "web1", MAC: "52:54:00:00:00:01", Hypervisor: "hv1"},
+		{DomainUUID: "u2", Key: "k", Domain: "db1", MAC: "52:54:00:00:00:02", Hypervisor: "hv2"},
+		{DomainUUID: "u3", Key: "k", Domain: "gone", MAC: "52:54:00:00:00:03", Hypervisor: "hv1"},
+	}
+	cases := []struct {
+		name string
+		host []hostNIC
+		want []string // "kind mac domain"
+	}{
+		{"all known", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}}, []string{"missing 52:54:00:00:00:03 gone"}},
+		{"unknown", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "new", UUID: "u9", MAC: "52:54:00:00:00:09"}},
+			[]string{"unknown 52:54:00:00:00:09 new", "missing 52:54:00:00:00:03 gone"}},
+		{"ledger gives it to another domain", []hostNIC{{Domain: "copy", UUID: "u8", MAC: "52:54:00:00:00:02"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
+			[]string{"duplicate 52:54:00:00:00:02 copy", "missing 52:54:00:00:00:01 web1"}},
+		{"twice on this host", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "clone", UUID: "u7", MAC: "52:54:00:00:00:01"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
+			[]string{"duplicate 52:54:00:00:00:01 web1", "duplicate 52:54:00:00:00:01 clone"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, f := range compareMACs(c.host, ledger, "hv1") {
+				got = append(got, f.Kind+" "+f.MAC+" "+f.Domain)
+			}
+			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestMACAllocateRelease drives mac allocate/release against a state file:
+// the same NIC keeps its MAC, a release frees it.
+func TestMACAllocateRelease(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, nil, 0o600)
+	st := []string{"--state-file", filepath.Join(dir, "state.db"), "--config", cfg, "--hypervisor", "hv1", "--snapshot", filepath.Join(dir, "snap.json")}
+	if _, errOut, code := run(t, append([]string{"spec", "push", "-f", example}, st...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	alloc := func(key, network string) (string, int) {
+		out, errOut, code := run(t, append([]string{"mac", "allocate", "--domain-uuid", "u1", "--key", key, "--network", network, "-o", "json"}, st...)...)
+		if code != 0 {
+			return errOut, code
+		}
+		var n store.NIC
+		if err := json.Unmarshal([]byte(out), &n); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return n.MAC, 0
+	}
+	m1, code := alloc("net0", "prod")
+	if code != 0 || !strings.HasPrefix(m1, "52:54:00:") {
+		t.Fatalf("allocate: %s (exit %d)", m1, code)
+	}
+	if again, _ := alloc("net0", "dev"); again != m1 {
+		t.Errorf("second allocation for the same NIC gave %s, want %s", again, m1)
+	}
+	if m2, _ := alloc("net1", "prod"); m2 == m1 {
+		t.Errorf("another NIC got the same MAC %s", m1)
+	}
+	if msg, code := alloc("net2", "nope"); code == 0 || !strings.Contains(msg, "not a network") {
+		t.Errorf("unknown network: exit %d %s", code, msg)
+	}
+	snap, _ := os.ReadFile(filepath.Join(dir, "snap.json"))
+	if !strings.Contains(string(snap), m1) {
+		t.Errorf("host snapshot lacks the allocated MAC %s:\n%s", m1, snap)
+	}
+	if out, errOut, code := run(t, append([]string{"mac", "release", "--domain-uuid", "u1", "--key", "net0"}, st...)...); code != 0 || !strings.Contains(out, m1) {
+		t.Fatalf("release: exit %d %s%s", code, out, errOut)
+	}
+	snap, _ = os.ReadFile(filepath.Join(dir, "snap.json"))
+	if strings.Contains(string(snap), m1) {
+		t.Errorf("host snapshot still lists the released MAC %s", m1)
+	}
+}
