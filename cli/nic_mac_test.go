@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/gallium/gallium-net/domains"
+	"github.com/gallium/gallium-net/plugin"
+)
+
+func TestAllocateMAC(t *testing.T) {
+	tests := []struct {
+		name    string
+		prefix  string
+		used    map[string]bool
+		rnd     []byte
+		want    string
+		wantErr string
+	}{
+		{name: "default prefix", rnd: []byte{1, 2, 3}, want: "52:54:00:01:02:03"},
+		{name: "spec prefix", prefix: "02:aa:bb:cc", rnd: []byte{9, 8}, want: "02:aa:bb:cc:09:08"},
+		{name: "skips a used MAC", rnd: []byte{1, 2, 3, 4, 5, 6}, used: map[string]bool{"52:54:00:01:02:03": true}, want: "52:54:00:04:05:06"},
+		{name: "multicast prefix refused", prefix: "01:00:5e", wantErr: "multicast"},
+		{name: "fe prefix refused", prefix: "fe:54", wantErr: "reserves for taps"},
+		{name: "malformed prefix", prefix: "52:zz", wantErr: "not a hex byte"},
+		{name: "too long prefix", prefix: "52:54:00:01:02:03", wantErr: "1 to 5 bytes"},
+		{name: "full range is an error, not a hang", prefix: "52:54:00:01:02", rnd: bytes.Repeat([]byte{7}, 4096),
+			used: map[string]bool{"52:54:00:01:02:07": true}, wantErr: "no free MAC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := allocateMAC(tt.prefix, tt.used, bytes.NewReader(tt.rnd))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("allocateMAC = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckMAC(t *testing.T) {
+	used := map[string]bool{"52:54:00:00:00:01": true}
+	tests := []struct{ in, want, wantErr string }{
+		{"52:54:00:AA:BB:CC", "52:54:00:aa:bb:cc", ""},
+		{"52:54:00:00:00:01", "", "already used"},
+		{"fe:54:00:00:00:02", "", "libvirt reserves"},
+		{"01:00:5e:00:00:01", "", "multicast"},
+		{"nonsense", "", "--mac nonsense"},
+	}
+	for _, tt := range tests {
+		got, err := checkMAC(tt.in, used)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("checkMAC(%s) err = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("checkMAC(%s) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestUsedMACs(t *testing.T) {
+	cfg, err := domains.ParseDomain([]byte(`<domain><name>a</name><metadata><gallium:net xmlns:gallium="` + domains.MetadataNamespace + `"><gallium:nic mac="52:54:00:00:00:09" network="n"/></gallium:net></metadata><devices><interface type="network"><mac address="52:54:00:00:00:01"/></interface></devices></domain>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := domains.ParseDomain([]byte(`<domain><name>a</name><devices><interface type="network"><mac address="52:54:00:00:00:02"/></interface></devices></domain>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &plugin.HostSnapshot{NICs: []plugin.SnapshotNIC{{MAC: "52:54:00:00:00:03"}}}
+	used := usedMACs([]*domainHandle{{config: cfg, live: live}}, snap)
+	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03", "52:54:00:00:00:09"} {
+		if !used[m] {
+			t.Errorf("%s not counted as used: %v", m, used)
+		}
+	}
+	if len(used) != 4 {
+		t.Errorf("used = %v, want 4 MACs", used)
+	}
+}
