@@ -55,4 +55,30 @@ if command -v dot >/dev/null; then
 fi
 run "$GN" diagram -f examples/cluster.yaml --hypervisor hv2 --format mermaid >"$out/hv2.mmd" && echo "mermaid: $out/hv2.mmd"
 
+step "8. Cluster state: store the validated spec (embedded bbolt file; etcd in a real cluster), then a change based on a stale revision is refused"
+: >"$out/config.yaml"
+ST=(--state-file "$out/state.db" --config "$out/config.yaml")
+HV=(--hypervisor hv1 --snapshot "$out/host-snapshot.json")
+run "$GN" spec push -f examples/cluster.yaml "${ST[@]}" "${HV[@]}"
+sed 's/vlan: 100/vlan: 110/' examples/cluster.yaml >"$out/cluster-v2.yaml"
+run "$GN" spec push -f "$out/cluster-v2.yaml" --base 1 "${ST[@]}" "${HV[@]}"
+sed 's/vlan: 200/vlan: 210/' examples/cluster.yaml >"$out/cluster-stale.yaml"
+printf '$ %s\n' "$GN spec push -f $out/cluster-stale.yaml --base 1 ..." >&2
+if "$GN" spec push -f "$out/cluster-stale.yaml" --base 1 "${ST[@]}" "${HV[@]}"; then echo "expected the stale push to be refused" >&2; exit 1; fi
+run "$GN" spec diff -f "$out/cluster-stale.yaml" "${ST[@]}" || true
+run "$GN" spec history "${ST[@]}"
+
+step "9. Cluster-unique MACs from the ledger: the same NIC always gets the same MAC"
+run "$GN" mac allocate --domain-uuid 6f1c2b9e-0000-4000-8000-000000000001 --domain web1 --key net0 --network prod --model virtio "${ST[@]}" "${HV[@]}"
+run "$GN" mac allocate --domain-uuid 6f1c2b9e-0000-4000-8000-000000000001 --domain web1 --key net1 --network flat --model virtio "${ST[@]}" "${HV[@]}"
+run "$GN" mac allocate --domain-uuid 6f1c2b9e-0000-4000-8000-000000000002 --domain db1 --key net0 --network dev --model e1000 "${ST[@]}" "${HV[@]}"
+run "$GN" mac allocate --domain-uuid 6f1c2b9e-0000-4000-8000-000000000001 --domain web1 --key net0 --network prod "${ST[@]}" "${HV[@]}"
+run "$GN" state nics "${ST[@]}"
+
+step "10. The host snapshot the hook reads (VMs start even when the store is unreachable)"
+run cat "$out/host-snapshot.json"
+
+step "11. keepalived config of hv2 for the floating VIP (unicast VRRP on the infrastructure bridge)"
+run "$GN" vip config -f examples/cluster.yaml --hypervisor hv2
+
 step "done: outputs in $out"
