@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,5 +133,49 @@ func TestSnapshotOutlivesEtcd(t *testing.T) {
 	snap, err := plugin.ReadSnapshot(path)
 	if err != nil || len(snap.NICs) != 1 || snap.NICs[0].MAC != nic.MAC || snap.Networks["prod"].VLAN != 100 {
 		t.Fatalf("snapshot with etcd down: %+v, %v", snap, err)
+	}
+}
+
+// TestTLS: with the CA and a client certificate from the config the
+// backend works; without a client certificate, or trusting another CA, it
+// does not.
+func TestTLS(t *testing.T) {
+	files := etcdtest.NewTLSFiles(t, t.TempDir())
+	other := etcdtest.NewTLSFiles(t, t.TempDir())
+	c := etcdtest.StartTLS(t, files)
+	cases := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"client certificate", Config{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, true},
+		{"no client certificate", Config{CAFile: files.CA}, false},
+		{"another CA", Config{CAFile: other.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, false},
+		{"plain http", Config{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Endpoints = c.Endpoints
+			if tc.name == "plain http" {
+				cfg.Endpoints = []string{strings.Replace(c.Endpoints[0], "https://", "http://", 1)}
+			}
+			cfg.DialTimeout, cfg.OpTimeout = time.Second, time.Second
+			b, err := Open(cfg)
+			if err != nil {
+				if tc.ok {
+					t.Fatal(err)
+				}
+				return
+			}
+			defer b.Close()
+			_, err = b.Txn(t.Context(), nil, []store.Op{{Key: "tls/x", Value: []byte("1")}})
+			if (err == nil) != tc.ok {
+				t.Errorf("write over TLS: err = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	if _, err := Open(Config{Endpoints: c.Endpoints, CAFile: "/nonexistent/ca.pem"}); err == nil {
+		t.Error("Open with a missing CA file succeeded")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -54,7 +55,16 @@ func mustURL(s string) url.URL {
 
 // Start starts an n-member cluster and waits until every member is ready.
 // The cluster stops at the end of the test.
-func Start(t testing.TB, n int) *Cluster {
+func Start(t testing.TB, n int) *Cluster { t.Helper(); return start(t, n, nil) }
+
+// StartTLS starts a 1-member cluster that serves clients over TLS and
+// requires a client certificate signed by files.CA.
+func StartTLS(t testing.TB, files TLSFiles) *Cluster {
+	t.Helper()
+	return start(t, 1, &files)
+}
+
+func start(t testing.TB, n int, tlsFiles *TLSFiles) *Cluster {
 	t.Helper()
 	ports := freePorts(t, 2*n)
 	var initial []string
@@ -67,7 +77,15 @@ func Start(t testing.TB, n int) *Cluster {
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
 		cfg.Dir = t.TempDir()
-		curl := mustURL(fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
+		scheme := "http"
+		if tlsFiles != nil {
+			scheme = "https"
+			cfg.ClientTLSInfo = transport.TLSInfo{
+				CertFile: tlsFiles.ServerCert, KeyFile: tlsFiles.ServerKey,
+				TrustedCAFile: tlsFiles.CA, ClientCertAuth: true,
+			}
+		}
+		curl := mustURL(fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]))
 		purl := mustURL(fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
