@@ -86,9 +86,10 @@ func (n *Netlink) Observe() (*Snapshot, error) {
 			}
 		case *netlink.Bridge:
 			out.VLANFiltering = l.VlanFiltering != nil && *l.VlanFiltering
-			if l.VlanFiltering == nil {
-				// The kernel reports the attribute only when built with
-				// bridge VLAN support; without it there are no VLANs.
+			if l.VlanDefaultPVID == nil {
+				// The kernel reports the default PVID only when built with
+				// bridge VLAN support (vlan_filtering it always reports);
+				// without it there are no VLANs.
 				s.NoBridgeVLANs = true
 			}
 		}

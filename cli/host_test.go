@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/gallium/gallium-net/test/testenv"
+)
+
+func runHost(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	app := newApp()
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	err := app.Run(append([]string{"gallium-net", "host"}, args...))
+	return out.String() + errOut.String(), err
+}
+
+func exampleSpec(name string) string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "examples", name)
+}
+
+func TestHostPicksTheHypervisor(t *testing.T) {
+	spec := exampleSpec("cluster.yaml")
+	_, err := runHost(t, "plan", "-f", spec, "--hypervisor", "hv9")
+	if err == nil || !strings.Contains(err.Error(), "--hypervisor hv9: not in the cluster spec; use one of: hv1, hv2, hv3") {
+		t.Errorf("unknown hypervisor: %v", err)
+	}
+	// This machine is none of hv1..hv3 and has none of their IPs.
+	_, err = runHost(t, "status", "-f", spec)
+	if err == nil || !strings.Contains(err.Error(), "cannot tell which hypervisor this host is: its hostname") || !strings.Contains(err.Error(), "hv1, hv2, hv3") || !strings.Contains(err.Error(), "--hypervisor NAME") {
+		t.Errorf("no hypervisor: %v", err)
+	}
+}
+
+func TestHostConfirmWithNothingPending(t *testing.T) {
+	_, err := runHost(t, "confirm", "--state-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "nothing to confirm") {
+		t.Errorf("got %v", err)
+	}
+	_, err = runHost(t, "rollback", "--state-dir", t.TempDir(), "--yes")
+	if err == nil || !strings.Contains(err.Error(), "nothing to roll back") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// hostNetns moves the test's thread into a fresh network namespace with
+// the example's adapters eno1..eno4 as veths whose peers are ports of one
+// plain bridge (a switch).
+func hostNetns(t *testing.T) {
+	testenv.NeedRoot(t)
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err)
+		}
+		ns.Close()
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+	a := netlink.NewLinkAttrs()
+	a.Name = "gc-sw"
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: a}); err != nil {
+		t.Fatal(err)
+	}
+	sw, _ := netlink.LinkByName("gc-sw")
+	netlink.LinkSetUp(sw)
+	for i := 1; i <= 4; i++ {
+		a := netlink.NewLinkAttrs()
+		a.Name = fmt.Sprintf("eno%d", i)
+		peer := fmt.Sprintf("gc-p%d", i)
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: a, PeerName: peer}); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := netlink.LinkByName(a.Name)
+		p, _ := netlink.LinkByName(peer)
+		netlink.LinkSetMaster(p, sw)
+		netlink.LinkSetUp(p)
+		netlink.LinkSetUp(l)
+	}
+}
+
+func TestHostVerifyTopologyCommand(t *testing.T) {
+	hostNetns(t)
+	spec := exampleSpec("cluster.yaml")
+	out, err := runHost(t, "verify-topology", "-f", spec, "--hypervisor", "hv1", "-o", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var res struct {
+		OK    bool `json:"ok"`
+		Pairs []struct {
+			Group, From, To string
+			OK              bool
+		} `json:"pairs"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.OK || len(res.Pairs) != 4 {
+		t.Fatalf("json: %v %+v\n%s", err, res, out)
+	}
+	// Unplug eno4 from the switch.
+	p, _ := netlink.LinkByName("gc-p4")
+	netlink.LinkSetNoMaster(p)
+	out, err = runHost(t, "verify-topology", "-f", spec, "--hypervisor", "hv1")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "vmgroup: eno3 -> eno4") {
+		t.Fatalf("broken pair: %v", err)
+	}
+	for _, want := range []string{"GROUP", "infra    eno1  eno2  ok", "vmgroup  eno4  eno3  FAILED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHostPlanAndStatusCommands(t *testing.T) {
+	hostNetns(t)
+	spec := exampleSpec("cluster.yaml")
+	out, err := runHost(t, "status", "-f", spec, "--hypervisor", "hv1", "-o", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var st struct {
+		Hypervisor string `json:"hypervisor"`
+		Groups     []struct {
+			Group       string `json:"group"`
+			BondPresent bool   `json:"bondPresent"`
+			Adapters    []struct {
+				Name    string `json:"name"`
+				Carrier bool   `json:"carrier"`
+			} `json:"adapters"`
+		} `json:"groups"`
+		Converged bool `json:"converged"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Groups) != 2 || st.Groups[0].BondPresent || st.Converged || !st.Groups[0].Adapters[0].Carrier {
+		t.Fatalf("status: %v %+v\n%s", err, st, out)
+	}
+	out, err = runHost(t, "plan", "-f", spec, "--hypervisor", "hv1")
+	if testenv.HasKernel("vlan_filtering") {
+		if err != nil || !strings.Contains(out, "ip link add gb-infra mtu 1500 type bond mode active-backup miimon 100 primary eno1") {
+			t.Errorf("plan: %v\n%s", err, out)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "no bridge VLAN filtering") {
+		t.Errorf("plan on a kernel without VLAN filtering: %v\n%s", err, out)
+	}
+}
