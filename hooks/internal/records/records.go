@@ -257,10 +257,11 @@ func (s Store) read() (*State, error) {
 	return st, nil
 }
 
-// lock takes the exclusive flock on the state directory's lock file, polling
-// with a growing pause until LockTimeout. flock (not a lock held by a
-// daemon) is released by the kernel when a hook dies, so a crashed hook never
-// leaves the lock taken.
+// lock takes the exclusive flock on the state directory's lock file, waiting
+// at most LockTimeout. The wait is a blocking flock (the kernel queues the
+// waiters) rather than polling, which starved some of 50 hooks started at
+// once. flock (not a lock held by a daemon) is released by the kernel when a
+// hook dies, so a crashed hook never leaves the lock taken.
 func (s Store) lock() (func(), error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("hook state: %w", err)
@@ -269,31 +270,47 @@ func (s Store) lock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("hook state lock: %w", err)
 	}
+	unlock := func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}
+	// Uncontended: no goroutine, no timer.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		return unlock, nil
+	}
 	timeout := s.LockTimeout
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
-	deadline := time.Now().Add(timeout)
-	pause := 100 * time.Microsecond
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
+	done := make(chan error, 1)
+	go func() {
+		for {
+			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+			if !errors.Is(err, syscall.EINTR) {
+				done <- err
+				return
+			}
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("hook state lock %s: %w", s.lockPath(), err)
 		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%w %s after %s; another gallium-net hook holds it (see 'fuser %s')", ErrLockTimeout, s.lockPath(), timeout, s.lockPath())
-		}
-		time.Sleep(pause)
-		if pause < 5*time.Millisecond {
-			pause *= 2
-		}
+		return unlock, nil
+	case <-timer.C:
+		// The blocked flock cannot be cancelled; whoever gets the lock late
+		// gives it straight back.
+		go func() {
+			if err := <-done; err == nil {
+				unlock()
+			} else {
+				f.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w %s after %s; another gallium-net hook holds it (see 'fuser %s')", ErrLockTimeout, s.lockPath(), timeout, s.lockPath())
 	}
 }
