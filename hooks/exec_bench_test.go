@@ -120,7 +120,7 @@ func BenchmarkHookExecManaged4NICs(b *testing.B) {
 	environ := []string{"PATH=/usr/bin:/bin", "GALLIUM_HOOK_STATE_DIR=" + filepath.Join(dir, "state"), "GALLIUM_HOOK_SNAPSHOT=" + snap, "GALLIUM_HOOK_LOG=" + filepath.Join(dir, "hook.log")}
 	execLatency(b, bin, environ, "start", xml)
 	log, _ := os.ReadFile(filepath.Join(dir, "hook.log"))
-	if !bytes.Contains(log, []byte("tap programmed")) || !bytes.Contains(log, []byte("tap already right")) {
+	if !bytes.Contains(log, []byte("tap programmed")) || b.N > 1 && !bytes.Contains(log, []byte("tap already right")) {
 		b.Fatalf("the hook did not program the taps:\n%s", log[:min(len(log), 2000)])
 	}
 }
