@@ -1,11 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -41,25 +37,6 @@ IP untagged on the infrastructure bridge.
 	}
 }
 
-// hostSpecFlag is -f/--spec (a private twin of the shared specFlag until
-// that lands in cli/spec.go).
-func hostSpecFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "spec",
-		Aliases: []string{"f"},
-		Value:   DefaultSpecPath,
-		EnvVars: []string{"GALLIUM_NET_SPEC"},
-		Usage:   "cluster spec `FILE`",
-	}
-}
-
-func hostHypervisorFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:  "hypervisor",
-		Usage: "hypervisor `NAME` from the spec (default: the one whose management IP is configured here, or whose name is this host's name)",
-	}
-}
-
 func hostStateDirFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:    "state-dir",
@@ -67,59 +44,6 @@ func hostStateDirFlag() cli.Flag {
 		EnvVars: []string{"GALLIUM_NET_STATE_DIR"},
 		Usage:   "`DIR` for commit-confirm snapshots",
 	}
-}
-
-// hostLoadSpec strictly loads the spec and applies defaults. It is the
-// private twin of the shared loadSpec (cli/spec.go), which also validates;
-// until that lands, netsetup.Desired checks what host networking needs
-// (adapters in one group, names, the management IP's home).
-func hostLoadSpec(c *cli.Context) (*plugin.Spec, error) {
-	path := c.String("spec")
-	s, err := plugin.Load(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE (see examples/cluster.yaml)", path)
-		}
-		return nil, err
-	}
-	return s, nil
-}
-
-// hostHypervisor picks this host's hypervisor: --hypervisor, else the one
-// whose management IP is configured on a local interface, else the one
-// named like this host.
-func hostHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
-	var names []string
-	for _, h := range s.Hypervisors {
-		names = append(names, h.Name)
-	}
-	if hv := c.String("hypervisor"); hv != "" {
-		if s.Hypervisor(hv) == nil {
-			return "", fmt.Errorf("--hypervisor %s: not in the cluster spec; use one of: %s", hv, strings.Join(names, ", "))
-		}
-		return hv, nil
-	}
-	local := map[string]bool{}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				local[ipn.IP.String()] = true
-			}
-		}
-	}
-	for _, h := range s.Hypervisors {
-		if ip, _, err := net.ParseCIDR(h.ManagementIP); err == nil && local[ip.String()] {
-			return h.Name, nil
-		}
-	}
-	host, _ := os.Hostname()
-	short := strings.SplitN(host, ".", 2)[0]
-	for _, h := range s.Hypervisors {
-		if h.Name == host || h.Name == short {
-			return h.Name, nil
-		}
-	}
-	return "", fmt.Errorf("cannot tell which hypervisor this host is: its hostname %q is none of %s, and none of their management IPs is configured here; pass --hypervisor NAME", host, strings.Join(names, ", "))
 }
 
 // hostSetup is what every host subcommand starts from.
@@ -130,11 +54,11 @@ type hostSetup struct {
 }
 
 func loadHostSetup(c *cli.Context) (*hostSetup, error) {
-	s, err := hostLoadSpec(c)
+	s, err := loadSpec(c)
 	if err != nil {
 		return nil, err
 	}
-	hv, err := hostHypervisor(c, s)
+	hv, err := thisHypervisor(c, s)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +73,7 @@ func hostPlanCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "plan",
 		Usage: "print the ip/bridge commands that would converge this host (no change)",
-		Flags: []cli.Flag{hostSpecFlag(), hostHypervisorFlag(), outputFlag("text", "json", "yaml")},
+		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("text", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {

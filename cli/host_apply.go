@@ -27,7 +27,7 @@ current state and arms an automatic rollback that runs after
 runs in its own session, so it happens even when this command or its SSH
 session dies.`,
 		Flags: []cli.Flag{
-			hostSpecFlag(), hostHypervisorFlag(), hostStateDirFlag(),
+			specFlag(), hypervisorFlag(), hostStateDirFlag(),
 			&cli.BoolFlag{Name: "allow-disruptive", Usage: "allow steps that re-create or delete a bond or bridge (traffic stops on it)"},
 			&cli.DurationFlag{Name: "confirm-timeout", Value: netsetup.DefaultConfirmTimeout, Usage: "roll back a change of the management link unless confirmed within `DURATION` (0 disables: not recommended over SSH)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
@@ -129,9 +129,15 @@ func armRollback(store netsetup.ConfirmStore, hv string, snap *netsetup.Snapshot
 	if dir == "" {
 		dir = netsetup.DefaultStateDir
 	}
-	// With systemd the timer waits; otherwise the process sleeps itself.
+	// With systemd a transient timer unit waits (it survives logind killing
+	// the SSH session's processes); otherwise a process in its own session
+	// sleeps itself.
 	argv := []string{exe, "host", "rollback", "--state-dir", dir, "--if-unconfirmed", id, "--after", timeout.String()}
-	if _, err := netsetup.Detach(argv, store.LogPath(id), 0, ""); err != nil {
+	var after time.Duration
+	if netsetup.HasSystemd() {
+		argv[len(argv)-1], after = "0s", timeout
+	}
+	if _, err := netsetup.Detach(argv, store.LogPath(id), after, "gallium-net-rollback-"+id); err != nil {
 		store.Confirm(id)
 		return "", err
 	}

@@ -38,7 +38,7 @@ func TestHostPicksTheHypervisor(t *testing.T) {
 	}
 	// This machine is none of hv1..hv3 and has none of their IPs.
 	_, err = runHost(t, "status", "-f", spec)
-	if err == nil || !strings.Contains(err.Error(), "cannot tell which hypervisor this host is: its hostname") || !strings.Contains(err.Error(), "hv1, hv2, hv3") || !strings.Contains(err.Error(), "--hypervisor NAME") {
+	if err == nil || !strings.Contains(err.Error(), "cannot tell which hypervisor this host is: its name") || !strings.Contains(err.Error(), "hv1, hv2, hv3") || !strings.Contains(err.Error(), "--hypervisor NAME") {
 		t.Errorf("no hypervisor: %v", err)
 	}
 }

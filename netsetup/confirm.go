@@ -188,7 +188,7 @@ func (s ConfirmStore) Prune(keep int) {
 // It returns the process ID (0 with systemd-run).
 func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) (int, error) {
 	if systemdAfter > 0 {
-		if _, err := os.Stat("/run/systemd/system"); err == nil {
+		if HasSystemd() {
 			if sr, err := exec.LookPath("systemd-run"); err == nil {
 				args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
 				out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
@@ -216,6 +216,16 @@ func Detach(argv []string, logPath string, systemdAfter time.Duration, unit stri
 	}
 	pid := cmd.Process.Pid
 	return pid, cmd.Process.Release()
+}
+
+// HasSystemd reports whether systemd runs this host and systemd-run is
+// there, so a rollback timer can be a transient systemd unit.
+func HasSystemd() bool {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return false
+	}
+	_, err := exec.LookPath("systemd-run")
+	return err == nil
 }
 
 // RollbackIfUnconfirmed waits until the rollback of id is due (after), and
