@@ -8,7 +8,9 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,6 +21,12 @@ const MaxSpecBytes = 4 << 20
 
 // maxSpecDepth caps YAML nesting; the spec is at most five levels deep.
 const maxSpecDepth = 32
+
+// maxSpecValues caps the number of YAML values a spec expands to, counting
+// an alias each time it is used. Decoding cost grows with it: a few small
+// aliases of one large list would otherwise decode for minutes. A spec with
+// a thousand networks has about 5,000 values.
+const maxSpecValues = 1 << 20
 
 // ErrSpecTooLarge is returned for a spec over MaxSpecBytes.
 var ErrSpecTooLarge = errors.New("spec is larger than 4 MiB")
@@ -91,7 +99,7 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
 		}
-		return nil, yamlError(name, err)
+		return nil, yamlLoadError(name, err).locateAnchor(data)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -103,7 +111,15 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	if err := checkNode(name, root, reflect.TypeOf(Spec{}), "", 0); err != nil {
+	if root.Kind == yaml.DocumentNode || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		// Only comments, "---" or "~": nothing to describe a cluster.
+		return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
+	}
+	if n := expandedSize(root, map[*yaml.Node]int{}, 0); n > maxSpecValues {
+		return nil, &LoadError{File: name, Msg: fmt.Sprintf("spec expands to more than %d YAML values (an alias counts each time it is used); a cluster spec is far smaller: remove the aliases that repeat large parts", maxSpecValues)}
+	}
+	c := checker{file: name, done: map[checked]bool{}}
+	if err := c.check(root, reflect.TypeOf(Spec{}), "", 0); err != nil {
 		return nil, err
 	}
 	var s Spec
@@ -116,7 +132,15 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 
 // yamlError turns a yaml.v3 error into a LoadError, keeping its line.
 func yamlError(name string, err error) error {
+	return yamlLoadError(name, err)
+}
+
+func yamlLoadError(name string, err error) *LoadError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	// Type errors come as "unmarshal errors:\n  line N: ..."; keep the first.
+	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
+		msg, _, _ = strings.Cut(strings.TrimSpace(rest), "\n")
+	}
 	line := 0
 	// yaml.v3 formats positions as "line N: ...".
 	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
@@ -127,24 +151,66 @@ func yamlError(name string, err error) error {
 	return &LoadError{File: name, Line: line, Msg: msg}
 }
 
-// checkNode walks the YAML tree against the Go type it will decode into and
-// reports the first unknown key, wrong kind or wrong scalar type, with its
-// position. Checking before decoding gives errors that name the key path,
-// which yaml.v3's own errors do not.
-func checkNode(file string, n *yaml.Node, t reflect.Type, path string, depth int) error {
-	fail := func(format string, args ...any) error {
-		return &LoadError{File: file, Line: n.Line, Column: n.Column, Key: strings.TrimPrefix(path, "."), Msg: fmt.Sprintf(format, args...)}
+// locateAnchor fills in the position of an "unknown anchor" error, which
+// yaml.v3 reports without one, from the first use of the alias in data.
+func (e *LoadError) locateAnchor(data []byte) *LoadError {
+	name, ok := strings.CutPrefix(e.Msg, "unknown anchor '")
+	if !ok || e.Line != 0 {
+		return e
 	}
+	name, _, _ = strings.Cut(name, "'")
+	i := bytes.Index(data, []byte("*"+name))
+	if name == "" || i < 0 {
+		return e
+	}
+	e.Line = 1 + bytes.Count(data[:i], []byte("\n"))
+	e.Column = 1 + i - (bytes.LastIndexByte(data[:i], '\n') + 1)
+	e.Msg += "; define the anchor (&" + name + ") before its first use"
+	return e
+}
+
+// checker walks the YAML tree against the Go type it will decode into and
+// reports the first unknown key, duplicate key, wrong kind or wrong scalar
+// type, with its position. Checking before decoding gives errors that name
+// the key path, which yaml.v3's own errors do not.
+type checker struct {
+	file string
+	// done remembers the (node, type) pairs already checked through an
+	// alias, so that a node referenced many times is checked once: without
+	// it a small file with many aliases of a large list costs quadratic or
+	// exponential time (an "alias bomb").
+	done map[checked]bool
+}
+
+type checked struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+// fieldCache holds yamlFields per struct type: the spec has few types and
+// a large spec has thousands of nodes of each.
+var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type
+
+func (c *checker) fail(n *yaml.Node, path, format string, args ...any) error {
+	return &LoadError{File: c.file, Line: n.Line, Column: n.Column, Key: strings.TrimPrefix(path, "."), Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) error {
 	if depth > maxSpecDepth {
-		return fail("nested too deeply")
+		return c.fail(n, path, "nested too deeply (more than %d levels)", maxSpecDepth)
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
-			return fail("broken YAML alias")
+			return c.fail(n, path, "broken YAML alias")
 		}
-		return checkNode(file, n.Alias, t, path, depth+1)
+		key := checked{n.Alias, t}
+		if c.done[key] {
+			return nil
+		}
+		c.done[key] = true
+		return c.check(n.Alias, t, path, depth+1)
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return nil // an explicit null leaves the zero value
 	}
 	for t.Kind() == reflect.Pointer {
@@ -153,59 +219,151 @@ func checkNode(file string, n *yaml.Node, t reflect.Type, path string, depth int
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return fail("expected a mapping (key: value), got %s", kindName(n))
+			return c.fail(n, path, "expected a mapping (key: value), got %s", kindName(n))
 		}
 		fields := yamlFields(t)
+		seen := make(map[string]*yaml.Node, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				return &LoadError{File: file, Line: k.Line, Column: k.Column, Key: strings.TrimPrefix(path, "."), Msg: "mapping key must be a plain string"}
+				return c.fail(k, path, "mapping key must be a plain string")
 			}
+			if isMergeKey(k) {
+				if err := c.checkMerge(v, t, path, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			kpath := path + "." + k.Value
 			ft, ok := fields[k.Value]
 			if !ok {
-				return &LoadError{File: file, Line: k.Line, Column: k.Column, Key: strings.TrimPrefix(path+"."+k.Value, "."),
-					Msg: fmt.Sprintf("unknown key %q%s (known keys: %s)", k.Value, suggest(k.Value, fields), strings.Join(sortedKeys(fields), ", "))}
+				return c.fail(k, kpath, "unknown key %q%s (known keys: %s)", k.Value, suggest(k.Value, fields), strings.Join(sortedKeys(fields), ", "))
 			}
-			if err := checkNode(file, v, ft, path+"."+k.Value, depth+1); err != nil {
+			if first := seen[k.Value]; first != nil {
+				return c.fail(k, kpath, "duplicate key %q (first given at line %d); give each key once", k.Value, first.Line)
+			}
+			seen[k.Value] = k
+			if err := c.check(v, ft, kpath, depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return fail("expected a mapping (key: value), got %s", kindName(n))
+			return c.fail(n, path, "expected a mapping (key: value), got %s", kindName(n))
 		}
+		seen := make(map[string]*yaml.Node, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				return &LoadError{File: file, Line: k.Line, Column: k.Column, Key: strings.TrimPrefix(path, "."), Msg: "mapping key must be a plain string"}
+				return c.fail(k, path, "mapping key must be a plain string")
 			}
-			if err := checkNode(file, v, t.Elem(), path+"."+k.Value, depth+1); err != nil {
+			if isMergeKey(k) {
+				if err := c.checkMerge(v, t, path, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			kpath := path + "." + k.Value
+			if k.ShortTag() == "!!null" {
+				return c.fail(k, path, "a key is empty (null); write a name")
+			}
+			if first := seen[k.Value]; first != nil {
+				return c.fail(k, kpath, "duplicate key %q (first given at line %d); give each key once", k.Value, first.Line)
+			}
+			seen[k.Value] = k
+			if err := c.check(v, t.Elem(), kpath, depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return fail("expected a list, got %s", kindName(n))
+			return c.fail(n, path, "expected a list, got %s", kindName(n))
 		}
-		for i, c := range n.Content {
-			if err := checkNode(file, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+		for i, e := range n.Content {
+			if err := c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return fail("expected a string, got %s", kindName(n))
+			return c.fail(n, path, "expected a string, got %s", kindName(n))
 		}
 	case reflect.Int, reflect.Int64, reflect.Int32:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			return fail("expected a whole number, got %s", kindName(n))
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			return c.fail(n, path, "expected a whole number, got %s", kindName(n))
+		}
+		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err != nil {
+			return c.fail(n, path, "%s is not a whole number in range; give a plain decimal number", kindName(n))
+		}
+		if v := strings.TrimLeft(n.Value, "+-"); len(v) > 1 && v[0] == '0' && v[1] >= '0' && v[1] <= '9' {
+			// YAML reads 0100 as octal 64: never what a VLAN or MTU means.
+			return c.fail(n, path, "%s has a leading zero, which YAML reads as an octal number; write it without leading zeros", kindName(n))
 		}
 	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			return fail("expected true or false, got %s", kindName(n))
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			return c.fail(n, path, "expected true or false, got %s", kindName(n))
 		}
 	}
 	return nil
+}
+
+// expandedSize returns the number of values n expands to, aliases expanded,
+// saturating just above maxSpecValues. It stops descending below
+// maxSpecDepth (the checker reports that depth with a path), which also
+// ends alias cycles.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int, depth int) int {
+	if n == nil || depth > maxSpecDepth+1 {
+		return 1
+	}
+	if n.Kind == yaml.AliasNode {
+		if v, ok := memo[n.Alias]; ok {
+			return v
+		}
+		v := expandedSize(n.Alias, memo, depth+1)
+		memo[n.Alias] = v
+		return v
+	}
+	total := 1
+	for _, c := range n.Content {
+		total += expandedSize(c, memo, depth+1)
+		if total > maxSpecValues {
+			return maxSpecValues + 1
+		}
+	}
+	return total
+}
+
+// isMergeKey reports whether k is YAML's merge key ("<<: *anchor").
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.Value == "<<" && k.ShortTag() == "!!merge"
+}
+
+// checkMerge checks the value of a merge key: a mapping (usually an alias of
+// one) or a list of them, each merged into a mapping of type t.
+func (c *checker) checkMerge(v *yaml.Node, t reflect.Type, path string, depth int) error {
+	target := v
+	if target.Kind == yaml.AliasNode && target.Alias != nil {
+		target = target.Alias
+	}
+	switch target.Kind {
+	case yaml.MappingNode:
+		return c.check(v, t, path, depth)
+	case yaml.SequenceNode:
+		for _, e := range target.Content {
+			m := e
+			if m.Kind == yaml.AliasNode && m.Alias != nil {
+				m = m.Alias
+			}
+			if m.Kind != yaml.MappingNode {
+				return c.fail(e, path, "a merge (<<) list must hold only mappings")
+			}
+			if err := c.check(e, t, path, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return c.fail(v, path, "a merge (<<) needs a mapping or a list of mappings")
 }
 
 func kindName(n *yaml.Node) string {
@@ -226,6 +384,9 @@ func kindName(n *yaml.Node) string {
 
 // yamlFields maps each YAML key of struct type t to its field type.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -241,6 +402,7 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		}
 		out[name] = f.Type
 	}
+	fieldCache.Store(t, out)
 	return out
 }
 
@@ -256,9 +418,19 @@ func sortedKeys(m map[string]reflect.Type) []string {
 // suggest returns `; did you mean "x"?` for a key that differs from a known
 // one only by case or by one edit.
 func suggest(key string, fields map[string]reflect.Type) string {
+	lkey := strings.ToLower(key)
 	for _, k := range sortedKeys(fields) {
-		if strings.EqualFold(k, key) || editDistance(strings.ToLower(k), strings.ToLower(key)) <= 2 {
+		if strings.EqualFold(k, key) || editDistance(strings.ToLower(k), lkey) <= 2 {
 			return fmt.Sprintf("; did you mean %q?", k)
+		}
+	}
+	// A shortened or truncated key ("sped", "speed" for speedMbps).
+	if len(lkey) >= 3 {
+		for _, k := range sortedKeys(fields) {
+			lk := strings.ToLower(k)
+			if len(lk) > 4 && editDistance(lk[:min(len(lk), len(lkey))], lkey) <= 1 {
+				return fmt.Sprintf("; did you mean %q?", k)
+			}
 		}
 	}
 	return ""

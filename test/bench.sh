@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# make bench: runs the project's benchmarks and checks each against its
+# time budget.
+#
+#   test/bench.sh                        every benchmark
+#   BENCHCOUNT=10 BENCHTIME=2s test/bench.sh
+#   BENCH_TARGETS="BenchmarkLoadValidate1000Networks" test/bench.sh
+#
+# Adding a benchmark: one line "PACKAGE BENCHNAME [MAX]" in the list below;
+# MAX is a time per operation (500us, 20ms, 1s) or "-" for no budget. Each
+# benchmark runs BENCHCOUNT times (default 5); the budget is checked against
+# the fastest run, because load from other processes only ever adds time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export GOFLAGS=-buildvcs=false
+
+targets=(
+  "./plugin BenchmarkLoadValidate1000Networks 20ms"
+  "./plugin BenchmarkValidate1000Networks -"
+  "./plugin/store BenchmarkReadSnapshot 20ms"
+  "./plugin/store/boltstore BenchmarkAllocateMAC 50ms"
+  "./plugin/store/boltstore BenchmarkAllocateMACExisting 1ms"
+  "./plugin/store/etcdstore BenchmarkAllocateMAC1Member 50ms"
+  "./plugin/store/etcdstore BenchmarkAllocateMAC3Members3Clients 100ms"
+  "./hooks BenchmarkHookExecUnmanaged 5ms"
+  "./hooks BenchmarkHookExecManaged4NICs 10ms"
+)
+
+count=${BENCHCOUNT:-5}
+benchtime=${BENCHTIME:-1s}
+only=" ${BENCH_TARGETS:-} "
+logdir=$(mktemp -d /tmp/gallium-bench.XXXXXX)
+
+# ns converts 20ms, 500us, 1.5s, 300ns to nanoseconds.
+ns() {
+  awk -v d="$1" 'BEGIN {
+    n = d + 0; u = d; sub(/^[0-9.]+/, "", u)
+    m = (u == "ns") ? 1 : (u == "us" || u == "µs") ? 1e3 : (u == "ms") ? 1e6 : (u == "s") ? 1e9 : -1
+    if (m < 0) { print -1; exit } ; printf "%.0f\n", n * m }'
+}
+
+results=() failed=0
+for t in "${targets[@]}"; do
+  read -r pkg name max <<<"$t"
+  [[ -z ${BENCH_TARGETS:-} || $only == *" $name "* ]] || continue
+  log=$logdir/$name.log
+  echo "=== bench $pkg $name x$count (log $log)" >&2
+  if ! go test -run '^$' -bench "^${name}\$" -benchmem -count "$count" -benchtime "$benchtime" "$pkg" >"$log" 2>&1; then
+    tail -20 "$log" >&2
+    results+=("$(printf 'FAIL %-36s did not run (log %s)' "$name" "$log")")
+    failed=$((failed + 1))
+    continue
+  fi
+  grep -E "^${name}(-[0-9]+)?\s" "$log" >&2
+  lines=$(grep -E "^${name}(-[0-9]+)?\s" "$log")
+  # Fields are "VALUE UNIT" pairs after the name and iteration count.
+  field() { awk -v unit="$1" '{ for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1) }' <<<"$lines"; }
+  mapfile -t nsop < <(field ns/op | sort -g)
+  n=${#nsop[@]}
+  best=$(printf '%.0f' "${nsop[0]}") median=$(printf '%.0f' "${nsop[$(( (n - 1) / 2 ))]}")
+  bop=$(field B/op | tail -1) allocs=$(field allocs/op | tail -1)
+  res=ok budget=""
+  if [[ $max != - && -n $max ]]; then
+    limit=$(ns "$max")
+    budget=" (budget $max)"
+    if ((limit < 0)); then
+      res=FAIL budget=" (bad budget $max)"
+    elif ((best > limit)); then
+      res=FAIL
+    fi
+  fi
+  [[ $res == ok ]] || failed=$((failed + 1))
+  results+=("$(printf '%-4s %-36s best %.2f ms/op, median %.2f ms/op%s, %s B/op, %s allocs/op' "$res" "$name" \
+    "$(awk -v x="$best" 'BEGIN{print x/1e6}')" "$(awk -v x="$median" 'BEGIN{print x/1e6}')" "$budget" "$bop" "$allocs")")
+done
+echo
+printf '%s\n' "${results[@]}"
+((failed == 0))
