@@ -24,6 +24,7 @@ br=gtpkg-br0
 dom=gtpkg-dom
 net=gtpkg-net
 cli_net=gtpkg-cli
+cli_br=gbr-gtpkg
 hookbin=/usr/libexec/gallium-net/gallium-net-hook
 links=(/etc/libvirt/hooks/qemu.d/gallium-net /etc/libvirt/hooks/network.d/gallium-net)
 debuglog=$work/libvirtd-debug.log
@@ -41,7 +42,9 @@ run() {
   local name=$1 t0=$SECONDS rc
   shift
   set +e
-  (set -e; "$@")
+  # No pipefail inside: `producer | grep -q` would fail whenever grep stops
+  # reading early and the producer gets SIGPIPE.
+  (set -e +o pipefail; "$@")
   rc=$?
   set -e
   if ((rc == 0)); then
@@ -73,6 +76,7 @@ cleanup() {
   [[ -n $log_outputs ]] && debug_off
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed' && dpkg --purge "$pkg" >/dev/null 2>&1
   ip link del "$br" 2>/dev/null
+  ip link del "$cli_br" 2>/dev/null
   # Put back hook links another test or an operator had placed by hand.
   local l restored=0
   for l in "${!foreign[@]}"; do
@@ -98,10 +102,13 @@ build() {
   [[ -f $deb && -f $rpm ]] || die "builder did not report a .deb and an .rpm: $(cat "$work/v1.list")"
   # A newer build with the same default config (the usual upgrade) and one
   # whose default config.yaml changed (the upgrade that must ask or keep).
-  "$work/pkgbuild" -bin "$bindir" -out "$work/v2" -version "$upgrade_version" -formats deb >/dev/null
-  cp -r packaging "$work/pkgdir"
-  echo "# a default added by a newer release (packaging/test.sh)" >>"$work/pkgdir/etc/config.yaml"
-  "$work/pkgbuild" -bin "$bindir" -out "$work/v3" -packaging "$work/pkgdir" -version "$conflict_version" -formats deb >/dev/null
+  # Both are test artifacts: gzip instead of nfpm's slow pure-Go xz.
+  cp -r packaging "$work/pkg-v2"
+  sed -i 's/^  compression: xz$/  compression: gzip/' "$work/pkg-v2/nfpm.yaml"
+  cp -r "$work/pkg-v2" "$work/pkg-v3"
+  echo "# a default added by a newer release (packaging/test.sh)" >>"$work/pkg-v3/etc/config.yaml"
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v2" -packaging "$work/pkg-v2" -version "$upgrade_version" -formats deb >/dev/null
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v3" -packaging "$work/pkg-v3" -version "$conflict_version" -formats deb >/dev/null
   note "version $version; $(du -k "$deb" | cut -f1) KiB .deb, $(du -k "$rpm" | cut -f1) KiB .rpm"
 }
 run build build
@@ -333,10 +340,14 @@ cli_defines_network() {
     note "this build of gallium-net has no 'network' command$( ((have_validate)) || echo " and no 'validate' command")"
     exit 77
   fi
-  # A one-hypervisor evaluation spec for this host, whose network is the
-  # plain bridge gtpkg-br0 made above.
+  # A one-hypervisor evaluation spec for this host. Its network lives on the
+  # adapter group gtpkg, whose bridge (gallium-net's naming: gbr-GROUP) is
+  # made here; `network define` defines, starts and autostarts it. It does
+  # not touch host networking (that is `host apply`).
   local host
-  host=$(hostname)
+  host=$(hostname -s)
+  ip link add "$cli_br" type bridge
+  ip link set "$cli_br" up
   cat >/etc/gallium-net/cluster.yaml <<EOF
 cluster:
   name: gtpkg
@@ -349,22 +360,24 @@ hypervisors:
     adapters:
       - {name: eth0, speedMbps: 10000}
 adapterGroups:
-  - name: infra
+  - name: gtpkg
     infrastructure: true
     adapters: {$host: [eth0]}
 networks:
-  - {name: gtpkg-cli, adapterGroup: infra}
+  - {name: $cli_net, adapterGroup: gtpkg}
 hardwareProfiles:
   - {name: modern, nicModel: virtio}
 EOF
-  /usr/bin/gallium-net network define gtpkg-cli -f /etc/gallium-net/cluster.yaml --hypervisor "$host" >"$work/define.out" 2>&1 ||
-    /usr/bin/gallium-net network define -f /etc/gallium-net/cluster.yaml --hypervisor "$host" >>"$work/define.out" 2>&1 ||
-    die "gallium-net network define failed: $(cat "$work/define.out")"
+  /usr/bin/gallium-net network define "$cli_net" -f /etc/gallium-net/cluster.yaml --hypervisor "$host" >"$work/define.out" 2>&1 ||
+    die "gallium-net network define $cli_net failed: $(cat "$work/define.out")"
   virsh -q net-list --all --name | grep -qx "$cli_net" ||
     die "after gallium-net network define, libvirt has no network $cli_net: $(virsh net-list --all --name | tr '\n' ' ')"
-  virsh net-dumpxml "$cli_net" | grep -q "forward mode='bridge'" || die "network $cli_net is not a bridge-forward network"
-  note "installed CLI defined libvirt network $cli_net"
+  virsh net-dumpxml "$cli_net" | grep -q "<forward mode='bridge'" || die "network $cli_net is not a bridge-forward network: $(virsh net-dumpxml "$cli_net")"
+  virsh net-dumpxml "$cli_net" | grep -q "<bridge name='$cli_br'" || die "network $cli_net is not on bridge $cli_br"
+  [[ -f /var/lib/gallium-net/host-snapshot.json ]] || die "network define wrote no host snapshot for the hook"
+  note "installed CLI defined libvirt network $cli_net on $cli_br: $(tr -s ' \n' ' ' <"$work/define.out")"
 }
+
 run cli-defines-network cli_defines_network
 
 # --- upgrade -----------------------------------------------------------------------
