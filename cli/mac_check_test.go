@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/store/boltstore"
 )
 
 func TestCompareMACs(t *testing.T) {
@@ -87,4 +88,57 @@ func TestMACAllocateRelease(t *testing.T) {
 	if strings.Contains(string(snap), m1) {
 		t.Errorf("host snapshot still lists the released MAC %s", m1)
 	}
+}
+
+// TestMACCheckImportLibvirt runs mac check and state import against
+// libvirt's built-in test driver (test:///default: one domain "test" with
+// one NIC, aa:bb:cc:dd:ee:ff), no daemon needed.
+func TestMACCheckImportLibvirt(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, nil, 0o600)
+	st := []string{"--state-file", filepath.Join(dir, "state.db"), "--config", cfg, "--hypervisor", "hv1"}
+	lv := append([]string{"--connect", "test:///default"}, st...)
+	if _, errOut, code := run(t, append([]string{"spec", "push", "-f", example, "--snapshot", filepath.Join(dir, "snap.json")}, st...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	steps := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"check before import", []string{"mac", "check"}, 1, "unknown  aa:bb:cc:dd:ee:ff  test"},
+		{"import", []string{"state", "import", "--snapshot", filepath.Join(dir, "snap.json")}, 0, "1 NICs imported, 0 already"},
+		{"import again", []string{"state", "import", "--snapshot", filepath.Join(dir, "snap.json")}, 0, "0 NICs imported, 1 already"},
+		{"check after import", []string{"mac", "check"}, 0, "ok: 1 NICs on this host"},
+	}
+	for _, s := range steps {
+		out, errOut, code := run(t, append(s.args, lv...)...)
+		if code != s.wantCode || !strings.Contains(out, s.wantOut) {
+			t.Fatalf("%s: exit %d (want %d), output lacks %q:\n%s%s", s.name, code, s.wantCode, s.wantOut, out, errOut)
+		}
+	}
+	// The same MAC in the ledger for another domain is a duplicate.
+	if _, errOut, code := run(t, append([]string{"mac", "release", "--domain-uuid", "6695eb01-f6a4-8304-79aa-97f2502e193f", "--key", "aa:bb:cc:dd:ee:ff"}, st...)...); code != 0 {
+		t.Fatalf("release: %s", errOut)
+	}
+	s := openTestStore(t, filepath.Join(dir, "state.db"))
+	if _, _, err := s.ImportNIC(t.Context(), store.NIC{DomainUUID: "other-vm", Key: "net0", MAC: "aa:bb:cc:dd:ee:ff", Hypervisor: "hv2"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	out, _, code := run(t, append([]string{"mac", "check"}, lv...)...)
+	if code != 1 || !strings.Contains(out, "duplicate") || !strings.Contains(out, "other-vm") {
+		t.Errorf("MAC owned by another domain in the ledger: exit %d\n%s", code, out)
+	}
+}
+
+func openTestStore(t *testing.T, path string) *store.Store {
+	t.Helper()
+	b, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.New(b)
 }
