@@ -32,6 +32,7 @@ session dies.`,
 			&cli.DurationFlag{Name: "confirm-timeout", Value: netsetup.DefaultConfirmTimeout, Usage: "roll back a change of the management link unless confirmed within `DURATION` (0 disables: not recommended over SSH)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
 			&cli.BoolFlag{Name: "skip-checks", Usage: "apply even when adapter checks report errors (slow or missing adapters)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing (as 'host plan')"},
 		},
 		Action: hostApply,
 	}
@@ -64,6 +65,9 @@ func hostApply(c *cli.Context) error {
 		return nil
 	}
 	fmt.Fprintf(w, "# hypervisor %s: %d step(s)\n%s", hs.hv, len(p.Steps), p)
+	if c.Bool("dry-run") {
+		return nil
+	}
 	if p.Disruptive() && !c.Bool("allow-disruptive") {
 		return netsetup.ErrDisruptive
 	}
@@ -78,16 +82,24 @@ func hostApply(c *cli.Context) error {
 	}
 	store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
 	timeout := c.Duration("confirm-timeout")
+	snap := obs.Subset(hs.desired.Adapters())
 	id := ""
 	if p.Touches(managementLinks(hs.desired, obs), true) {
 		if timeout <= 0 {
 			fmt.Fprintln(c.App.ErrWriter, "warning: the plan changes the management link and --confirm-timeout 0 disables the automatic rollback")
 		} else {
-			id, err = armRollback(store, hs.hv, obs.Subset(hs.desired.Adapters()), timeout)
+			id, err = armRollback(store, hs.hv, snap, timeout)
 			if err != nil {
 				return fmt.Errorf("arm the automatic rollback (nothing was changed): %w", err)
 			}
 			fmt.Fprintf(w, "# the plan changes the management link: automatic rollback %s armed for %s\n", id, timeout)
+		}
+	}
+	if id == "" {
+		// Kept for a manual 'gallium-net host rollback'.
+		now := time.Now()
+		if err := store.Save(&netsetup.Pending{ID: netsetup.NewPendingID(now), Hypervisor: hs.hv, Created: now, Snapshot: snap}); err != nil {
+			return fmt.Errorf("save the pre-apply state (nothing was changed): %w", err)
 		}
 	}
 	err = netsetup.Apply(k, p, netsetup.ApplyOptions{AllowDisruptive: c.Bool("allow-disruptive"), Progress: progressPrinter(w)})

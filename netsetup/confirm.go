@@ -30,7 +30,9 @@ type Pending struct {
 	ID         string    `json:"id"`
 	Hypervisor string    `json:"hypervisor"`
 	Created    time.Time `json:"created"`
-	Deadline   time.Time `json:"deadline"`
+	// Deadline is when an unconfirmed apply rolls back; zero when the
+	// apply did not need confirming.
+	Deadline time.Time `json:"deadline,omitempty"`
 	// Snapshot is the part of the host that the apply may change
 	// (Snapshot.Subset): what a rollback restores.
 	Snapshot *Snapshot `json:"snapshot"`
@@ -59,7 +61,9 @@ func NewPendingID(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
-// Save writes the snapshot and arms the marker.
+// Save writes the snapshot and, when p.Deadline is set, arms the marker
+// (commit-confirm); without a deadline the snapshot is only kept for a
+// manual `gallium-net host rollback`.
 func (s ConfirmStore) Save(p *Pending) error {
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
@@ -67,6 +71,9 @@ func (s ConfirmStore) Save(p *Pending) error {
 	}
 	if err := plugin.WriteFileAtomic(s.path(p.ID, ".json"), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save pre-apply snapshot: %w", err)
+	}
+	if p.Deadline.IsZero() {
+		return nil
 	}
 	if err := plugin.WriteFileAtomic(s.path(p.ID, ".armed"), []byte(p.Deadline.UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("arm rollback: %w", err)

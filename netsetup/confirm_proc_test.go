@@ -142,7 +142,7 @@ func waitRestored(t *testing.T, k Kernel, want *Snapshot, names []string, start 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	obs, _ := k.Observe()
+	obs := observe(t, k)
 	t.Fatalf("not rolled back within %s:\nwant %+v\ngot  %+v", limit, want.Restorable(), obs.Subset(names).Restorable())
 	return 0
 }
@@ -157,7 +157,7 @@ func TestCommitConfirmRollsBackAfterTheCLIDies(t *testing.T) {
 	want := before.Subset(names)
 	start := time.Now()
 	store, id, _ := runUnconfirmedApply(t, target, 1500*time.Millisecond)
-	obs, _ := k.Observe()
+	obs := observe(t, k)
 	if obs.Link("gbr-t0") == nil {
 		t.Fatal("the apply did not happen")
 	}
@@ -191,7 +191,7 @@ func TestCommitConfirmConfirmedApplyStays(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	obs, _ := k.Observe()
+	obs := observe(t, k)
 	if obs.Link("gbr-t0") == nil || obs.Link("gt-e1").Master != "gbr-t0" {
 		t.Errorf("a confirmed apply was rolled back: %+v", obs)
 	}

@@ -74,3 +74,18 @@ func TestStatusShowsActiveAdapterAndVLANs(t *testing.T) {
 		t.Errorf("infra addrs: %v", st.Groups[0].Addrs)
 	}
 }
+
+func TestConfirmStoreSaveWithoutDeadlineIsNotArmed(t *testing.T) {
+	s := ConfirmStore{Dir: t.TempDir()}
+	snap, _ := exampleHost().Observe()
+	id := NewPendingID(time.Now())
+	if err := s.Save(&Pending{ID: id, Created: time.Now(), Snapshot: snap}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Armed()) != 0 || len(s.IDs()) != 1 {
+		t.Errorf("armed %v, saved %v; want one saved, none armed", s.Armed(), s.IDs())
+	}
+	if err := s.Take(id); !errors.Is(err, ErrNotArmed) {
+		t.Errorf("take: %v", err)
+	}
+}

@@ -171,7 +171,7 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 		t.Fatalf("%v\nplan:\n%s", err, p)
 	}
 	t.Logf("from scratch: %d steps, %d writes, %s", len(p.Steps), k.Writes, time.Since(start).Round(time.Microsecond))
-	obs, _ := k.Observe()
+	obs := observe(t, k)
 	for _, g := range hs.Groups {
 		bond, br := obs.Link(g.Bond), obs.Link(g.Bridge)
 		if bond == nil || bond.Kind != "bond" || bond.Bond.Mode != "active-backup" || bond.Bond.Miimon != 100 || bond.Bond.Primary != g.BondConfig.Primary || !bond.Up {
@@ -220,7 +220,7 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 	if !reflect.DeepEqual(p.Lines(), want) {
 		t.Errorf("in-place plan:\n%s", p)
 	}
-	obs, _ = k.Observe()
+	obs = observe(t, k)
 	for _, n := range []string{"gb-infra", "gbr-infra", "gb-vm", "gbr-vm"} {
 		if obs.Link(n).Index != idx[n] {
 			t.Errorf("%s: ifindex %d -> %d", n, idx[n], obs.Link(n).Index)
@@ -277,7 +277,7 @@ func TestLabFailureAtEachStepRestoresTheHost(t *testing.T) {
 				newLab(t)
 				k := NewNetlink()
 				hs := setup(t, k)
-				obs, _ := k.Observe()
+				obs := observe(t, k)
 				p, err := MakePlan(hs, obs)
 				if err != nil {
 					t.Fatal(err)
@@ -289,7 +289,7 @@ func TestLabFailureAtEachStepRestoresTheHost(t *testing.T) {
 					newLab(t)
 					k := NewNetlink()
 					hs := setup(t, k)
-					before, _ := k.Observe()
+					before := observe(t, k)
 					p, err := MakePlan(hs, before)
 					if err != nil {
 						t.Fatal(err)
@@ -299,7 +299,7 @@ func TestLabFailureAtEachStepRestoresTheHost(t *testing.T) {
 					if !ok || ae.UndoErr != nil {
 						t.Fatalf("fail at step %d (%s): %v", i+1, p.Steps[i].Cmd, err)
 					}
-					after, _ := k.Observe()
+					after := observe(t, k)
 					// The whole namespace, every link: a full dump.
 					if !reflect.DeepEqual(after.Restorable(), before.Restorable()) {
 						t.Errorf("fail at step %d (%s): host differs from the pre-apply state\nbefore %s\nafter  %s", i+1, p.Steps[i].Cmd, dump(before), dump(after))
@@ -641,7 +641,7 @@ func TestLabFailover(t *testing.T) {
 func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	newLab(t)
 	k := NewNetlink()
-	before, _ := k.Observe()
+	before := observe(t, k)
 	// The target of the "apply": the converged lab host, computed on a
 	// simulated copy (the real one must not change before the CLI runs).
 	f := NewFakeFromSnapshot(before)
@@ -653,7 +653,7 @@ func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	target = target.Subset(hs.Adapters())
 	start := time.Now()
 	store, id, _ := runUnconfirmedApply(t, target, 2*time.Second)
-	obs, _ := k.Observe()
+	obs := observe(t, k)
 	if obs.Link("gb-infra") == nil {
 		t.Fatal("the apply did not happen")
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -27,8 +28,28 @@ type Netlink struct{}
 func NewNetlink() *Netlink { return &Netlink{} }
 
 // Observe reads links, bond and bridge settings, bridge VLANs, addresses and
-// the IPv4 default route.
+// the IPv4 default route. The kernel answers with several dumps; when the
+// host changes between them (a dump interrupted by a concurrent change,
+// IPv6 autoconfiguration, a link that vanished) it reads again, so the
+// snapshot is consistent.
 func (n *Netlink) Observe() (*Snapshot, error) {
+	var err error
+	for attempt := 1; attempt <= 20; attempt++ {
+		var s *Snapshot
+		s, err = n.observe()
+		if err == nil {
+			return s, nil
+		}
+		var notFound netlink.LinkNotFoundError
+		if !errors.Is(err, netlink.ErrDumpInterrupted) && !errors.Is(err, unix.ENODEV) && !errors.As(err, &notFound) {
+			return nil, err
+		}
+		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("the host's networking kept changing while it was read: %w", err)
+}
+
+func (n *Netlink) observe() (*Snapshot, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)

@@ -128,7 +128,7 @@ func TestNetlinkWritesReadBack(t *testing.T) {
 		Op{Kind: OpSetMaster, Link: "gt-e1"},
 		Op{Kind: OpDel, Link: "gbr-t0"},
 	)
-	obs, _ = k.Observe()
+	obs = observe(t, k)
 	if obs.Link("gbr-t0") != nil || obs.DefaultRoute != nil || obs.Link("gt-e1").Master != "" {
 		t.Errorf("after undoing by hand: %+v", obs)
 	}
@@ -170,7 +170,7 @@ func TestNetlinkRestorePlanConvergesWithZeroWritesAfter(t *testing.T) {
 	if _, err := Restore(k, before.Subset([]string{"gt-e1", "gt-e2"}), nil); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := k.Observe()
+	after := observe(t, k)
 	if !reflect.DeepEqual(after.Restorable(), before.Restorable()) {
 		t.Errorf("not back:\nbefore %+v\nafter  %+v", before.Restorable(), after.Restorable())
 	}
@@ -185,7 +185,7 @@ func TestNetlinkFailureAtEachStepRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range p.Steps {
-		obs, _ := k.Observe()
+		obs := observe(t, k)
 		p, err := RestorePlan(target, obs)
 		if err != nil {
 			t.Fatal(err)
@@ -195,9 +195,19 @@ func TestNetlinkFailureAtEachStepRestores(t *testing.T) {
 		if !errors.As(err, &ae) || ae.UndoErr != nil {
 			t.Fatalf("fail at step %d: %v", i+1, err)
 		}
-		after, _ := k.Observe()
+		after := observe(t, k)
 		if !reflect.DeepEqual(after.Restorable(), before.Restorable()) {
 			t.Fatalf("fail at step %d (%s): not restored\nbefore %+v\nafter  %+v", i+1, p.Steps[i].Cmd, before.Restorable(), after.Restorable())
 		}
 	}
+}
+
+// observe reads the host or fails the test.
+func observe(t testing.TB, k Kernel) *Snapshot {
+	t.Helper()
+	s, err := k.Observe()
+	if err != nil {
+		t.Fatalf("observe: %v", err)
+	}
+	return s
 }

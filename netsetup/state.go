@@ -11,6 +11,34 @@
 // the netlink one (netlink.go); FakeKernel simulates the kernel's behaviour
 // so that plans, apply and rollback are tested without root, and the planner
 // itself uses it to predict what each step does.
+//
+// Decisions (where DESIGN.md is silent):
+//   - Inside a bridge the native (untagged) VLAN is VID 1, the bridge's
+//     default PVID (NativeVID), so a tagged network cannot use VLAN 1. The
+//     uplink (bond port) carries VID 1 as PVID untagged only when the group
+//     has an untagged network or carries the management IP; the bridge
+//     itself has VID 1 only where the management IP lives.
+//   - The bond's MAC is its first adapter's (fail_over_mac none); the bridge
+//     is pinned to it when created, so VM taps never change it.
+//   - gallium-net manages gb-*/gbr-* links (plugin.Owned) and the spec's
+//     adapters, nothing else. Deleting an owned link (its group left the
+//     spec, or it must be re-created) is a disruptive step.
+//   - Managed addresses are the permanent global ones. An adapter that
+//     becomes a slave loses its addresses, last: after the management IP is
+//     on the bridge and the default route moved. On gallium's own links old
+//     addresses go before new ones (the kernel drops secondaries with their
+//     primary). Only the IPv4 default route of the main table is managed,
+//     and only when cluster.gateway is set.
+//   - Commit-confirm covers plans that touch the infrastructure bond,
+//     bridge or adapters, the link that has the management IP now, or the
+//     default route. State lives under /var/lib/gallium-net/confirm.
+//   - Known limit (measured in the lab): the kernel sends a bond's
+//     gratuitous ARPs only for addresses on the bond itself, and the
+//     management IP is on the bridge above it, so after a failover or
+//     failback nothing tells the switch at once; a failover that takes the
+//     old port's link down is fast (the switch flushes that port), a
+//     failback to the primary waits until the switch relearns the MAC
+//     (about 400 ms in the lab). primary_reselect failure avoids failbacks.
 package netsetup
 
 import (
