@@ -15,7 +15,7 @@ func hostStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show per adapter group the bond, its active adapter, each adapter's carrier and speed, the bridge and its VLANs",
-		Flags: []cli.Flag{hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml")},
+		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {
@@ -120,7 +120,7 @@ func hostCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "check this host's adapters: present, carrier, speed (infrastructure adapters need 10 Gbps)",
-		Flags: []cli.Flag{hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml")},
+		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {
@@ -162,7 +162,7 @@ func hostVerifyTopologyCommand() *cli.Command {
 		Name:  "verify-topology",
 		Usage: "prove that every adapter of each group reaches every other one at layer 2 (probe frames, ethertype 0x88B5)",
 		Flags: []cli.Flag{
-			hostSpecFlag(), hostHypervisorFlag(), outputFlag("table", "json", "yaml"),
+			specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml"),
 			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "listen `DURATION` after the last probe"},
 		},
 		Action: func(c *cli.Context) error {
