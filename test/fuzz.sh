@@ -17,6 +17,7 @@ export GOFLAGS=-buildvcs=false
 
 targets=(
   "./plugin FuzzParse 2m"
+  "./plugin FuzzMACPrefix 30s"
   "./hooks FuzzHookInput 2m"
 )
 
