@@ -127,6 +127,43 @@ lint_deb() {
 }
 run lintian lint_deb
 
+deb_metadata() {
+  local depends recommends lib
+  depends=$(dpkg-deb -f "$deb" Depends)
+  recommends=$(dpkg-deb -f "$deb" Recommends)
+  [[ $(dpkg-deb -f "$deb" Version) == "$version-1" ]] || die "deb version $(dpkg-deb -f "$deb" Version), want $version-1"
+  [[ $depends == *"libvirt-daemon-driver-qemu (>= 6.5) | libvirt-daemon-system"* ]] || die "deb Depends lacks the libvirt daemon with the QEMU driver: $depends"
+  [[ $depends == *"libvirt-clients"* ]] || die "deb Depends lacks libvirt-clients: $depends"
+  [[ $recommends == *keepalived* ]] || die "deb does not recommend keepalived: $recommends"
+  # Shared libraries the binaries load must come from declared packages.
+  for lib in $(readelf -d "$bindir/gallium-net" "$bindir/gallium-net-hook" 2>/dev/null | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | sort -u); do
+    case $lib in
+    libc.so.*) [[ $depends == *libc6* ]] || die "binaries link $lib but Depends has no libc6: $depends" ;;
+    libvirt.so.*) [[ $depends == *libvirt0* ]] || die "binaries link $lib but Depends has no libvirt0: $depends" ;;
+    esac
+  done
+  dpkg-deb --ctrl-tarfile "$deb" | tar -t | sort | tr '\n' ' ' >"$work/deb.control"
+  for f in ./conffiles ./postinst ./prerm ./postrm; do
+    grep -q " $f \|^$f " "$work/deb.control" || die "deb control archive lacks $f: $(cat "$work/deb.control")"
+  done
+  dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$work/deb.conffiles"
+  diff <(printf '%s\n' /etc/gallium-net/cluster.yaml.example /etc/gallium-net/config.yaml) <(sort "$work/deb.conffiles") >&2 ||
+    die "deb conffiles differ from the expectation"
+  # Maintainer scripts: valid sh, and an argument dpkg never passes is an
+  # error (Debian policy), not silently ignored.
+  mkdir -p "$work/ctrl"
+  dpkg-deb --control "$deb" "$work/ctrl"
+  local sc rc
+  for sc in postinst prerm postrm; do
+    sh -n "$work/ctrl/$sc" || die "deb $sc is not valid sh"
+    rc=0
+    sh "$work/ctrl/$sc" no-such-action >/dev/null 2>&1 || rc=$?
+    ((rc != 0)) || die "deb $sc accepts the unknown argument 'no-such-action'"
+  done
+  note "Depends: $depends"
+}
+run deb-metadata deb_metadata
+
 lint_rpm() {
   # nfpm's rpm payload uses absolute paths and rpmlint unpacks it with
   # `rpm2cpio | cpio -id`: without --no-absolute-filenames cpio would write
