@@ -64,7 +64,24 @@ func StartTLS(t testing.TB, files TLSFiles) *Cluster {
 	return start(t, 1, &files)
 }
 
+// start retries with fresh ports when another process took one of the
+// free ports between freePorts and etcd's bind.
 func start(t testing.TB, n int, tlsFiles *TLSFiles) *Cluster {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := tryStart(t, n, tlsFiles)
+		if err == nil {
+			t.Cleanup(c.Stop)
+			return c
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("retrying with other ports: %v", err)
+	}
+}
+
+func tryStart(t testing.TB, n int, tlsFiles *TLSFiles) (*Cluster, error) {
 	t.Helper()
 	ports := freePorts(t, 2*n)
 	var initial []string
@@ -108,21 +125,22 @@ func start(t testing.TB, n int, tlsFiles *TLSFiles) *Cluster {
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
 			c.Stop()
-			t.Fatalf("start etcd member %d: %v", i, err)
+			return nil, fmt.Errorf("start etcd member %d: %w", i, err)
 		}
 		c.Members = append(c.Members, e)
 	}
-	t.Cleanup(c.Stop)
 	for i, e := range c.Members {
 		select {
 		case <-e.Server.ReadyNotify():
 		case err := <-e.Err():
-			t.Fatalf("etcd member %d: %v", i, err)
+			c.Stop()
+			return nil, fmt.Errorf("etcd member %d: %w", i, err)
 		case <-time.After(60 * time.Second):
-			t.Fatalf("etcd member %d not ready within 60 s", i)
+			c.Stop()
+			return nil, fmt.Errorf("etcd member %d not ready within 60 s", i)
 		}
 	}
-	return c
+	return c, nil
 }
 
 // Leader returns the index of the current leader, waiting up to 10 s for
