@@ -78,7 +78,7 @@ func grp(s *Spec, name string) *AdapterGroup     { return s.Group(name) }
 func netw(s *Spec, name string) *Network         { return s.Network(name) }
 func prof(s *Spec, name string) *HardwareProfile { return s.Profile(name) }
 
-var rules_ = []rule{
+var ruleCases = []rule{
 	// cluster name
 	{"cluster name missing", false, func(s *Spec) { s.Cluster.Name = "" }, SeverityError, "cluster.name", "has no name"},
 	{"cluster name not a DNS label", false, func(s *Spec) { s.Cluster.Name = "Lab_1" }, SeverityError, "cluster.name", "DNS label"},
@@ -248,7 +248,7 @@ func renameGroup(s *Spec, from, to string) {
 
 func TestValidateRules(t *testing.T) {
 	seen := map[string]bool{}
-	for _, tc := range rules_ {
+	for _, tc := range ruleCases {
 		if seen[tc.name] {
 			t.Fatalf("duplicate case name %q", tc.name)
 		}
@@ -349,7 +349,7 @@ func TestValidateAllowed(t *testing.T) {
 // change, and its path names the object.
 func TestValidateMessages(t *testing.T) {
 	n := 0
-	for _, tc := range rules_ {
+	for _, tc := range ruleCases {
 		s := production(t)
 		if tc.eval {
 			s = evaluation(t)
@@ -369,8 +369,8 @@ func TestValidateMessages(t *testing.T) {
 			}
 		}
 	}
-	if n < len(rules_) {
-		t.Fatalf("want at least one finding per case, got %d for %d cases", n, len(rules_))
+	if n < len(ruleCases) {
+		t.Fatalf("want at least one finding per case, got %d for %d cases", n, len(ruleCases))
 	}
 }
 
@@ -379,7 +379,7 @@ func TestValidateMessages(t *testing.T) {
 // skipped): a spec broken in very many ways.
 func brokenEverywhere(t testing.TB) *Spec {
 	s := production(t)
-	for _, tc := range rules_ {
+	for _, tc := range ruleCases {
 		if tc.eval || strings.HasPrefix(tc.name, "no ") {
 			continue // keep hypervisors and groups to break
 		}
