@@ -183,7 +183,7 @@ func TestCrashConsistency(t *testing.T) {
 			case <-readDone:
 			case <-time.After(10 * time.Second):
 			}
-			time.Sleep(time.Duration(rand.IntN(8000)) * time.Microsecond)
+			time.Sleep(time.Duration(rand.IntN(20000)) * time.Microsecond)
 		} else {
 			time.Sleep(time.Duration(rand.IntN(30000)) * time.Microsecond)
 		}
