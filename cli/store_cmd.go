@@ -90,6 +90,16 @@ func stateSync(c *cli.Context) error {
 		}
 		defer st.Close()
 		rec, err := st.Spec(ctx)
+		// A host may be installed before anyone pushed a spec: wait for one.
+		for errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+			slog.Info("waiting for a cluster spec in the store", "store", st.String(), "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(c.Duration("poll")):
+			}
+			rec, err = st.Spec(ctx)
+		}
 		if err != nil {
 			return err
 		}

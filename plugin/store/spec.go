@@ -142,9 +142,8 @@ func SplitRevisionHeader(data []byte) ([]byte, int64, error) {
 }
 
 // PushSpec stores a new spec version by compare-and-swap on the current one.
-// It refuses a file that does not parse, and one based on an older revision
-// than the stored one unless Force is set. The caller validates the spec
-// (plugin validation) before pushing.
+// It refuses a file that does not parse or validate, and one based on an
+// older revision than the stored one unless Force is set.
 func (s *Store) PushSpec(ctx context.Context, req PushRequest) (PushResult, error) {
 	body, headerRev, err := SplitRevisionHeader(req.YAML)
 	if err != nil {
@@ -154,8 +153,14 @@ func (s *Store) PushSpec(ctx context.Context, req PushRequest) (PushResult, erro
 	if base == 0 {
 		base = headerRev
 	}
-	if _, err := plugin.Parse(body, "pushed spec"); err != nil {
+	spec, err := plugin.Parse(body, "pushed spec")
+	if err != nil {
 		return PushResult{}, fmt.Errorf("spec push: %w", err)
+	}
+	// Every hypervisor realises the stored spec: an invalid one must never
+	// get in, whoever calls.
+	if err := plugin.Validate(spec).Err(); err != nil {
+		return PushResult{}, fmt.Errorf("spec push: refusing an invalid spec (check it with 'gallium-net validate -f FILE'): %w", err)
 	}
 	sum := sha256.Sum256(body)
 	hash := hex.EncodeToString(sum[:])

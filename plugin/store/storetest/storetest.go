@@ -210,6 +210,8 @@ func testSpecPush(t *testing.T, f Factory) {
 		{"forced", store.PushRequest{YAML: []byte(v1), Base: 1, Force: true}, nil, 4, false},
 		{"unparsable", store.PushRequest{YAML: []byte("cluster: [\n"), Base: 4}, nil, 0, false},
 		{"unknown field", store.PushRequest{YAML: []byte(v1 + "bogus: 1\n"), Base: 4}, nil, 0, false},
+		{"invalid (VLAN 5000)", store.PushRequest{YAML: []byte(strings.Replace(v1, "vlan: 100", "vlan: 5000", 1)), Base: 4}, nil, 0, false},
+		{"invalid even forced", store.PushRequest{YAML: []byte(strings.Replace(v1, "vip: 10.77.0.100", "vip: 10.99.0.1", 1)), Force: true}, nil, 0, false},
 	}
 	for _, st := range steps {
 		res, err := s.PushSpec(ctx, st.req)
