@@ -166,7 +166,14 @@ func TestCommitConfirmRollsBackAfterTheCLIDies(t *testing.T) {
 	if took < 1500*time.Millisecond {
 		t.Errorf("rolled back after %s, before the confirm timeout", took)
 	}
-	for i := 0; i < 100 && !strings.HasPrefix(store.Result(id), "rolled back"); i++ {
+	waitResult(t, store, id)
+}
+
+// waitResult waits for the rollback process to record that it rolled back
+// (it does so after verifying the host, so a little after the host is back).
+func waitResult(t *testing.T, store ConfirmStore, id string) {
+	t.Helper()
+	for i := 0; i < 500 && !strings.HasPrefix(store.Result(id), "rolled back"); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if r := store.Result(id); !strings.HasPrefix(r, "rolled back") {

@@ -31,25 +31,25 @@ const (
 // Op is one kernel write, as data: the planner emits them, Kernel.Do
 // performs them, and String prints the equivalent ip/bridge command.
 type Op struct {
-	Kind OpKind `json:"kind"`
-	Link string `json:"link"`
+	Kind OpKind `json:"kind" yaml:"kind"`
+	Link string `json:"link" yaml:"link"`
 	// Index asks for this ifindex when (re)creating a link (0: any), so a
 	// rollback that re-creates a link gives it back its old index.
-	Index  int         `json:"index,omitempty"`
-	MTU    int         `json:"mtu,omitempty"`
-	Bond   *BondConfig `json:"bond,omitempty"`
-	Option string      `json:"option,omitempty"`
-	Value  string      `json:"value,omitempty"`
-	On     bool        `json:"on,omitempty"`
-	Master string      `json:"master,omitempty"`
-	MAC    string      `json:"mac,omitempty"`
+	Index int `json:"index,omitempty" yaml:"index,omitempty"`
+	MTU   int `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+	// Bond is the whole configuration of a new bond.
+	Bond   *BondConfig `json:"bond,omitempty" yaml:"bond,omitempty"`
+	Option string      `json:"option,omitempty" yaml:"option,omitempty"`
+	Value  string      `json:"value,omitempty" yaml:"value,omitempty"`
+	On     bool        `json:"on,omitempty" yaml:"on,omitempty"`
+	Master string      `json:"master,omitempty" yaml:"master,omitempty"`
+	MAC    string      `json:"mac,omitempty" yaml:"mac,omitempty"`
 	// MACFrom names the link whose MAC is copied when the op runs.
-	MACFrom string `json:"macFrom,omitempty"`
-	VLAN    VLAN   `json:"vlan,omitempty"`
-	Self    bool   `json:"self,omitempty"`
-	Addr    string `json:"addr,omitempty"`
-	Route   *Route `json:"route,omitempty"`
-	// MAC of the new link, for re-creating a link exactly (rollback).
+	MACFrom string `json:"macFrom,omitempty" yaml:"macFrom,omitempty"`
+	VLAN    VLAN   `json:"vlan,omitempty" yaml:"vlan,omitempty"`
+	Self    bool   `json:"self,omitempty" yaml:"self,omitempty"`
+	Addr    string `json:"addr,omitempty" yaml:"addr,omitempty"`
+	Route   *Route `json:"route,omitempty" yaml:"route,omitempty"`
 }
 
 // String prints the op as the ip/bridge command an operator would type.

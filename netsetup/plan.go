@@ -11,16 +11,16 @@ import (
 
 // Step is one write of a plan with the writes that undo it.
 type Step struct {
-	Op Op `json:"op"`
+	Op Op `json:"op" yaml:"op"`
 	// Cmd is Op as an ip/bridge command line.
-	Cmd string `json:"cmd"`
+	Cmd string `json:"cmd" yaml:"cmd"`
 	// Disruptive steps (re-creating or deleting a bond or bridge) cut traffic
 	// and need AllowDisruptive.
-	Disruptive bool `json:"disruptive,omitempty"`
+	Disruptive bool `json:"disruptive,omitempty" yaml:"disruptive,omitempty"`
 	// Why says what the step is for, when the command alone does not.
-	Why string `json:"why,omitempty"`
+	Why string `json:"why,omitempty" yaml:"why,omitempty"`
 	// Undo restores what Op changed, in order.
-	Undo []Op `json:"-"`
+	Undo []Op `json:"-" yaml:"-"`
 }
 
 func (s Step) String() string {
@@ -37,11 +37,11 @@ func (s Step) String() string {
 // Plan is the ordered list of steps that takes a host from its observed state
 // to the desired one.
 type Plan struct {
-	Steps []Step `json:"steps"`
+	Steps []Step `json:"steps" yaml:"steps"`
 	// Touched lists the links the plan changes, sorted.
-	Touched []string `json:"touched,omitempty"`
+	Touched []string `json:"touched,omitempty" yaml:"touched,omitempty"`
 	// Route reports whether the plan changes the default route.
-	Route bool `json:"route,omitempty"`
+	Route bool `json:"route,omitempty" yaml:"route,omitempty"`
 }
 
 // Empty reports whether the host is converged.
