@@ -12,8 +12,11 @@ export GOFLAGS=-buildvcs=false
 
 [[ $(id -u) -eq 0 ]] || { echo "packaging/test.sh: run as root (it installs the package)" >&2; exit 1; }
 # GALLIUM_PKG_BIN: where the binaries to package are (default bin/, from
-# make build).
+# make build). GALLIUM_PKG_DIR: the packaging definitions (default
+# packaging/; a changed copy shows that the checks catch a broken package).
 bindir=${GALLIUM_PKG_BIN:-bin}
+pkgsrc=${GALLIUM_PKG_DIR:-packaging}
+rpmlint_conf=$(realpath "$pkgsrc/rpmlint.toml")
 for b in "$bindir/gallium-net" "$bindir/gallium-net-hook"; do
   [[ -x $b ]] || { echo "packaging/test.sh: $b missing: run 'make build' first" >&2; exit 1; }
 done
@@ -83,6 +86,12 @@ cleanup() {
     mkdir -p "$(dirname "$l")" && ln -sfn "${foreign[$l]}" "$l" && restored=1
   done
   ((restored)) && bash test/setup/libvirtd.sh reload
+  if ((rc != 0)); then
+    # Keep the evidence (libvirtd command logs, dpkg and lint output).
+    mkdir -p /tmp/gallium-pkgtest-failed
+    cp "$work"/*.log "$work"/*.out /tmp/gallium-pkgtest-failed/ 2>/dev/null
+    echo "packaging/test.sh: logs kept in /tmp/gallium-pkgtest-failed" >&2
+  fi
   rm -rf "$work"
   exit $rc
 }
@@ -96,14 +105,14 @@ upgrade_version=$version.pkgtest1
 conflict_version=$version.pkgtest2
 
 build() {
-  "$work/pkgbuild" -bin "$bindir" -out "$work/v1" -version "$version" >"$work/v1.list"
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v1" -packaging "$pkgsrc" -version "$version" >"$work/v1.list"
   deb=$(grep '\.deb$' "$work/v1.list")
   rpm=$(grep '\.rpm$' "$work/v1.list")
   [[ -f $deb && -f $rpm ]] || die "builder did not report a .deb and an .rpm: $(cat "$work/v1.list")"
   # A newer build with the same default config (the usual upgrade) and one
   # whose default config.yaml changed (the upgrade that must ask or keep).
   # Both are test artifacts: gzip instead of nfpm's slow pure-Go xz.
-  cp -r packaging "$work/pkg-v2"
+  cp -r "$pkgsrc" "$work/pkg-v2"
   sed -i 's/^  compression: xz$/  compression: gzip/' "$work/pkg-v2/nfpm.yaml"
   cp -r "$work/pkg-v2" "$work/pkg-v3"
   echo "# a default added by a newer release (packaging/test.sh)" >>"$work/pkg-v3/etc/config.yaml"
@@ -171,7 +180,7 @@ lint_rpm() {
   mkdir -p "$work/cpio" "$work/rpmlint"
   printf '#!/bin/sh\nexec /usr/bin/cpio --no-absolute-filenames "$@"\n' >"$work/cpio/cpio"
   chmod +x "$work/cpio/cpio"
-  (cd "$work/rpmlint" && PATH=$work/cpio:$PATH rpmlint -c "$OLDPWD/packaging/rpmlint.toml" "$rpm") >"$work/rpmlint.out" 2>&1 || true
+  (cd "$work/rpmlint" && PATH=$work/cpio:$PATH rpmlint -c "$rpmlint_conf" "$rpm") >"$work/rpmlint.out" 2>&1 || true
   grep -E ': [EW]: ' "$work/rpmlint.out" | sed 's/^/    /' || true
   grep -q 'packages and 0 specfiles checked; 0 errors' "$work/rpmlint.out" ||
     die "rpmlint reports errors on $(basename "$rpm"): $(tail -3 "$work/rpmlint.out")"
@@ -351,7 +360,7 @@ install_deb() {
   local q n
   q=$(hook_runs qemu.d/gallium-net "$work/installed.log")
   n=$(hook_runs network.d/gallium-net "$work/installed.log")
-  ((q >= 4)) || die "libvirtd ran the qemu.d hook $q times during a domain start/stop, want >= 4 (prepare, start, started, stopped, release); log: $work/installed.log"
+  ((q >= 4)) || die "libvirtd ran the qemu.d hook $q times during a domain start/stop, want >= 4 (prepare, start, started, stopped, release); log: installed.log"
   ((n >= 2)) || die "libvirtd ran the network.d hook $n times during a network start/stop and a port, want >= 2"
   note "libvirtd pid $pid_before kept; hook ran $q times (qemu.d) and $n times (network.d) for one domain and one network"
 }
