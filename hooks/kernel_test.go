@@ -1,0 +1,111 @@
+package main
+
+import (
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/test/testenv"
+)
+
+// TestHookTaggedNetworkKernel runs prepare and start of a managed domain on
+// a tagged network against a real VLAN-filtering bridge, in a throwaway
+// namespace: the uplink carries VID 100, the tap must end with exactly VID
+// 100 as PVID untagged (VID 1 gone). The host kernel has no VLAN filtering;
+// the kernel lab runs this.
+func TestHookTaggedNetworkKernel(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedKernel(t, "vlan_filtering")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies in the namespace
+		orig, err := netns.Get()
+		if err != nil {
+			t.Errorf("netns: %v", err)
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			t.Errorf("new netns: %v", err)
+			return
+		}
+		defer ns.Close()
+		defer netns.Set(orig)
+		h, err := netlink.NewHandle()
+		if err != nil {
+			t.Errorf("netlink: %v", err)
+			return
+		}
+		defer h.Close()
+		taggedHookScenario(t, h)
+	}()
+	<-done
+}
+
+func taggedHookScenario(t *testing.T, h *netlink.Handle) {
+	yes := true
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "gbr-vm"}, VlanFiltering: &yes}
+	up := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "gb-vm"}}
+	tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "vnet0"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS | netlink.TUNTAP_NO_PI}
+	for _, l := range []netlink.Link{br, up, tap} {
+		if err := h.LinkAdd(l); err != nil {
+			t.Errorf("add %s: %v", l.Attrs().Name, err)
+			return
+		}
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := h.LinkSetMaster(up, br); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := h.BridgeVlanAdd(up, 100, false, false, false, true); err != nil {
+		t.Errorf("uplink VID 100: %v", err)
+		return
+	}
+	k := netsetup.TapNetlink{Handle: h}
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "snapshot.json")
+	if err := plugin.WriteSnapshot(snap, &plugin.HostSnapshot{
+		Version: plugin.SnapshotVersion, Hypervisor: "hv1", Generated: time.Now(),
+		Networks: map[string]plugin.SnapshotNetwork{
+			"prod":  {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", VLAN: 100, MTU: 1500},
+			"other": {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", VLAN: 200, MTU: 1500},
+		},
+	}); err != nil {
+		t.Error(err)
+		return
+	}
+	e := env{StateDir: filepath.Join(dir, "state"), SnapshotPath: snap, LogPath: filepath.Join(dir, "hook.log"), Kernel: k, LockTimeout: 5 * time.Second}
+	if code, _, errOut := runHook(e, "qemu.d", "vm1", "prepare", "begin", domainXML("vm1", uuid1, true, 1, "prod")); code != 0 {
+		t.Errorf("prepare on prod (VID 100 on the uplink): %s", errOut)
+	}
+	code, _, errOut := runHook(e, "qemu.d", "vm1", "prepare", "begin", domainXML("vm1", uuid1, true, 1, "other"))
+	if code == 0 || !strings.Contains(errOut, "VLAN 200 is not on uplink gb-vm") {
+		t.Errorf("prepare on other (VID 200 missing on the uplink): exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runHook(e, "qemu.d", "vm1", "start", "begin", domainXML("vm1", uuid1, true, 1, "prod")); code != 0 {
+		t.Errorf("start: %s", errOut)
+		return
+	}
+	st, err := k.TapLink("vnet0", true)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if want := []netsetup.TapVLAN{{VID: 100, PVID: true, Untagged: true}}; st.Master != "gbr-vm" || !slices.Equal(st.VLANs, want) {
+		t.Errorf("tap after start: master %q VLANs %v, want gbr-vm %v", st.Master, st.VLANs, want)
+	}
+}
