@@ -33,6 +33,7 @@ IP untagged on the infrastructure bridge.
 			hostStatusCommand(),
 			hostCheckCommand(),
 			hostVerifyTopologyCommand(),
+			hostWatchCommand(),
 		},
 	}
 }
