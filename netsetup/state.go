@@ -32,13 +32,13 @@
 //   - Commit-confirm covers plans that touch the infrastructure bond,
 //     bridge or adapters, the link that has the management IP now, or the
 //     default route. State lives under /var/lib/gallium-net/confirm.
-//   - Known limit (measured in the lab): the kernel sends a bond's
-//     gratuitous ARPs only for addresses on the bond itself, and the
-//     management IP is on the bridge above it, so after a failover or
-//     failback nothing tells the switch at once; a failover that takes the
-//     old port's link down is fast (the switch flushes that port), a
-//     failback to the primary waits until the switch relearns the MAC
-//     (about 400 ms in the lab). primary_reselect failure avoids failbacks.
+//   - The kernel sends a bond's gratuitous ARPs only for addresses on the
+//     bond itself; the management IP is on the bridge above it and the VMs
+//     behind it, so after a failback to the primary the switch may keep
+//     sending to the old port until it relearns (lab: from none to every
+//     probe lost for a second). Watch (`gallium-net host watch`, a service)
+//     announces the bridge's IPs and the VMs' MACs out of the new adapter
+//     after every change of active adapter (announce.go).
 package netsetup
 
 import (
