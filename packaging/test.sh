@@ -117,7 +117,7 @@ build() {
   cp -r "$work/pkg-v2" "$work/pkg-v3"
   echo "# a default added by a newer release (packaging/test.sh)" >>"$work/pkg-v3/etc/config.yaml"
   "$work/pkgbuild" -bin "$bindir" -out "$work/v2" -packaging "$work/pkg-v2" -version "$upgrade_version" -formats deb >/dev/null
-  "$work/pkgbuild" -bin "$bindir" -out "$work/v3" -packaging "$work/pkg-v3" -version "$conflict_version" -formats deb >/dev/null
+  "$work/pkgbuild" -bin "$bindir" -out "$work/v3" -packaging "$work/pkg-v3" -version "$conflict_version" >/dev/null
   note "version $version; $(du -k "$deb" | cut -f1) KiB .deb, $(du -k "$rpm" | cut -f1) KiB .rpm"
 }
 run build build
@@ -125,6 +125,7 @@ deb=$(grep '\.deb$' "$work/v1.list")
 rpm=$(grep '\.rpm$' "$work/v1.list")
 deb2=$(ls "$work"/v2/*.deb)
 deb3=$(ls "$work"/v3/*.deb)
+rpm3=$(ls "$work"/v3/*.rpm)
 
 # --- lint --------------------------------------------------------------------
 lint_deb() {
@@ -251,6 +252,35 @@ EOF
   note "$(wc -l <"$work/rpm.files") files, $(wc -l <"$work/rpm.requires") requires"
 }
 run rpm-metadata rpm_metadata
+
+# rpm itself installs, upgrades and erases the package in a scratch root
+# (--root; scriptlets off: the scratch root has no shell, and this is not an
+# RPM system). Checks the payload lands with its modes and working links, and
+# that %config(noreplace) keeps an edited config.yaml.
+rpm_install_root() {
+  local root=$work/rpmroot r=(rpm --nodeps --noscripts --nosignature --nodigest)
+  mkdir -p "$root"
+  "${r[@]}" -i --root "$root" "$rpm" 2>"$work/rpm-i.out" || die "rpm -i failed: $(cat "$work/rpm-i.out")"
+  [[ $(stat -c %a "$root/usr/bin/gallium-net") == 755 ]] || die "rpm installed gallium-net with mode $(stat -c %a "$root/usr/bin/gallium-net")"
+  [[ $(stat -c %a "$root/var/lib/gallium-net") == 700 ]] || die "rpm installed /var/lib/gallium-net with mode $(stat -c %a "$root/var/lib/gallium-net")"
+  local l
+  for l in etc/libvirt/hooks/qemu.d/gallium-net etc/libvirt/hooks/network.d/gallium-net; do
+    [[ $(realpath "$root/$l") == "$root$hookbin" && -x $root$hookbin ]] || die "rpm-installed $l resolves to $(realpath -m "$root/$l"), want $root$hookbin"
+  done
+  echo "# edited by packaging/test.sh" >>"$root/etc/gallium-net/config.yaml"
+  local sha
+  sha=$(sha256sum <"$root/etc/gallium-net/config.yaml")
+  "${r[@]}" -U --root "$root" "$rpm3" 2>"$work/rpm-U.out" || die "rpm -U to $conflict_version failed: $(cat "$work/rpm-U.out")"
+  [[ $(sha256sum <"$root/etc/gallium-net/config.yaml") == "$sha" ]] || die "rpm -U overwrote the edited config.yaml"
+  grep -q 'a default added by a newer release' "$root/etc/gallium-net/config.yaml.rpmnew" || die "rpm -U did not put the new default in config.yaml.rpmnew"
+  "${r[@]}" -e --root "$root" "$pkg" 2>"$work/rpm-e.out" || die "rpm -e failed: $(cat "$work/rpm-e.out")"
+  for l in etc/libvirt/hooks/qemu.d/gallium-net etc/libvirt/hooks/network.d/gallium-net usr/bin/gallium-net "${hookbin#/}"; do
+    [[ ! -e $root/$l && ! -L $root/$l ]] || die "rpm -e left $l"
+  done
+  [[ -f $root/etc/gallium-net/config.yaml.rpmsave ]] || die "rpm -e did not keep the edited config as config.yaml.rpmsave"
+  note "rpm -i, -U (edited config kept, new default as .rpmnew), -e (edit kept as .rpmsave) in a scratch root"
+}
+run rpm-install-root rpm_install_root
 
 # --- install next to a running libvirtd ------------------------------------------
 prepare_host() {
