@@ -63,6 +63,10 @@ Every command that reads the spec takes -f/--spec FILE after its own name
 // Each area adds its command here with one line.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		validateCommand(),
+		xmlCommand(),
+		diagramCommand(),
+		listCommand(),
 		networkCommand(),
 		nicCommand(),
 		vmCommand(),
