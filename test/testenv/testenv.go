@@ -7,7 +7,13 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Strict reports whether missing prerequisites must fail tests (make test).
@@ -56,14 +62,73 @@ func HasKernel(feature string) bool {
 			return true
 		}
 	case "vlan_filtering":
-		// TODO(netsetup): probe by creating a filtering bridge in a throwaway
-		// namespace; until then only the lab (a Debian kernel, which has
-		// CONFIG_BRIDGE_VLAN_FILTERING=y) is assumed to have it.
-		return InLab()
+		return probeVlanFiltering()
+	}
+	// A module that is loaded (or built in with parameters) counts.
+	if _, err := os.Stat("/sys/module/" + feature); err == nil {
+		return true
 	}
 	// A module that loads now counts too.
 	if p, err := exec.LookPath("modprobe"); err == nil {
 		return exec.Command(p, "-q", feature).Run() == nil
 	}
 	return false
+}
+
+var (
+	vlanFilteringOnce sync.Once
+	vlanFilteringOK   bool
+)
+
+// probeVlanFiltering creates a bridge with vlan_filtering on in a throwaway
+// network namespace and reads it back: true only if the kernel really
+// filters (a kernel without CONFIG_BRIDGE_VLAN_FILTERING refuses or ignores
+// the attribute). Needs root (CAP_NET_ADMIN); without it, false. The
+// answer is cached for the process.
+func probeVlanFiltering() bool {
+	vlanFilteringOnce.Do(func() {
+		done := make(chan bool, 1)
+		// Its own goroutine: if the thread cannot return to the original
+		// namespace, it stays locked and the runtime retires it.
+		go func() {
+			runtime.LockOSThread()
+			orig, err := netns.Get()
+			if err != nil {
+				done <- false
+				return
+			}
+			defer orig.Close()
+			ns, err := netns.New() // enters the new namespace
+			if err != nil {
+				runtime.UnlockOSThread()
+				done <- false
+				return
+			}
+			ok := func() bool {
+				defer ns.Close()
+				h, err := netlink.NewHandle(syscall.NETLINK_ROUTE)
+				if err != nil {
+					return false
+				}
+				defer h.Close()
+				on := true
+				br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "gprobe0"}, VlanFiltering: &on}
+				if err := h.LinkAdd(br); err != nil {
+					return false
+				}
+				l, err := h.LinkByName("gprobe0")
+				if err != nil {
+					return false
+				}
+				b, isBridge := l.(*netlink.Bridge)
+				return isBridge && b.VlanFiltering != nil && *b.VlanFiltering
+			}()
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+			done <- ok
+		}()
+		vlanFilteringOK = <-done
+	})
+	return vlanFilteringOK
 }
