@@ -131,8 +131,9 @@ func rarpFrame(mac net.HardwareAddr) []byte {
 
 // AnnounceDelays are when, after a change of active adapter, Watch sends the
 // announcements: at once, and again in case the new adapter's switch port
-// was not forwarding yet.
-var AnnounceDelays = []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond}
+// was not forwarding yet (a port that just came up can take a second or
+// more; the bond's updelay is what keeps traffic off it until then).
+var AnnounceDelays = []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
 // Watch follows gallium-net's bonds in the calling thread's network
 // namespace and calls Announce whenever one changes its active adapter,
