@@ -186,9 +186,13 @@ func Watch(ctx context.Context, report func(bond, active string, frames int, err
 				}
 				start := time.Now()
 				for _, d := range AnnounceDelays {
-					time.Sleep(time.Until(start.Add(d)))
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Until(start.Add(d))):
+					}
 					n, err := Announce(b.Name)
-					if report != nil {
+					if report != nil && ctx.Err() == nil {
 						report(b.Name, name, n, err)
 					}
 				}

@@ -645,9 +645,20 @@ func failover(t *testing.T, watch bool) {
 	}
 	if watch {
 		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
+		var logMu sync.Mutex
+		finished := false
+		defer func() {
+			logMu.Lock()
+			finished = true // no t.Logf once the test is over
+			logMu.Unlock()
+			cancel()
+		}()
 		err := Watch(ctx, func(bond, active string, n int, err error) {
-			t.Logf("watch: %s active %s: announced %d frame(s), err %v", bond, active, n, err)
+			logMu.Lock()
+			defer logMu.Unlock()
+			if !finished {
+				t.Logf("watch: %s active %s: announced %d frame(s), err %v", bond, active, n, err)
+			}
 		})
 		if err != nil {
 			t.Fatal(err)
