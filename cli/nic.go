@@ -13,6 +13,7 @@ import (
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/store"
 )
 
 func nicCommand() *cli.Command {
@@ -24,7 +25,8 @@ func nicCommand() *cli.Command {
 				Name:      "add",
 				Usage:     "add a NIC on a network to a domain (persistent, and live when running)",
 				ArgsUsage: "DOMAIN",
-				Description: `Allocates a MAC (or takes --mac), takes the NIC model from the VM's
+				Description: `Allocates a MAC from the cluster ledger, unique across every hypervisor (or
+claims --mac there), takes the NIC model from the VM's
 hardware profile (recorded in the domain's gallium-net metadata; --profile
 sets it; without one the cluster default), marks the NIC as gallium-net's in
 the metadata and attaches it to the persistent definition and, when the
@@ -32,11 +34,11 @@ domain runs, live.
 
 Example:
    gallium-net nic add vm1 --network prod --profile modern`,
-				Flags: []cli.Flag{specFlag(), hypervisorFlag(), connectFlag(), snapshotFlag(),
+				Flags: append([]cli.Flag{specFlag(), hypervisorFlag(), connectFlag(), snapshotFlag(),
 					&cli.StringFlag{Name: "network", Aliases: []string{"n"}, Required: true, Usage: "spec `NETWORK` of the NIC"},
 					&cli.StringFlag{Name: "profile", Aliases: []string{"p"}, Usage: "set the VM's hardware `PROFILE` (its NIC model) first"},
 					&cli.StringFlag{Name: "mac", Usage: "use this `MAC` instead of allocating one"},
-				},
+				}, storeFlags()...),
 				Action: nicAdd,
 			},
 			{
@@ -61,7 +63,7 @@ domain's gallium-net metadata.
 
 Example:
    gallium-net nic remove vm1 52:54:00:12:34:56`,
-				Flags:  []cli.Flag{connectFlag()},
+				Flags:  append([]cli.Flag{connectFlag(), snapshotFlag()}, storeFlags()...),
 				Action: nicRemove,
 			},
 			{
@@ -128,10 +130,11 @@ func nicAdd(c *cli.Context) error {
 		return fmt.Errorf("domain %s does not exist on this host; see 'virsh list --all'", name)
 	}
 	snap, _ := plugin.ReadSnapshot(c.String("snapshot"))
-	mac, err := newNICMAC(s, c.String("mac"), usedMACs(doms, snap))
+	ledger, err := openNICLedger(c)
 	if err != nil {
 		return err
 	}
+	defer ledger.Close()
 	meta := d.metadata()
 	profileNote := ""
 	if p := c.String("profile"); p != "" {
@@ -147,24 +150,36 @@ func nicAdd(c *cli.Context) error {
 	if meta.Profile == "" {
 		profileNote = fmt.Sprintf(" (the cluster default profile %s: the domain names none; set one with 'gallium-net vm profile %s PROFILE')", prof.Name, name)
 	}
-	ifaceXML, err := domains.InterfaceXML(s, network, meta.Profile, mac)
+	mac, release, err := ledger.newMAC(s, c.String("mac"), usedMACs(doms, snap), store.NIC{
+		DomainUUID: d.current().UUID, Domain: name, Network: network, Model: prof.NICModel, Hypervisor: hv})
 	if err != nil {
 		return err
 	}
+	ifaceXML, err := domains.InterfaceXML(s, network, meta.Profile, mac)
+	if err != nil {
+		release()
+		return err
+	}
 	if err := meta.SetNIC(mac, network); err != nil {
+		release()
 		return err
 	}
 	// Metadata first: a domain that starts in between must already know the
 	// NIC is gallium-net's, or its tap would not be programmed.
 	old := d.metadata()
 	if err := d.setMetadata(meta); err != nil {
+		release()
 		return err
 	}
 	if err := d.dom.AttachDeviceFlags(ifaceXML, d.deviceFlags()); err != nil {
 		if rbErr := d.setMetadata(old); rbErr != nil {
 			err = errors.Join(err, fmt.Errorf("and restoring the metadata failed: %w", rbErr))
 		}
+		release()
 		return fmt.Errorf("domain %s: attach NIC %s on network %s: %w", name, mac, network, err)
+	}
+	if err := ledger.synced(); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
 	}
 	fmt.Fprintf(c.App.Writer, "added NIC %s on network %s to domain %s, model %s from profile %s%s\n", mac, network, name, prof.NICModel, prof.Name, profileNote)
 	if !d.active {
@@ -298,6 +313,17 @@ func nicRemove(c *cli.Context) error {
 	meta.RemoveNIC(mac)
 	if err := d.setMetadata(meta); err != nil {
 		return err
+	}
+	// The MAC goes back to the cluster only once no definition holds it.
+	if ledger, err := openNICLedger(c); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: NIC removed, but %v; its MAC stays reserved in the ledger\n", err)
+	} else {
+		if err := ledger.release(mac); err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "warning: NIC removed, but releasing MAC %s from the ledger failed: %v\n", mac, err)
+		} else if err := ledger.synced(); err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
+		}
+		ledger.Close()
 	}
 	fmt.Fprintf(c.App.Writer, "removed NIC %s from domain %s\n", mac, name)
 	if d.active {

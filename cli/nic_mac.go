@@ -11,74 +11,28 @@ import (
 	"github.com/gallium/gallium-net/plugin"
 )
 
-// defaultMACPrefix is QEMU/libvirt's locally administered range, used when
-// the spec sets no macPrefix.
-const defaultMACPrefix = "52:54:00"
-
-// allocateMAC picks the MAC of a new NIC: the spec's prefix followed by
-// random bytes, never one in used (lower-case MACs). This is the one place
-// that decides a new NIC's MAC: the local rule (not used on this host) for
-// now, the cluster ledger's allocator later.
+// allocateMAC picks the MAC of a new NIC on this host alone (no cluster
+// ledger): plugin's allocator under the spec's prefix, never one in used
+// (lower-case MACs).
 func allocateMAC(prefix string, used map[string]bool, rnd io.Reader) (string, error) {
 	if prefix == "" {
-		prefix = defaultMACPrefix
+		prefix = plugin.DefaultMACPrefix
 	}
-	pre, err := parseMACPrefix(prefix)
+	mac, err := plugin.AllocateMAC(prefix, func(m net.HardwareAddr) bool { return used[m.String()] }, rnd)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("cluster.macPrefix: %w", err)
 	}
-	free := 1 << (8 * (6 - len(pre)))
-	buf := make([]byte, 6)
-	// Random picks find a free MAC quickly unless the range is nearly full;
-	// the bound turns a full range into an error instead of a hang.
-	for range 4 * min(free, 1<<16) {
-		copy(buf, pre)
-		if _, err := io.ReadFull(rnd, buf[len(pre):]); err != nil {
-			return "", fmt.Errorf("allocate MAC: %w", err)
-		}
-		mac := net.HardwareAddr(buf).String()
-		if !used[mac] {
-			return mac, nil
-		}
-	}
-	return "", fmt.Errorf("allocate MAC: no free MAC found under prefix %s (%d in use here); widen cluster.macPrefix", prefix, len(used))
-}
-
-func parseMACPrefix(prefix string) ([]byte, error) {
-	parts := strings.Split(prefix, ":")
-	if len(parts) < 1 || len(parts) > 5 {
-		return nil, fmt.Errorf("cluster.macPrefix %q: want 1 to 5 bytes like 52:54:00", prefix)
-	}
-	out := make([]byte, len(parts))
-	for i, p := range parts {
-		var b byte
-		if _, err := fmt.Sscanf(p, "%02x", &b); err != nil || len(p) != 2 {
-			return nil, fmt.Errorf("cluster.macPrefix %q: %q is not a hex byte", prefix, p)
-		}
-		out[i] = b
-	}
-	if out[0]&1 == 1 {
-		return nil, fmt.Errorf("cluster.macPrefix %q is a multicast prefix; VM MACs must be unicast (52:54:00 is the usual choice)", prefix)
-	}
-	if out[0] == 0xfe {
-		return nil, fmt.Errorf("cluster.macPrefix %q starts with fe, which libvirt reserves for taps", prefix)
-	}
-	return out, nil
+	return mac.String(), nil
 }
 
 // checkMAC validates an operator-given MAC for a new NIC.
 func checkMAC(mac string, used map[string]bool) (string, error) {
-	norm, err := domains.NormalizeMAC(mac)
+	hw, err := plugin.ParseVMMAC(mac)
 	if err != nil {
-		return "", fmt.Errorf("--mac %s: %w", mac, err)
+		return "", fmt.Errorf("--mac: %w", err)
 	}
-	hw, _ := net.ParseMAC(norm)
-	switch {
-	case hw[0]&1 == 1:
-		return "", fmt.Errorf("--mac %s is a multicast address; a NIC needs a unicast MAC", mac)
-	case hw[0] == 0xfe:
-		return "", fmt.Errorf("--mac %s starts with fe, which libvirt refuses for guests (it uses it for taps)", mac)
-	case used[norm]:
+	norm := hw.String()
+	if used[norm] {
 		return "", fmt.Errorf("--mac %s is already used by a NIC on this host; leave --mac out to allocate one", mac)
 	}
 	return norm, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -22,11 +23,13 @@ func TestAllocateMAC(t *testing.T) {
 		{name: "spec prefix", prefix: "02:aa:bb:cc", rnd: []byte{9, 8}, want: "02:aa:bb:cc:09:08"},
 		{name: "skips a used MAC", rnd: []byte{1, 2, 3, 4, 5, 6}, used: map[string]bool{"52:54:00:01:02:03": true}, want: "52:54:00:04:05:06"},
 		{name: "multicast prefix refused", prefix: "01:00:5e", wantErr: "multicast"},
-		{name: "fe prefix refused", prefix: "fe:54", wantErr: "reserves for taps"},
-		{name: "malformed prefix", prefix: "52:zz", wantErr: "not a hex byte"},
+		{name: "fe prefix refused", prefix: "fe:54", wantErr: "libvirt refuses"},
+		{name: "malformed prefix", prefix: "52:zz", wantErr: "not hex bytes"},
 		{name: "too long prefix", prefix: "52:54:00:01:02:03", wantErr: "1 to 5 bytes"},
+		{name: "a random pick that is taken moves on to a free one", prefix: "52:54:00:01:02", rnd: bytes.Repeat([]byte{7}, 4096),
+			used: map[string]bool{"52:54:00:01:02:07": true}, want: "52:54:00:01:02:08"},
 		{name: "full range is an error, not a hang", prefix: "52:54:00:01:02", rnd: bytes.Repeat([]byte{7}, 4096),
-			used: map[string]bool{"52:54:00:01:02:07": true}, wantErr: "no free MAC"},
+			used: fullRange("52:54:00:01:02"), wantErr: "all 256 MAC addresses"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,14 +47,22 @@ func TestAllocateMAC(t *testing.T) {
 	}
 }
 
+func fullRange(prefix string) map[string]bool {
+	used := map[string]bool{}
+	for i := range 256 {
+		used[fmt.Sprintf("%s:%02x", prefix, i)] = true
+	}
+	return used
+}
+
 func TestCheckMAC(t *testing.T) {
 	used := map[string]bool{"52:54:00:00:00:01": true}
 	tests := []struct{ in, want, wantErr string }{
 		{"52:54:00:AA:BB:CC", "52:54:00:aa:bb:cc", ""},
 		{"52:54:00:00:00:01", "", "already used"},
-		{"fe:54:00:00:00:02", "", "libvirt reserves"},
+		{"fe:54:00:00:00:02", "", "libvirt refuses"},
 		{"01:00:5e:00:00:01", "", "multicast"},
-		{"nonsense", "", "--mac nonsense"},
+		{"nonsense", "", `--mac: "nonsense" is not a MAC`},
 	}
 	for _, tt := range tests {
 		got, err := checkMAC(tt.in, used)

@@ -74,11 +74,17 @@ type env struct {
 	t        *testing.T
 	bin      string
 	specPath string
+	// configPath is gallium-net's host config for this run: a private
+	// cluster store, so the test never touches the machine's own state.
+	configPath string
 }
 
 func (e *env) run(name string, args ...string) (string, string, error) {
 	e.t.Helper()
 	cmd := exec.Command(name, args...)
+	if e.configPath != "" {
+		cmd.Env = append(os.Environ(), "GALLIUM_NET_CONFIG="+e.configPath)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -236,8 +242,12 @@ func TestEndToEnd(t *testing.T) {
 	if bin == "" {
 		t.Fatal("GALLIUM_E2E_BIN is not set: run test/e2e/run.sh")
 	}
-	e := &env{t: t, bin: bin, specPath: filepath.Join(t.TempDir(), "cluster.yaml")}
+	tmp := t.TempDir()
+	e := &env{t: t, bin: bin, specPath: filepath.Join(tmp, "cluster.yaml"), configPath: filepath.Join(tmp, "config.yaml")}
 	if err := os.WriteFile(e.specPath, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.configPath, []byte("store:\n  backend: bolt\n  path: "+filepath.Join(tmp, "state.db")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cleanupAll(e)
@@ -311,6 +321,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("spec pushed to the cluster store", func(t *testing.T) {
+		e.mustGN(append([]string{"spec", "push"}, e.specArgs()...)...)
+	})
+
 	t.Run("managed domain starts with its taps on the bridge", func(t *testing.T) {
 		e.defineDomain(vm1, "")
 		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
@@ -320,6 +334,23 @@ func TestEndToEnd(t *testing.T) {
 		out = e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet, "--profile", "legacy", "--mac", "52:54:00:e2:e0:02"}, e.specArgs()...)...)
 		if !strings.Contains(out, "model e1000 from profile legacy") {
 			t.Errorf("nic add --profile legacy:\n%s", out)
+		}
+		// Both MACs are in the cluster ledger, so no other hypervisor can
+		// be handed them; the claimed one keeps the operator's MAC.
+		ledger := e.mustGN("state", "nics", "-o", "json")
+		var nics []struct {
+			MAC, Network, Domain string
+		}
+		if err := json.Unmarshal([]byte(ledger), &nics); err != nil {
+			t.Fatalf("state nics: %v\n%s", err, ledger)
+		}
+		if len(nics) != 2 || !strings.Contains(ledger, "52:54:00:e2:e0:02") {
+			t.Errorf("want the 2 NICs of %s in the ledger, got:\n%s", vm1, ledger)
+		}
+		for _, n := range nics {
+			if n.Domain != vm1 || n.Network != flatNet {
+				t.Errorf("ledger record %+v: want domain %s on %s", n, vm1, flatNet)
+			}
 		}
 		off := logSize()
 		start := time.Now()
@@ -402,6 +433,14 @@ func TestEndToEnd(t *testing.T) {
 			someTap = tap
 			if mac != "52:54:00:e2:e0:02" {
 				hotMAC = mac
+			}
+		}
+		// The hook's detached hot-plug waiter may still be about to program
+		// the new tap (it is slow under load); let it finish, or it would
+		// undo the sabotage below before nic sync sees it.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if _, _, err := e.run("pgrep", "-f", "__await-tap "+hotMAC); err != nil {
+				break
 			}
 		}
 		// Something took a tap off its bridge: nic sync puts it back.
