@@ -74,6 +74,13 @@ func hostPlanCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "plan",
 		Usage: "print the ip/bridge commands that would converge this host (no change)",
+		Description: `Reads this host's links through netlink, compares them with what the spec
+asks for this hypervisor, and prints the ordered steps as ip/bridge commands.
+A converged host prints nothing to do. Links whose names do not start with
+gb-/gbr- are never touched (except the adapters the spec enslaves).
+
+Example:
+   gallium-net host plan -f /etc/gallium-net/cluster.yaml --hypervisor hv1`,
 		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("text", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)

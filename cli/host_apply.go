@@ -188,8 +188,13 @@ func askYes(c *cli.Context, q string) (bool, error) {
 
 func hostConfirmCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "confirm",
-		Usage:     "keep the last commit-confirm apply (cancels its automatic rollback)",
+		Name:  "confirm",
+		Usage: "keep the last commit-confirm apply (cancels its automatic rollback)",
+		Description: `Run it from a new session once the host is still reachable after
+'gallium-net host apply' changed its management link.
+
+Example:
+   gallium-net host confirm`,
 		ArgsUsage: "[ID]",
 		Flags:     []cli.Flag{hostStateDirFlag()},
 		Action: func(c *cli.Context) error {
@@ -214,8 +219,13 @@ func hostConfirmCommand() *cli.Command {
 
 func hostRollbackCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "rollback",
-		Usage:     "restore the host networking saved before the last commit-confirm apply",
+		Name:  "rollback",
+		Usage: "restore the host networking saved before the last commit-confirm apply",
+		Description: `Puts back the bonds, bridges, VLANs and addresses saved before the last apply
+(the automatic rollback of an unconfirmed apply runs this too).
+
+Example:
+   gallium-net host rollback`,
 		ArgsUsage: "[ID]",
 		Flags: []cli.Flag{
 			hostStateDirFlag(),

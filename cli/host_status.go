@@ -15,6 +15,8 @@ func hostStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show per adapter group the bond, its active adapter, each adapter's carrier and speed, the bridge and its VLANs",
+		Description: `Example:
+   gallium-net host status -o json`,
 		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
@@ -120,6 +122,11 @@ func hostCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "check this host's adapters: present, carrier, speed (infrastructure adapters need 10 Gbps)",
+		Description: `An infrastructure adapter under 10 Gbps is an error unless the cluster is in
+evaluation mode; a speed the host cannot tell (virtual NICs) is a warning.
+
+Example:
+   gallium-net host check --hypervisor hv1`,
 		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml")},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
@@ -161,6 +168,12 @@ func hostVerifyTopologyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify-topology",
 		Usage: "prove that every adapter of each group reaches every other one at layer 2 (probe frames, ethertype 0x88B5)",
+		Description: `Any adapter of a group may become active, so each must reach every other
+one at layer 2. Sends a probe frame out of each adapter and reports, for
+every ordered pair, whether it arrived. Exit status 1 when a pair fails.
+
+Example:
+   gallium-net host verify-topology -o table`,
 		Flags: []cli.Flag{
 			specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml"),
 			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "listen `DURATION` after the last probe"},

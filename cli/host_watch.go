@@ -22,7 +22,10 @@ func hostWatchCommand() *cli.Command {
 		Description: `The kernel's bond announces a failover only for addresses on the bond
 itself; gallium-net's management IP lives on the bridge above it and the VMs
 behind it, so without this a failback to the primary adapter loses traffic
-until the switch relearns. watch runs until stopped (SIGINT/SIGTERM).`,
+until the switch relearns. watch runs until stopped (SIGINT/SIGTERM).
+
+Example:
+   gallium-net host watch`,
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
