@@ -8,7 +8,8 @@ import (
 
 // genSpec writes a production spec of 3 hypervisors with 4 adapters each
 // (2 x 10 Gbps infrastructure, 2 x 1 Gbps VM) and n networks on the VM
-// group, VLANs 1..n (n <= 4094; beyond, VLANs wrap and collide).
+// group, VLANs 2..n+1 (n <= 4093; beyond, VLANs wrap and collide; VLAN 1 is
+// the native VLAN).
 func genSpec(n int) []byte {
 	var b strings.Builder
 	b.WriteString("cluster:\n  name: bench\n  subnet: 10.20.0.0/16\n  vip: 10.20.0.100\n  gateway: 10.20.0.1\n  macPrefix: \"52:54:00\"\n")
@@ -23,7 +24,7 @@ func genSpec(n int) []byte {
 	b.WriteString("  - name: vmgroup\n    adapters: {hv1: [eno3, eno4], hv2: [eno3, eno4], hv3: [eno3, eno4]}\n")
 	b.WriteString("networks:\n")
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "  - {name: net%d, adapterGroup: vmgroup, vlan: %d}\n", i, (i-1)%4094+1)
+		fmt.Fprintf(&b, "  - {name: net%d, adapterGroup: vmgroup, vlan: %d}\n", i, (i-1)%4093+2)
 	}
 	b.WriteString("hardwareProfiles:\n  - {name: modern, nicModel: virtio}\n  - {name: legacy, nicModel: e1000}\n")
 	return []byte(b.String())

@@ -53,6 +53,10 @@ func checkVLANs(v *validator) {
 				v.errorf(netPath(n, i)+".vlan", "%v", err)
 				continue
 			}
+			if n.VLAN == NativeVLAN {
+				v.errorf(netPath(n, i)+".vlan", "VLAN %d carries each adapter group's untagged (native) traffic inside gallium-net's VLAN-filtering bridges, so it cannot be a tagged network: leave vlan out for an untagged network, or use a VLAN ID from %d to %d", NativeVLAN, NativeVLAN+1, MaxVLAN)
+				continue
+			}
 		}
 		if v.groupByName[n.AdapterGroup] == nil {
 			continue // reported by checkNetworkGroups

@@ -222,6 +222,7 @@ var ruleCases = []rule{
 	{"network names unknown group", false, func(s *Spec) { netw(s, "prod").AdapterGroup = "vmgrp" }, SeverityError, "networks[prod].adapterGroup", "does not exist"},
 	{"VLAN too large", false, func(s *Spec) { netw(s, "prod").VLAN = 4095 }, SeverityError, "networks[prod].vlan", "1 to 4094"},
 	{"VLAN negative", false, func(s *Spec) { netw(s, "prod").VLAN = -5 }, SeverityError, "networks[prod].vlan", "out of range"},
+	{"VLAN 1 tagged (the native VLAN)", false, func(s *Spec) { netw(s, "prod").VLAN = 1 }, SeverityError, "networks[prod].vlan", "untagged (native) traffic"},
 	{"VLAN used twice on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 100 }, SeverityError, "networks[dev].vlan", `and so has network "prod"`},
 	{"two untagged networks on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 0 }, SeverityError, "networks[flat].vlan", "one untagged"},
 	{"untagged VM network on infrastructure group", false, func(s *Spec) { netw(s, "flat").AdapterGroup = "infra" }, SeverityWarning, "networks[flat].adapterGroup", "management VLAN"},
@@ -302,7 +303,7 @@ func TestValidateAllowed(t *testing.T) {
 		{"five-byte MAC prefix with dashes", func(s *Spec) { s.Cluster.MACPrefix = "52-54-00-12-34" }},
 		{"no gateway", func(s *Spec) { s.Cluster.Gateway = "" }},
 		{"MTU limits", func(s *Spec) { s.Cluster.MTU = 68; grp(s, "vmgroup").MTU = 9216; netw(s, "prod").MTU = 9216 }},
-		{"VLAN limits", func(s *Spec) { netw(s, "prod").VLAN = 1; netw(s, "dev").VLAN = 4094 }},
+		{"VLAN limits", func(s *Spec) { netw(s, "prod").VLAN = 2; netw(s, "dev").VLAN = 4094 }},
 		{"bond tuning limits", func(s *Spec) {
 			b := &grp(s, "infra").Bond
 			b.Miimon, b.NumGratARP, b.PeerNotifyDelayMs, b.PrimaryReselect, b.Primary = 10000, 255, 300000, "failure", "eno2"

@@ -13,7 +13,10 @@ import (
 
 // Limits of the values the spec may hold.
 const (
-	MinVLAN       = 1
+	MinVLAN = 1
+	// NativeVLAN is the bridge VLAN of a group's untagged traffic (the
+	// bridge's default PVID), so no tagged network may use it.
+	NativeVLAN    = 1
 	MaxVLAN       = 4094
 	MinMTU        = 68   // the IPv4 minimum; the kernel refuses less
 	MaxMTU        = 9216 // the largest jumbo frame common switches carry
