@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gallium/gallium-net/plugin/store/etcdstore/etcdtest"
 )
 
 const (
@@ -24,6 +26,7 @@ const (
 	vm1       = "gte2e-vm1"
 	vm2       = "gte2e-vm2"
 	plainVM   = "gte2e-plain"
+	etcdVM    = "gte2e-etcd"
 	snapPath  = "/var/lib/gallium-net/host-snapshot.json"
 	hookLog   = "/var/log/gallium-net/hook.log"
 	stateFile = "/run/gallium-net/hook/nics.json"
@@ -225,7 +228,7 @@ func backupLink(t *testing.T, path string) {
 }
 
 func cleanupAll(e *env) {
-	for _, d := range []string{vm1, vm2, plainVM} {
+	for _, d := range []string{vm1, vm2, plainVM, etcdVM} {
 		_, _, _ = e.virsh("destroy", d)
 		_, _, _ = e.virsh("undefine", d)
 	}
@@ -505,6 +508,41 @@ func TestEndToEnd(t *testing.T) {
 		if _, _, ok := readState(t).domain(vm1); ok {
 			t.Errorf("records of %s survived its stop", vm1)
 		}
+	})
+
+	t.Run("with etcd as the cluster store, a VM starts while etcd is down", func(t *testing.T) {
+		// The cluster store of a multi-hypervisor cluster is etcd; the hook
+		// reads only the host snapshot, so losing etcd must not stop VMs.
+		cluster := etcdtest.Start(t, 1)
+		etcdConfig := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(etcdConfig, []byte("store:\n  backend: etcd\n  etcd:\n    dialTimeout: 2s\n    endpoints: ["+strings.Join(cluster.Endpoints, ", ")+"]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		saved := e.configPath
+		e.configPath = etcdConfig
+		defer func() { e.configPath = saved }()
+		e.mustGN(append([]string{"spec", "push"}, e.specArgs()...)...)
+		e.defineDomain(etcdVM, "")
+		e.mustGN(append([]string{"nic", "add", etcdVM, "--network", flatNet}, e.specArgs()...)...)
+		ledger := e.mustGN("state", "nics", "-o", "json")
+		if !strings.Contains(ledger, etcdVM) {
+			t.Fatalf("NIC of %s not in the etcd ledger:\n%s", etcdVM, ledger)
+		}
+		cluster.Stop()
+		if _, _, err := e.gn("state", "nics"); err == nil {
+			t.Fatalf("state nics still answered with etcd stopped: the test is not testing an outage")
+		}
+		e.mustVirsh("start", etcdVM)
+		taps := e.liveNICs(etcdVM)
+		if len(taps) != 1 {
+			t.Fatalf("want 1 NIC live on %s, got %v", etcdVM, taps)
+		}
+		for tap := range taps {
+			if m := master(tap); m != bridge {
+				t.Errorf("tap %s is on %q, want %s", tap, m, bridge)
+			}
+		}
+		e.mustVirsh("destroy", etcdVM)
 	})
 
 	t.Run("virsh start time with and without the hook", func(t *testing.T) {
