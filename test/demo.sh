@@ -81,4 +81,73 @@ run cat "$out/host-snapshot.json"
 step "11. keepalived config of hv2 for the floating VIP (unicast VRRP on the infrastructure bridge)"
 run "$GN" vip config -f examples/cluster.yaml --hypervisor hv2
 
+step "12. libvirt end to end (real libvirtd + QEMU): the hook installed, networks defined, a VM with gallium NICs started"
+bash test/setup/libvirtd.sh
+# This host plays hv1 of the example. Its kernel has no bonding and no VLAN
+# filtering (the kernel lab below has both), so the demo puts the VM on the
+# untagged network 'flat' and creates hv1's bridge gbr-vmgroup as a plain
+# bridge, as 'gallium-net host apply' would with a VLAN-filtering one.
+V=(--connect qemu:///system)
+DEMO_VM=gdemo-web1
+snap=/var/lib/gallium-net/host-snapshot.json
+hooks=/etc/libvirt/hooks
+saved=$out/saved && mkdir -p "$saved"
+[[ -e $snap ]] && cp -a "$snap" "$saved/"
+for d in qemu.d network.d; do [[ -e $hooks/$d/gallium-net || -L $hooks/$d/gallium-net ]] && cp -a "$hooks/$d/gallium-net" "$saved/$d-gallium-net"; done
+made_bridge=0
+cleanup_libvirt() {
+  virsh -q -c qemu:///system destroy $DEMO_VM >/dev/null 2>&1 || true
+  virsh -q -c qemu:///system undefine $DEMO_VM >/dev/null 2>&1 || true
+  for n in prod dev flat; do
+    if virsh -q -c qemu:///system net-dumpxml $n 2>/dev/null | grep -q "gbr-vmgroup"; then
+      virsh -q -c qemu:///system net-destroy $n >/dev/null 2>&1 || true
+      virsh -q -c qemu:///system net-undefine $n >/dev/null 2>&1 || true
+    fi
+  done
+  ((made_bridge)) && ip link del gbr-vmgroup 2>/dev/null || true
+  rm -f "$snap"; [[ -e $saved/host-snapshot.json ]] && cp -a "$saved/host-snapshot.json" "$snap"
+  for d in qemu.d network.d; do
+    rm -f "$hooks/$d/gallium-net"
+    [[ -e $saved/$d-gallium-net || -L $saved/$d-gallium-net ]] && cp -a "$saved/$d-gallium-net" "$hooks/$d/gallium-net"
+  done
+  bash test/setup/libvirtd.sh reload 2>/dev/null || true
+}
+trap cleanup_libvirt EXIT
+trap 'exit 130' INT TERM
+if ! ip link show gbr-vmgroup >/dev/null 2>&1; then
+  run ip link add gbr-vmgroup type bridge && made_bridge=1
+  run ip link set gbr-vmgroup up
+fi
+run "$GN" hook install --hook-binary "$PWD/bin/gallium-net-hook"
+sleep 0.5 # libvirtd re-reads its hooks asynchronously after SIGHUP
+run "$GN" network define flat -f examples/cluster.yaml --hypervisor hv1 "${V[@]}"
+run "$GN" network list -f examples/cluster.yaml --hypervisor hv1 "${V[@]}"
+cat >"$out/$DEMO_VM.xml" <<XML
+<domain type='qemu'><name>$DEMO_VM</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64'>hvm</type></os><devices></devices></domain>
+XML
+run virsh -q -c qemu:///system define "$out/$DEMO_VM.xml"
+run "$GN" vm profile $DEMO_VM legacy -f examples/cluster.yaml "${V[@]}"
+run "$GN" nic add $DEMO_VM --network flat -f examples/cluster.yaml --hypervisor hv1 "${V[@]}" "${ST[@]}"
+run "$GN" nic add $DEMO_VM --network flat -f examples/cluster.yaml --hypervisor hv1 "${V[@]}" "${ST[@]}"
+hook_log=/var/log/gallium-net/hook.log
+lines=$(wc -l <"$hook_log" 2>/dev/null || echo 0)
+run virsh -c qemu:///system start $DEMO_VM
+run "$GN" nic list $DEMO_VM "${V[@]}"
+echo "taps on gbr-vmgroup:"
+ip -br link show master gbr-vmgroup
+echo "what the hook did while the VM started ($hook_log):"
+tail -n +$((lines + 1)) "$hook_log" 2>/dev/null | sed -E 's/^time=[^ ]+ //' | cut -c1-200
+run "$GN" state nics "${ST[@]}"
+run virsh -c qemu:///system destroy $DEMO_VM
+cleanup_libvirt
+trap - EXIT
+
+if [[ ${DEMO_LAB:-1} == 1 ]]; then
+  step "13. Host networking on a real kernel (kernel lab: a QEMU VM with Debian's kernel): bonds, VLAN-filtering bridges, VLAN isolation, failover"
+  echo "(boots a lab VM under software emulation; DEMO_LAB=0 skips this step)"
+  bash test/lab/run.sh --guest -run 'TestLabBuildFromSpecThenConvergedAndInPlace|TestLabVLANIsolation|TestLabFailover' netsetup 2>&1 |
+    grep -E '^\s*(--- (PASS|FAIL)|\S+_test\.go:[0-9]+: (from scratch|converged|FAILOVER|FAILBACK|re-apply|miimon|added))|^(ok|FAIL)\s' || true
+fi
+
 step "done: outputs in $out"
