@@ -129,6 +129,12 @@ func transient(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
 		return true
+	case codes.Unknown:
+		// A member whose raft node is shutting down (say, the leader just
+		// killed) answers with raft's own error, which gRPC carries as
+		// Unknown; another member answers the retry, and callers re-read
+		// before they write again, so retrying is safe.
+		return strings.Contains(err.Error(), "raft: stopped")
 	}
 	return false
 }
