@@ -50,6 +50,28 @@ type Config struct {
 	BootTimeout time.Duration
 	// Cmdline is appended to the kernel command line.
 	Cmdline string
+	// Initrd replaces the lab's initramfs, for a VM that boots something
+	// else than the lab's busybox userland (test/cluster boots a Debian
+	// root disk through its own small initramfs). The lab kernel is still
+	// the one booted, so the initramfs must suit its modules. Empty: the
+	// lab's initramfs.
+	Initrd string
+	// Disks are virtio-blk disks, /dev/vda, /dev/vdb, ... in this order.
+	Disks []Disk
+}
+
+// Disk is a virtio-blk disk of a lab VM.
+type Disk struct {
+	// Path is the image file on the host (absolute, no commas).
+	Path string
+	// Format is "raw" (default) or "qcow2".
+	Format string
+	// Snapshot makes the guest's writes go to a temporary overlay that
+	// QEMU drops when it exits: the image never changes, and several VMs
+	// can boot the same one at once.
+	Snapshot bool
+	// ReadOnly attaches the disk read-only.
+	ReadOnly bool
 }
 
 // NIC is one virtio-net NIC of a lab VM.
@@ -394,6 +416,26 @@ func (c *Config) normalize() error {
 	if c.Share != "" {
 		c.Shares = append([]Share{{Host: c.Share, Guest: "/host"}}, c.Shares...)
 		c.Share = ""
+	}
+	if c.Initrd != "" {
+		if _, err := os.Stat(c.Initrd); err != nil {
+			return fmt.Errorf("lab: %s: initrd: %w", c.Name, err)
+		}
+	}
+	for i := range c.Disks {
+		d := &c.Disks[i]
+		if d.Format == "" {
+			d.Format = "raw"
+		}
+		if d.Format != "raw" && d.Format != "qcow2" {
+			return fmt.Errorf("lab: %s: disk %d: format %q: want raw or qcow2", c.Name, i, d.Format)
+		}
+		if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, ",") {
+			return fmt.Errorf("lab: %s: disk %d: path %q must be absolute, without commas", c.Name, i, d.Path)
+		}
+		if _, err := os.Stat(d.Path); err != nil {
+			return fmt.Errorf("lab: %s: disk %d: %w", c.Name, i, err)
+		}
 	}
 	for i, s := range c.Shares {
 		if !filepath.IsAbs(s.Guest) || strings.ContainsAny(s.Guest, " ,'") || strings.ContainsAny(s.Host, ",") {

@@ -5,6 +5,8 @@ package lab
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -181,5 +183,30 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if err := (&Config{Name: "x", NICs: many}).normalize(); err == nil {
 		t.Error("15 NICs accepted")
+	}
+}
+
+func TestConfigDisks(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "root.img")
+	if err := os.WriteFile(img, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Name: "hv1", Initrd: img, Disks: []Disk{{Path: img, Snapshot: true}}}
+	if err := c.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Disks[0].Format != "raw" {
+		t.Errorf("default disk format %q, want raw", c.Disks[0].Format)
+	}
+	for i, bad := range []Config{
+		{Name: "x", Disks: []Disk{{Path: "root.img"}}},
+		{Name: "x", Disks: []Disk{{Path: img + ",x"}}},
+		{Name: "x", Disks: []Disk{{Path: img + ".missing"}}},
+		{Name: "x", Disks: []Disk{{Path: img, Format: "vmdk"}}},
+		{Name: "x", Initrd: img + ".missing"},
+	} {
+		if err := bad.normalize(); err == nil {
+			t.Errorf("bad disk config %d accepted", i)
+		}
 	}
 }

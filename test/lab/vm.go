@@ -96,6 +96,10 @@ func (l *Lab) Boot(ctx context.Context, cfg Config) (vm *VM, err error) {
 		return vm, err
 	}
 	a := l.art
+	initrd := a.Initramfs.Path
+	if cfg.Initrd != "" {
+		initrd = cfg.Initrd
+	}
 	args := []string{
 		"-name", cfg.Name,
 		"-accel", accel(),
@@ -105,7 +109,7 @@ func (l *Lab) Boot(ctx context.Context, cfg Config) (vm *VM, err error) {
 		"-smp", fmt.Sprint(cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", a.Kernel.path(a.Kernel.Image),
-		"-initrd", a.Initramfs.Path,
+		"-initrd", initrd,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet gallium.vm=" + cfg.Name + " " + cfg.Cmdline),
 		"-chardev", "file,id=con,path=" + vm.path("console.log"),
 		"-serial", "chardev:con",
@@ -135,6 +139,17 @@ func (l *Lab) Boot(ctx context.Context, cfg Config) (vm *VM, err error) {
 			args = append(args, "-netdev", "hubport,id="+nd+",hubid=9"+fmt.Sprint(i))
 		}
 		args = append(args, "-device", fmt.Sprintf("virtio-net-pci,netdev=%s,id=%s,mac=%s,addr=0x%x", nd, n.ID, n.MAC, 0x10+i))
+	}
+	for i, d := range cfg.Disks {
+		opt := fmt.Sprintf("file=%s,if=none,id=disk%d,format=%s", d.Path, i, d.Format)
+		if d.Snapshot {
+			// The overlay is thrown away: flushes need not reach it.
+			opt += ",snapshot=on,cache=unsafe"
+		}
+		if d.ReadOnly {
+			opt += ",readonly=on"
+		}
+		args = append(args, "-drive", opt, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
 	}
 	for i, s := range cfg.Shares {
 		opt := fmt.Sprintf("local,path=%s,mount_tag=share%d,security_model=none,multidevs=remap", s.Host, i)

@@ -18,6 +18,8 @@ packages=(
   dpkg-dev lintian rpm rpmlint
   # diagrams
   graphviz
+  # lab hypervisors' Debian root disk (test/cluster/rootfs.sh)
+  debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,221 @@
+// Package cluster boots "lab hypervisors" for issue 7's whole-cluster run:
+// kernel lab VMs (test/lab: Debian's kernel under QEMU/TCG, NICs on shared
+// virtual L2 segments, the guest agent) that boot a real Debian 12 root
+// disk with libvirtd, QEMU and keepalived instead of the lab's busybox
+// initramfs, so that gallium-net's .deb can be installed and used in them
+// the way an operator would on a hypervisor.
+//
+//	img, err := cluster.BuildImage(ctx)          // test/cluster/rootfs.sh, cached
+//	l, err := lab.New(ctx)
+//	hv, err := cluster.Boot(ctx, l, img, cluster.Config{Name: "hv1", NICs: ...})
+//	defer hv.Close()
+//	out, err := hv.MustRun(ctx, "virsh -c qemu:///system list --all")
+//
+// See test/cluster/README.md.
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gallium/gallium-net/test/lab"
+)
+
+// Image is what a lab hypervisor boots: the Debian root disk image and the
+// boot initramfs that mounts it (both built by rootfs.sh).
+type Image struct {
+	RootFS  string // raw ext4 image, attached as a snapshot (never written)
+	Initrd  string
+	Release string // kernel release of the modules in the image
+	// BuildTime is how long rootfs.sh took (seconds when cached).
+	BuildTime time.Duration
+	// Size is the image's apparent size; OnDisk what it uses (it is sparse).
+	Size, OnDisk int64
+}
+
+// BuildImage runs test/cluster/rootfs.sh (as root), which builds the image
+// or reuses the cached one, and checks that its modules match the kernel
+// the lab boots.
+func BuildImage(ctx context.Context) (*Image, error) {
+	art, err := lab.Prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k := art.Kernel
+	deb, err := kernelDeb(art)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, filepath.Join(art.Root, "test", "cluster", "rootfs.sh"))
+	cmd.Dir = art.Root
+	cmd.Env = append(os.Environ(), "GALLIUM_KERNEL_DEB="+deb)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("test/cluster/rootfs.sh: %v: %s", err, tailLines(stderr.String(), 30))
+	}
+	img := &Image{BuildTime: time.Since(start)}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "ROOTFS":
+			img.RootFS = v
+		case "INITRD":
+			img.Initrd = v
+		case "RELEASE":
+			img.Release = v
+		}
+	}
+	if img.RootFS == "" || img.Initrd == "" {
+		return nil, fmt.Errorf("test/cluster/rootfs.sh printed no ROOTFS= or INITRD= line: %s", out)
+	}
+	if img.Release != k.Release {
+		return nil, fmt.Errorf("root image has modules for kernel %s but the lab boots %s: remove test/cluster/cache and run again", img.Release, k.Release)
+	}
+	st, err := os.Stat(img.RootFS)
+	if err != nil {
+		return nil, err
+	}
+	img.Size = st.Size()
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		img.OnDisk = sys.Blocks * 512
+	}
+	return img, nil
+}
+
+// kernelDeb is the kernel package the lab's kernel was extracted from
+// (kept in the lab cache's debs/ folder).
+func kernelDeb(a *lab.Artifacts) (string, error) {
+	k := a.Kernel
+	ms, _ := filepath.Glob(filepath.Join(a.CacheDir, "debs", k.Package+"_*.deb"))
+	for _, m := range ms {
+		out, err := exec.Command("dpkg-deb", "-f", m, "Version").Output()
+		if err == nil && strings.TrimSpace(string(out)) == k.Version {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("the lab kernel's package %s %s is not in %s/debs: run test/lab/fetch-kernel.sh", k.Package, k.Version, a.CacheDir)
+}
+
+// Config describes one lab hypervisor.
+type Config struct {
+	// Name is the hostname and the lab VM's name ([a-z0-9-], at most 32).
+	Name string
+	// NICs as in lab.Config (guest names are set by MAC after boot).
+	NICs []lab.NIC
+	// MemMB defaults to 1024: libvirtd, a nested QEMU and etcd need more
+	// than the kernel lab's 512.
+	MemMB int
+	// CPUs defaults to 1 (TCG on a 2-core machine: more vCPUs than cores
+	// across three hypervisors only adds contention).
+	CPUs int
+	// Shares are host folders mounted in the guest (9p).
+	Shares []lab.Share
+	// ReadyTimeout bounds boot until libvirtd answers (default 5 min).
+	ReadyTimeout time.Duration
+}
+
+// Hypervisor is a running lab hypervisor.
+type Hypervisor struct {
+	*lab.VM
+	// Ready is from starting QEMU to libvirtd answering on qemu:///system
+	// (the agent answering is VM.BootTime).
+	Ready time.Duration
+}
+
+// LibvirtURI is the connection URI inside a lab hypervisor.
+const LibvirtURI = "qemu:///system"
+
+// Boot boots a lab hypervisor in l from img and waits until libvirtd
+// answers. On error nothing is left running.
+func Boot(ctx context.Context, l *lab.Lab, img *Image, cfg Config) (*Hypervisor, error) {
+	if cfg.MemMB == 0 {
+		cfg.MemMB = 1024
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 5 * time.Minute
+	}
+	start := time.Now()
+	vm, err := l.Boot(ctx, lab.Config{
+		Name:   cfg.Name,
+		NICs:   cfg.NICs,
+		MemMB:  cfg.MemMB,
+		CPUs:   cfg.CPUs,
+		Shares: cfg.Shares,
+		Initrd: img.Initrd,
+		Disks:  []lab.Disk{{Path: img.RootFS, Snapshot: true}},
+		// A Debian userland boots slower than the lab's busybox; the
+		// default 180 s is kept for the agent.
+		Cmdline: "root=/dev/vda init=/sbin/gallium-init",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab hypervisor %s: %w", cfg.Name, err)
+	}
+	hv := &Hypervisor{VM: vm}
+	rctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer cancel()
+	// virsh version needs the QEMU driver's capabilities, which libvirtd
+	// probes by starting QEMU once: ready means VMs can be defined.
+	wait := fmt.Sprintf(`i=0; until virsh -c %s version >/dev/null 2>&1; do
+	i=$((i+1)); [ $i -lt %d ] || { echo "libvirtd does not answer"; tail -20 /var/log/libvirt/libvirtd.log; exit 1; }; sleep 0.1; done`,
+		LibvirtURI, int(cfg.ReadyTimeout/(100*time.Millisecond)))
+	if out, err := vm.MustRun(rctx, wait); err != nil {
+		vm.Close()
+		return nil, fmt.Errorf("lab hypervisor %s: libvirtd not ready: %w: %s", cfg.Name, err, out)
+	}
+	hv.Ready = time.Since(start)
+	return hv, nil
+}
+
+// InstallDeb installs a .deb that the guest sees at guestPath (through a
+// share) with dpkg -i, and returns dpkg's output.
+func (h *Hypervisor) InstallDeb(ctx context.Context, guestPath string) (string, error) {
+	out, err := h.MustRun(ctx, "dpkg -i '"+guestPath+"' 2>&1")
+	if err != nil {
+		return out, fmt.Errorf("dpkg -i %s on %s: %w", guestPath, h.Name, err)
+	}
+	return out, nil
+}
+
+// Virsh runs virsh against the guest's libvirtd and returns its output; a
+// non-zero exit is an error with the output.
+func (h *Hypervisor) Virsh(ctx context.Context, args string) (string, error) {
+	return h.MustRun(ctx, "virsh -c "+LibvirtURI+" "+args+" 2>&1")
+}
+
+// LatestDeb returns the newest gallium-net .deb in the repository's dist/
+// (written by make packages), or an error that says to build it.
+func LatestDeb(repoRoot string) (string, error) {
+	ms, _ := filepath.Glob(filepath.Join(repoRoot, "dist", "gallium-net_*_amd64.deb"))
+	var best string
+	var bestT time.Time
+	for _, m := range ms {
+		if st, err := os.Stat(m); err == nil && st.ModTime().After(bestT) {
+			best, bestT = m, st.ModTime()
+		}
+	}
+	if best == "" {
+		return "", errors.New("no dist/gallium-net_*_amd64.deb: run make packages")
+	}
+	return best, nil
+}
+
+func tailLines(s string, n int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}

@@ -1,0 +1,232 @@
+//go:build cluster
+
+// The lab hypervisor test: boots one lab hypervisor (Debian 12 root disk,
+// libvirtd, QEMU) under TCG, installs the project's .deb in it and starts a
+// libvirt domain inside it (nested TCG). Not part of make test: it needs
+// root, the Debian mirror for the first image build (~1-3 min) and several
+// minutes of CPU. Run it with
+//
+//	go test -tags cluster ./test/cluster/ -v
+package cluster
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gallium/gallium-net/test/lab"
+)
+
+// TestMain closes every lab VM on INT/TERM (QEMU also dies with the test
+// process through Pdeathsig; this removes the lab's folders too).
+func TestMain(m *testing.M) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		lab.CloseAll()
+		os.Exit(130)
+	}()
+	os.Exit(m.Run())
+}
+
+// nestedDomain is a diskless libvirt domain with one NIC on the guest
+// bridge br-test: enough for QEMU to run (SeaBIOS finds nothing to boot and
+// waits) and for libvirt to create a tap and enslave it. No option ROM: the
+// image has no ipxe-qemu (no recommends).
+const nestedDomain = `<domain type='qemu'>
+  <name>nested1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='bridge'>
+      <source bridge='br-test'/>
+      <mac address='52:54:00:00:07:01'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>
+  </devices>
+</domain>
+`
+
+func TestLabHypervisor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab hypervisor test needs root (debootstrap, chroot): run it as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	lab.SetLogf(t.Logf)
+
+	img, err := BuildImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s: %d MB apparent, %d MB on disk; rootfs.sh took %s; kernel %s",
+		filepath.Base(img.RootFS), img.Size>>20, img.OnDisk>>20, img.BuildTime.Round(100*time.Millisecond), img.Release)
+
+	root, err := lab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb, err := LatestDeb(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVersion := hostVersion(t, deb)
+
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	hv, err := Boot(ctx, l, img, Config{
+		Name: "hv1",
+		// Issue 7's wiring: two NICs on the infrastructure segment, two on
+		// the VM segment.
+		NICs: []lab.NIC{
+			{ID: "hv1-eno1", Segment: "infra", Guest: "eno1"},
+			{ID: "hv1-eno2", Segment: "infra", Guest: "eno2"},
+			{ID: "hv1-eno3", Segment: "vms", Guest: "eno3"},
+			{ID: "hv1-eno4", Segment: "vms", Guest: "eno4"},
+		},
+		Shares: []lab.Share{{Host: filepath.Dir(deb), Guest: "/dist", ReadOnly: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hv.Close() })
+	t.Logf("hv1: agent answered after %s, libvirtd ready after %s", hv.BootTime.Round(100*time.Millisecond), hv.Ready.Round(100*time.Millisecond))
+
+	run := func(t *testing.T, cmd string) string {
+		t.Helper()
+		out, err := hv.MustRun(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	t.Run("userland", func(t *testing.T) {
+		if got := strings.TrimSpace(run(t, "uname -r")); got != img.Release {
+			t.Errorf("kernel %q, want %q", got, img.Release)
+		}
+		if out := run(t, "cat /etc/debian_version"); !strings.HasPrefix(out, "12.") {
+			t.Errorf("/etc/debian_version = %q, want Debian 12", out)
+		}
+		if out := run(t, "hostname"); strings.TrimSpace(out) != "hv1" {
+			t.Errorf("hostname %q, want hv1", out)
+		}
+		if out := run(t, "stat -f -c %T /sys/fs/cgroup"); strings.TrimSpace(out) != "cgroup2fs" {
+			t.Errorf("/sys/fs/cgroup is %q, want cgroup2fs", out)
+		}
+		for _, m := range []string{"bonding", "8021q", "bridge", "tun"} {
+			if _, code, err := hv.Run(ctx, "test -d /sys/module/"+m); err != nil || code != 0 {
+				t.Errorf("module %s not loaded (%v)", m, err)
+			}
+		}
+		if out := run(t, "ip -br link"); !strings.Contains(out, "eno1") || !strings.Contains(out, "eno4") {
+			t.Errorf("NICs eno1..eno4 missing:\n%s", out)
+		}
+		for _, bin := range []string{"keepalived", "qemu-system-x86_64", "virsh", "libvirtd", "modprobe"} {
+			if _, code, _ := hv.Run(ctx, "command -v "+bin); code != 0 {
+				t.Errorf("%s is not installed in the image", bin)
+			}
+		}
+		out := run(t, "pgrep -x libvirtd; pgrep -x virtlogd")
+		if len(strings.Fields(out)) != 2 {
+			t.Errorf("want one libvirtd and one virtlogd, pgrep says %q", out)
+		}
+	})
+
+	t.Run("deb", func(t *testing.T) {
+		out, err := hv.InstallDeb(ctx, "/dist/"+filepath.Base(deb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("dpkg -i: %s", strings.TrimSpace(out))
+		if got := strings.TrimSpace(run(t, "gallium-net --version")); got != wantVersion {
+			t.Errorf("gallium-net --version in the guest = %q, want %q (the same binary on the host)", got, wantVersion)
+		} else {
+			t.Logf("gallium-net --version: %s", got)
+		}
+		for _, d := range []string{"qemu.d", "network.d"} {
+			link := "/etc/libvirt/hooks/" + d + "/gallium-net"
+			got := strings.TrimSpace(run(t, "readlink "+link))
+			if got != "/usr/libexec/gallium-net/gallium-net-hook" {
+				t.Errorf("%s -> %q, want /usr/libexec/gallium-net/gallium-net-hook", link, got)
+			}
+			if _, code, _ := hv.Run(ctx, "test -x "+link); code != 0 {
+				t.Errorf("%s does not lead to an executable", link)
+			}
+		}
+		// postinst sent libvirtd SIGHUP to pick up the hooks: it must
+		// still answer.
+		if _, err := hv.Virsh(ctx, "version"); err != nil {
+			t.Errorf("libvirtd after the package's reload: %v", err)
+		}
+	})
+
+	t.Run("nested-domain", func(t *testing.T) {
+		run(t, "ip link add br-test type bridge && ip link set br-test up")
+		if err := hv.Put(ctx, "/root/nested1.xml", []byte(nestedDomain), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := hv.Virsh(ctx, "define /root/nested1.xml"); err != nil {
+			t.Fatal(err)
+		} else if !strings.Contains(out, "nested1") {
+			t.Fatalf("virsh define: %s", out)
+		}
+		start := time.Now()
+		if _, err := hv.Virsh(ctx, "start nested1"); err != nil {
+			logs, _, _ := hv.Run(ctx, "tail -20 /var/log/libvirt/libvirtd.log /var/log/libvirt/qemu/nested1.log")
+			t.Fatalf("%v\n%s", err, logs)
+		}
+		took := time.Since(start)
+		t.Logf("virsh start (nested TCG) took %s", took.Round(10*time.Millisecond))
+		defer func() {
+			hv.Virsh(ctx, "destroy nested1")
+			hv.Virsh(ctx, "undefine nested1")
+		}()
+		if out, _ := hv.Virsh(ctx, "domstate nested1"); strings.TrimSpace(out) != "running" {
+			t.Errorf("domstate nested1 = %q, want running", out)
+		}
+		tap := strings.TrimSpace(run(t, `virsh -c qemu:///system domiflist nested1 | awk '$5 == "52:54:00:00:07:01" {print $1}'`))
+		if tap == "" {
+			t.Fatalf("domiflist nested1 shows no interface with MAC 52:54:00:00:07:01:\n%s", run(t, "virsh -c qemu:///system domiflist nested1"))
+		}
+		if out := run(t, "ip -o link show master br-test"); !strings.Contains(out, tap+":") {
+			t.Errorf("tap %s is not enslaved to br-test:\n%s", tap, out)
+		}
+		if out := run(t, "pgrep -af qemu-system-x86_64"); !strings.Contains(out, "nested1") {
+			t.Errorf("no QEMU process for nested1:\n%s", out)
+		}
+		if _, err := hv.Virsh(ctx, "destroy nested1"); err != nil {
+			t.Errorf("virsh destroy: %v", err)
+		}
+		if out, _ := hv.Virsh(ctx, "domstate nested1"); strings.TrimSpace(out) != "shut off" {
+			t.Errorf("after destroy, domstate nested1 = %q, want shut off", out)
+		}
+	})
+}
+
+// hostVersion is what the package's gallium-net prints for --version when
+// run on the host: the guest must print the same.
+func hostVersion(t *testing.T, deb string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", deb, dir).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x %s: %v: %s", deb, err, out)
+	}
+	out, err := exec.Command(filepath.Join(dir, "usr", "bin", "gallium-net"), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: gallium-net --version: %v: %s", deb, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Builds what a "lab hypervisor" boots (test/cluster/README.md):
+#
+#   1. a Debian 12 root file system image (ext4, raw) made with debootstrap
+#      (variant minbase) plus libvirt, QEMU, keepalived, iproute2 and kmod,
+#      and the kernel lab's kernel modules, so that the lab kernel boots it;
+#   2. a small boot initramfs (busybox-static, the modules needed to mount
+#      the root disk, the lab's guest agent and gallium-init) that mounts the
+#      image and switches to it.
+#
+# Both are cached under test/cluster/cache/ (GALLIUM_CLUSTER_CACHE), named by
+# a hash of their inputs: the image by this script, the kernel package and
+# the mirror; the initramfs by its content. A second run with nothing
+# changed reuses the image (the slow part, minutes) and prints the same
+# paths. Prints KEY=VALUE lines on stdout (ROOTFS, INITRD, RELEASE, KERNEL_DEB);
+# progress goes to stderr.
+#
+#   test/cluster/rootfs.sh            build (or reuse) and print the paths
+#   GALLIUM_KERNEL_DEB=x.deb ...      use this kernel package (default: the
+#                                     kernel lab's, fetched by fetch-kernel.sh)
+#
+# Needs root (debootstrap and chroot), the mirror in /etc/apt/sources.list(.d)
+# and the packages of test/setup/deps.sh (debootstrap, e2fsprogs, cpio,
+# busybox-static, kmod). No loop mounts: mkfs.ext4 -d fills the image.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+here=$repo/test/cluster
+cache=${GALLIUM_CLUSTER_CACHE:-$here/cache}
+labcache=${GALLIUM_LAB_CACHE:-$repo/test/lab/cache}
+suite=bookworm
+# What a lab hypervisor runs (DESIGN.md section 5: the end-to-end packages),
+# plus keepalived for the VIP, kmod for modprobe and procps (pgrep, ps) for
+# the tests. This list is part of the image's cache key.
+packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 keepalived iproute2 kmod procps)
+# Kernel module folders a hypervisor never needs (about half of the size).
+dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
+  drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
+  drivers/usb drivers/scsi drivers/ata drivers/isdn drivers/mmc drivers/mtd)
+
+log() { echo "rootfs: $*" >&2; }
+die() {
+  echo "rootfs: $*" >&2
+  exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap and chroot need it)"
+for t in debootstrap mkfs.ext4 cpio depmod modprobe busybox go; do
+  command -v "$t" >/dev/null || die "$t not found: run test/setup/deps.sh (as root)"
+done
+busybox_bin=$(command -v busybox)
+file -L "$busybox_bin" | grep -q 'statically linked' || die "$busybox_bin is not static: install busybox-static"
+
+# The mirror: the first deb.debian.org-style URI of a source with suite
+# bookworm, from the deb822 files or the one-line format.
+mirror=${GALLIUM_CLUSTER_MIRROR:-}
+if [[ -z $mirror ]]; then
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="'$suite'") {print u; exit}}')
+fi
+if [[ -z $mirror ]]; then
+  mirror=$(grep -hE "^deb\s+\S+\s+$suite\s" /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '{print $2; exit}')
+fi
+[[ -n $mirror ]] || die "no Debian $suite mirror in /etc/apt/sources.list(.d); set GALLIUM_CLUSTER_MIRROR=http://..."
+security=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+  awk '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="'$suite'-security") {print u; exit}}')
+
+# The kernel: the same package the kernel lab boots, so that the modules in
+# the image match the kernel QEMU loads.
+deb=${GALLIUM_KERNEL_DEB:-}
+if [[ -z $deb ]]; then
+  line=$(test/lab/fetch-kernel.sh | grep '^kernel ') || die "test/lab/fetch-kernel.sh failed"
+  read -r _ kpkg kver _ <<<"$line"
+  for d in "$labcache"/debs/"$kpkg"_*.deb; do
+    [[ -f $d && $(dpkg-deb -f "$d" Version) == "$kver" ]] && deb=$d
+  done
+  [[ -n $deb ]] || die "no $kpkg $kver package in $labcache/debs (run test/lab/fetch-kernel.sh)"
+fi
+[[ -f $deb ]] || die "kernel package $deb not found"
+release=$(dpkg-deb -c "$deb" | sed -n 's|.*\./boot/vmlinuz-\(.*\)$|\1|p' | head -1)
+[[ -n $release ]] || die "$deb has no boot/vmlinuz-*"
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9 # two builds at once would fight over the same folders
+
+# The image's cache key: the script up to the initramfs part (so editing
+# the initramfs part does not rebuild the image), the kernel and the mirror.
+key=$( (
+  sed '/^# --- boot initramfs/q' "$0"
+  echo "$(basename "$deb") $mirror $security"
+) | sha256sum | cut -c1-16)
+img=$cache/rootfs-$key.img
+
+if [[ -f $img ]]; then
+  log "reusing $img"
+else
+  start=$(date +%s)
+  # Outside the repository: the tree has a mounted /proc while it is
+  # built, which go list ./... must never walk into.
+  work=${TMPDIR:-/var/tmp}/gallium-cluster-build-$key
+  root=$work/root
+  mounted=()
+  cleanup() {
+    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$work"
+  }
+  trap cleanup EXIT
+  rm -rf "$work"
+  mkdir -p "$work"
+
+  log "debootstrap $suite (minbase) from $mirror"
+  debootstrap --variant=minbase --arch=amd64 "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+    {
+      tail -20 "$work/debootstrap.log" >&2
+      die "debootstrap failed (see the lines above)"
+    }
+
+  {
+    echo "deb $mirror $suite main"
+    echo "deb $mirror $suite-updates main"
+    [[ -z $security ]] || echo "deb $security $suite-security main"
+  } >"$root/etc/apt/sources.list"
+  # No daemon may start inside the chroot during the installation.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+  in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
+  log "apt-get install ${packages[*]}"
+  if ! { in_root apt-get update && in_root apt-get install -y --no-install-recommends "${packages[@]}"; } >"$work/apt.log" 2>&1; then
+    tail -30 "$work/apt.log" >&2
+    die "apt-get install in the chroot failed (see the lines above)"
+  fi
+  in_root apt-get clean
+  umount "$root/proc" && mounted=()
+  rm -f "$root/usr/sbin/policy-rc.d"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
+
+  log "kernel modules $release from $(basename "$deb")"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$root" "./lib/modules/$release"
+  for d in "${dropmods[@]}"; do rm -rf "$root/lib/modules/$release/kernel/$d"; done
+  depmod -b "$root" "$release"
+
+  # libvirt as DESIGN.md section 5 has it without systemd: QEMU as root, no
+  # security driver; the libvirt-qemu user and kvm group it looks up anyway.
+  # Debian ships qemu.conf and libvirtd.conf with libvirt-daemon-system
+  # (systemd units and all), not installed here: the built-in defaults
+  # apply, these lines override them.
+  [[ -x $root/usr/sbin/libvirtd ]] || die "no /usr/sbin/libvirtd in the image: libvirt-daemon did not install"
+  mkdir -p "$root/etc/libvirt"
+  conf=$root/etc/libvirt/qemu.conf
+  cat >>"$conf" <<'EOF'
+
+# gallium-net lab hypervisor (test/cluster/rootfs.sh)
+user = "root"
+group = "root"
+security_driver = "none"
+EOF
+  # Without systemd or syslog the daemons would log nowhere.
+  echo 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"' >>"$root/etc/libvirt/libvirtd.conf"
+  in_root sh -c 'getent group kvm >/dev/null || groupadd --system kvm
+    getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+    id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu'
+  mkdir -p "$root"/var/log/libvirt "$root"/var/lib/libvirt/qemu "$root"/etc/libvirt/hooks/qemu.d "$root"/etc/libvirt/hooks/network.d
+  echo "lab-hypervisor" >"$root/etc/hostname"
+  printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+  # The device nodes come from devtmpfs at boot.
+  rm -rf "${root:?}"/dev/*
+
+  # Size: the content plus room for what runs (logs, libvirt state, the
+  # project's package, a test's files); the file is sparse.
+  used_mb=$(du -sm "$root" | cut -f1)
+  size_mb=$((used_mb * 12 / 10 + 768))
+  log "mkfs.ext4 -d ($used_mb MB of files, ${size_mb} MB image)"
+  rm -f "$img.tmp"
+  mkfs.ext4 -q -F -L gallium-root -d "$root" "$img.tmp" "${size_mb}M" >"$work/mkfs.log" 2>&1 ||
+    {
+      cat "$work/mkfs.log" >&2
+      die "mkfs.ext4 -d failed"
+    }
+  mv "$img.tmp" "$img"
+  cp "$work/apt.log" "$cache/rootfs-$key.apt.log"
+  trap - EXIT
+  cleanup
+  # Older images go (each is about a gigabyte).
+  for o in "$cache"/rootfs-*.img; do [[ $o == "$img" ]] || rm -f "$o" "${o%.img}.apt.log"; done
+  log "built $img in $(($(date +%s) - start)) s ($(du -m "$img" | cut -f1) MB on disk, $size_mb MB apparent)"
+fi
+
+# --- boot initramfs ----------------------------------------------------
+# Small and rebuilt whenever its content changes (seconds): the agent and
+# gallium-init live here rather than in the image, so changing them does
+# not rebuild the image. init copies them into the root (the disk is a
+# throwaway snapshot) and switches to it.
+stage=$(mktemp -d "$cache/.initrd-XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,dev,proc,sys,newroot,mods}
+cp "$busybox_bin" "$stage/bin/busybox"
+ln -s busybox "$stage/bin/sh"
+GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/gallium-lab-agent" ./test/lab/agent
+install -m 755 "$here/gallium-init" "$stage/gallium-init"
+# The modules to mount an ext4 root on virtio-blk, in load order, from the
+# kernel package itself (modprobe resolves the dependencies).
+modtmp=$(mktemp -d "$cache/.mods-XXXXXX")
+# Only the folders those modules live in (the whole tree takes seconds).
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$modtmp" --wildcards "./lib/modules/$release/modules.*" \
+  "./lib/modules/$release/kernel/drivers/virtio" "./lib/modules/$release/kernel/drivers/block" \
+  "./lib/modules/$release/kernel/fs" "./lib/modules/$release/kernel/lib" "./lib/modules/$release/kernel/crypto" \
+  "./lib/modules/$release/kernel/arch"
+depmod -b "$modtmp" "$release"
+: >"$stage/mods/order"
+for m in virtio_pci virtio_blk ext4; do
+  modprobe -d "$modtmp" -S "$release" --show-depends "$m" | while read -r kind path _; do
+    [[ $kind == insmod ]] || continue
+    b=$(basename "$path")
+    grep -qx "$b" "$stage/mods/order" && continue
+    cp "$path" "$stage/mods/$b"
+    echo "$b" >>"$stage/mods/order"
+  done
+done
+rm -rf "$modtmp"
+cat >"$stage/init" <<'EOF'
+#!/bin/sh
+# gallium-net lab hypervisor boot initramfs (test/cluster/rootfs.sh):
+# mount the root disk, put the agent and gallium-init into it, switch to it.
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /mods/order); do insmod /mods/$m || echo "boot: insmod $m failed" >/dev/console; done
+root=/dev/vda init=/sbin/gallium-init
+for a in $(cat /proc/cmdline); do
+	case $a in
+	root=*) root=${a#root=} ;;
+	init=*) init=${a#init=} ;;
+	esac
+done
+i=0
+until [ -b "$root" ]; do
+	i=$((i + 1))
+	[ $i -le 200 ] || { echo "boot: no $root after 10 s" >/dev/console; exec sh; }
+	sleep 0.05
+done
+mount -t ext4 -o rw "$root" /newroot || { echo "boot: mount $root failed" >/dev/console; exec sh; }
+cp /gallium-lab-agent /newroot/sbin/gallium-lab-agent
+cp /gallium-init /newroot/sbin/gallium-init
+umount /proc /sys /dev
+exec switch_root /newroot "$init"
+EOF
+chmod 755 "$stage/init"
+ihash=$( (cd "$stage" && find . -type f -print0 | sort -z | xargs -0 sha256sum; find . -type l -printf '%p %l\n' | sort) | sha256sum | cut -c1-16)
+initrd=$cache/boot-$ihash.cpio
+if [[ ! -f $initrd ]]; then
+  (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$initrd.tmp"
+  mv "$initrd.tmp" "$initrd"
+  for o in "$cache"/boot-*.cpio; do [[ $o == "$initrd" ]] || rm -f "$o"; done
+  log "initramfs $initrd ($(du -k "$initrd" | cut -f1) KB)"
+fi
+
+echo "ROOTFS=$img"
+echo "INITRD=$initrd"
+echo "RELEASE=$release"
+echo "KERNEL_DEB=$deb"
