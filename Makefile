@@ -15,7 +15,7 @@ deps:
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/gallium-net ./cli
+	$(GO) build -buildmode=pie -ldflags '$(LDFLAGS)' -o $(BIN)/gallium-net ./cli
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/gallium-net-hook ./hooks
 
 # Every tier; GALLIUM_STRICT=1 turns "cannot run here" into a failure.
