@@ -11,6 +11,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -229,4 +230,80 @@ func hostVersion(t *testing.T, deb string) string {
 		t.Fatalf("%s: gallium-net --version: %v: %s", deb, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestThreeHypervisors boots issue 7's three lab hypervisors at once, each
+// with two NICs on the shared infrastructure segment and two on the VM
+// segment, and checks that libvirtd answers on each and that they reach
+// each other over the infrastructure segment (10.99.7.0/24 exists only on
+// the lab's virtual switch). It reports the boot figures under load.
+func TestThreeHypervisors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab hypervisor test needs root (debootstrap, chroot): run it as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	lab.SetLogf(t.Logf)
+	img, err := BuildImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+
+	names := []string{"hv1", "hv2", "hv3"}
+	hvs := make([]*Hypervisor, len(names))
+	errs := make([]error, len(names))
+	done := make(chan int)
+	start := time.Now()
+	for i, n := range names {
+		go func() {
+			hvs[i], errs[i] = Boot(ctx, l, img, Config{Name: n, NICs: []lab.NIC{
+				{ID: n + "-eno1", Segment: "infra", Guest: "eno1"},
+				{ID: n + "-eno2", Segment: "infra", Guest: "eno2"},
+				{ID: n + "-eno3", Segment: "vms", Guest: "eno3"},
+				{ID: n + "-eno4", Segment: "vms", Guest: "eno4"},
+			}})
+			done <- i
+		}()
+	}
+	for range names {
+		<-done
+	}
+	all := time.Since(start)
+	for i, n := range names {
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", n, errs[i])
+		}
+		hv := hvs[i]
+		t.Cleanup(func() { hv.Close() })
+		t.Logf("%s: agent after %s, libvirtd ready after %s", n, hv.BootTime.Round(100*time.Millisecond), hv.Ready.Round(100*time.Millisecond))
+	}
+	t.Logf("all three ready after %s", all.Round(100*time.Millisecond))
+
+	for i, hv := range hvs {
+		if _, err := hv.MustRun(ctx, fmt.Sprintf("ip addr add 10.99.7.%d/24 dev eno1 && ip link set eno1 up && ip link set eno2 up", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, hv := range hvs {
+		for j := range hvs {
+			if i == j {
+				continue
+			}
+			// A few tries: the first ARP on a freshly up link can be lost.
+			cmd := fmt.Sprintf("ping -c 1 -W 2 10.99.7.%[1]d || ping -c 3 -W 2 10.99.7.%[1]d", j+1)
+			if out, err := hv.MustRun(ctx, cmd); err != nil {
+				t.Errorf("%s cannot reach %s over the infrastructure segment: %v\n%s", hv.Name, names[j], err, out)
+			}
+		}
+		if out, err := hv.Virsh(ctx, "list --all"); err != nil {
+			t.Errorf("%s: %v", hv.Name, err)
+		} else if !strings.Contains(out, "Name") {
+			t.Errorf("%s: virsh list: %s", hv.Name, out)
+		}
+	}
 }

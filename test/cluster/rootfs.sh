@@ -31,8 +31,10 @@ labcache=${GALLIUM_LAB_CACHE:-$repo/test/lab/cache}
 suite=bookworm
 # What a lab hypervisor runs (DESIGN.md section 5: the end-to-end packages),
 # plus keepalived for the VIP, kmod for modprobe and procps (pgrep, ps) for
-# the tests. This list is part of the image's cache key.
-packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 keepalived iproute2 kmod procps)
+# the tests, ping and arping (who answers for the VIP). This list is part
+# of the image's cache key.
+packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 keepalived iproute2 kmod procps
+  iputils-ping iputils-arping)
 # Kernel module folders a hypervisor never needs (about half of the size).
 dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
   drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
