@@ -203,25 +203,34 @@ ln -s busybox "$stage/bin/sh"
 GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/gallium-lab-agent" ./test/lab/agent
 install -m 755 "$here/gallium-init" "$stage/gallium-init"
 # The modules to mount an ext4 root on virtio-blk, in load order, from the
-# kernel package itself (modprobe resolves the dependencies).
-modtmp=$(mktemp -d "$cache/.mods-XXXXXX")
-# Only the folders those modules live in (the whole tree takes seconds).
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$modtmp" --wildcards "./lib/modules/$release/modules.*" \
-  "./lib/modules/$release/kernel/drivers/virtio" "./lib/modules/$release/kernel/drivers/block" \
-  "./lib/modules/$release/kernel/fs" "./lib/modules/$release/kernel/lib" "./lib/modules/$release/kernel/crypto" \
-  "./lib/modules/$release/kernel/arch"
-depmod -b "$modtmp" "$release"
-: >"$stage/mods/order"
-for m in virtio_pci virtio_blk ext4; do
-  modprobe -d "$modtmp" -S "$release" --show-depends "$m" | while read -r kind path _; do
-    [[ $kind == insmod ]] || continue
-    b=$(basename "$path")
-    grep -qx "$b" "$stage/mods/order" && continue
-    cp "$path" "$stage/mods/$b"
-    echo "$b" >>"$stage/mods/order"
+# kernel package itself (modprobe resolves the dependencies). Kept per
+# kernel package in bootmods-*: unpacking the package takes seconds.
+bootmods=$cache/bootmods-$(basename "$deb" .deb)
+if [[ ! -f $bootmods/order ]]; then
+  modtmp=$(mktemp -d "$cache/.mods-XXXXXX")
+  # Only the folders those modules live in.
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$modtmp" --wildcards "./lib/modules/$release/modules.*" \
+    "./lib/modules/$release/kernel/drivers/virtio" "./lib/modules/$release/kernel/drivers/block" \
+    "./lib/modules/$release/kernel/fs" "./lib/modules/$release/kernel/lib" "./lib/modules/$release/kernel/crypto" \
+    "./lib/modules/$release/kernel/arch"
+  depmod -b "$modtmp" "$release"
+  rm -rf "$bootmods.tmp" && mkdir -p "$bootmods.tmp"
+  : >"$bootmods.tmp/order"
+  for m in virtio_pci virtio_blk ext4; do
+    modprobe -d "$modtmp" -S "$release" --show-depends "$m" | while read -r kind path _; do
+      [[ $kind == insmod ]] || continue
+      b=$(basename "$path")
+      grep -qx "$b" "$bootmods.tmp/order" && continue
+      cp "$path" "$bootmods.tmp/$b"
+      echo "$b" >>"$bootmods.tmp/order"
+    done
   done
-done
-rm -rf "$modtmp"
+  rm -rf "$modtmp"
+  grep -q '^virtio_blk\.ko' "$bootmods.tmp/order" || die "no virtio_blk module in $deb"
+  for o in "$cache"/bootmods-*; do [[ $o == "$bootmods.tmp" ]] || rm -rf "$o"; done
+  mv "$bootmods.tmp" "$bootmods"
+fi
+cp "$bootmods"/* "$stage/mods/"
 cat >"$stage/init" <<'EOF'
 #!/bin/sh
 # gallium-net lab hypervisor boot initramfs (test/cluster/rootfs.sh):
