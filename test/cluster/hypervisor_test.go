@@ -39,8 +39,8 @@ func TestMain(m *testing.M) {
 
 // nestedDomain is a diskless libvirt domain with one NIC on the guest
 // bridge br-test: enough for QEMU to run (SeaBIOS finds nothing to boot and
-// waits) and for libvirt to create a tap and enslave it. No option ROM: the
-// image has no ipxe-qemu (no recommends).
+// waits) and for libvirt to create a tap and enslave it. No option ROM:
+// SeaBIOS would PXE-boot through iPXE, which only burns nested-TCG CPU.
 const nestedDomain = `<domain type='qemu'>
   <name>nested1</name>
   <memory unit='MiB'>64</memory>
