@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,14 +25,37 @@ import (
 	"github.com/gallium/gallium-net/test/lab"
 )
 
+var (
+	labsMu sync.Mutex
+	labs   []*lab.Lab
+)
+
+// newLab is a lab of its own for one test, closed at its end or on INT/TERM.
+func newLab(ctx context.Context, t *testing.T) *lab.Lab {
+	t.Helper()
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labsMu.Lock()
+	labs = append(labs, l)
+	labsMu.Unlock()
+	t.Cleanup(l.Close)
+	return l
+}
+
 // TestMain closes every lab VM on INT/TERM (QEMU also dies with the test
-// process through Pdeathsig; this removes the lab's folders too).
+// process through Pdeathsig; this removes the labs' folders too).
 func TestMain(m *testing.M) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sig
-		lab.CloseAll()
+		labsMu.Lock()
+		for _, l := range labs {
+			l.Close()
+		}
+		labsMu.Unlock()
 		os.Exit(130)
 	}()
 	os.Exit(m.Run())
@@ -82,11 +106,7 @@ func TestLabHypervisor(t *testing.T) {
 	}
 	wantVersion := hostVersion(t, deb)
 
-	l, err := lab.New(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
+	l := newLab(ctx, t)
 	hv, err := Boot(ctx, l, img, Config{
 		Name: "hv1",
 		// Issue 7's wiring: two NICs on the infrastructure segment, two on
@@ -248,11 +268,7 @@ func TestThreeHypervisors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.New(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
+	l := newLab(ctx, t)
 
 	names := []string{"hv1", "hv2", "hv3"}
 	hvs := make([]*Hypervisor, len(names))
