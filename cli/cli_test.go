@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gallium/gallium-net/plugin"
 	"gopkg.in/yaml.v3"
 )
 
@@ -122,6 +123,8 @@ func TestListFormats(t *testing.T) {
 	var groups []map[string]any
 	if err := json.Unmarshal([]byte(out), &groups); err != nil || len(groups) != 2 || groups[0]["bond"] != "gb-infra" {
 		t.Errorf("json: %v\n%s", err, out)
+	} else if groups[0]["updelayMs"] != float64(plugin.DefaultUpdelayMs) || groups[0]["downdelayMs"] != float64(0) {
+		t.Errorf("json: bond delays (defaults) missing: %v", groups[0])
 	}
 	out, _, _ = run(t, "list", "adapters", "-f", example, "-o", "yaml")
 	var adapters []map[string]any

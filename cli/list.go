@@ -106,6 +106,8 @@ type groupRow struct {
 	Bond           string              `json:"bond" yaml:"bond"`
 	Bridge         string              `json:"bridge" yaml:"bridge"`
 	Miimon         int                 `json:"miimon" yaml:"miimon"`
+	UpdelayMs      int                 `json:"updelayMs" yaml:"updelayMs"`
+	DowndelayMs    int                 `json:"downdelayMs" yaml:"downdelayMs"`
 	MTU            int                 `json:"mtu" yaml:"mtu"`
 	Adapters       map[string][]string `json:"adapters" yaml:"adapters"`
 }
@@ -114,10 +116,11 @@ func listGroups(c *cli.Context, s *plugin.Spec) error {
 	rows := []groupRow{}
 	for _, g := range s.AdapterGroups {
 		rows = append(rows, groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: plugin.BondName(g.Name),
-			Bridge: plugin.BridgeName(g.Name), Miimon: g.Bond.Miimon, MTU: s.GroupMTU(&g), Adapters: g.Adapters})
+			Bridge: plugin.BridgeName(g.Name), Miimon: g.Bond.Miimon, UpdelayMs: g.Bond.Updelay(), DowndelayMs: g.Bond.DowndelayMs,
+			MTU: s.GroupMTU(&g), Adapters: g.Adapters})
 	}
 	return printOut(c, rows, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "GROUP\tINFRA\tBOND\tBRIDGE\tMIIMON\tMTU\tADAPTERS")
+		fmt.Fprintln(w, "GROUP\tINFRA\tBOND\tBRIDGE\tMIIMON\tUPDELAY\tDOWNDELAY\tMTU\tADAPTERS")
 		for _, r := range rows {
 			hvs := make([]string, 0, len(r.Adapters))
 			for hv := range r.Adapters {
@@ -128,7 +131,7 @@ func listGroups(c *cli.Context, s *plugin.Spec) error {
 			for _, hv := range hvs {
 				parts = append(parts, hv+":"+strings.Join(r.Adapters[hv], "+"))
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Name, yesNo(r.Infrastructure), r.Bond, r.Bridge, r.Miimon, r.MTU, strings.Join(parts, " "))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, yesNo(r.Infrastructure), r.Bond, r.Bridge, r.Miimon, r.UpdelayMs, r.DowndelayMs, r.MTU, strings.Join(parts, " "))
 		}
 	})
 }

@@ -11,7 +11,9 @@ import (
 // FakeKernel simulates the parts of the Linux kernel that netsetup drives:
 // bonds (a slave must be down to be enslaved; the first slave gives its MAC to
 // a bond whose MAC is random; released slaves are closed and get their MAC
-// and MTU back; the last release gives the bond a new random MAC), bridges
+// and MTU back; the last release gives the bond a new random MAC; delays
+// are counted in miimon intervals, so they round down to a multiple of
+// miimon and scale when it changes), bridges
 // (a new port and a new bridge get the default PVID 1 untagged; an unpinned
 // bridge takes the lowest port MAC), addresses and the default route (which
 // needs an up device with a matching subnet and goes away with the device's
@@ -248,6 +250,14 @@ func (f *FakeKernel) do(op Op) error {
 		if op.Kind == OpAddBond {
 			nl.Kind = "bond"
 			b := *op.Bond
+			for _, d := range []*int{&b.PeerNotifyDelay, &b.Updelay, &b.Downdelay} {
+				if *d != 0 && b.Miimon == 0 {
+					return errno(op, syscall.EPERM, "bond delays need MII monitoring (miimon)")
+				}
+				if b.Miimon != 0 {
+					*d -= *d % b.Miimon
+				}
+			}
 			nl.primary = b.Primary
 			nl.Bond = &b
 			if nl.Bond.FailOverMAC == "" {
@@ -296,15 +306,29 @@ func (f *FakeKernel) do(op Op) error {
 			}
 			l.Bond.FailOverMAC = op.Value
 		case "miimon":
-			l.Bond.Miimon = atoi(op.Value)
+			// The kernel keeps the delays as counts of miimon intervals:
+			// they scale with it.
+			old, m := l.Bond.Miimon, atoi(op.Value)
+			for _, d := range []*int{&l.Bond.PeerNotifyDelay, &l.Bond.Updelay, &l.Bond.Downdelay} {
+				if old != 0 {
+					*d = *d / old * m
+				}
+			}
+			l.Bond.Miimon = m
 		case "primary":
 			l.primary = op.Value
 		case "primary_reselect":
 			l.Bond.PrimaryReselect = op.Value
 		case "num_grat_arp":
 			l.Bond.NumGratARP = atoi(op.Value)
-		case "peer_notif_delay":
-			l.Bond.PeerNotifyDelay = atoi(op.Value)
+		case "peer_notif_delay", "updelay", "downdelay":
+			d := map[string]*int{"peer_notif_delay": &l.Bond.PeerNotifyDelay, "updelay": &l.Bond.Updelay, "downdelay": &l.Bond.Downdelay}[op.Option]
+			if l.Bond.Miimon == 0 {
+				return errno(op, syscall.EPERM, "MII monitoring is disabled")
+			}
+			// Rounded down to a multiple of miimon, as the kernel does.
+			v := atoi(op.Value)
+			*d = v - v%l.Bond.Miimon
 		default:
 			return errno(op, syscall.EINVAL, "unknown bond option")
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -212,12 +213,23 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 	}
 	spec.AdapterGroups[0].Bond.Miimon = 50
 	spec.AdapterGroups[1].Bond.PeerNotifyDelayMs = 200
+	spec.AdapterGroups[1].Bond.UpdelayMs = intp(500)
+	spec.AdapterGroups[1].Bond.DowndelayMs = 200
 	spec.Networks = append(spec.Networks, plugin.Network{Name: "new", AdapterGroup: "vm", VLAN: 300})
-	p, err = Converge(k, labDesired(t, spec), ApplyOptions{})
+	hs = labDesired(t, spec)
+	p, err = Converge(k, hs, ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ip link set gb-infra type bond miimon 50", "ip link set gb-vm type bond peer_notif_delay 200", "bridge vlan add dev gb-vm vid 300"}
+	want := []string{
+		"ip link set gb-infra type bond miimon 50",
+		// The kernel halved the default updelay with miimon.
+		"ip link set gb-infra type bond updelay 1000",
+		"ip link set gb-vm type bond peer_notif_delay 200",
+		"ip link set gb-vm type bond updelay 500",
+		"ip link set gb-vm type bond downdelay 200",
+		"bridge vlan add dev gb-vm vid 300",
+	}
 	if !reflect.DeepEqual(p.Lines(), want) {
 		t.Errorf("in-place plan:\n%s", p)
 	}
@@ -227,8 +239,24 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 			t.Errorf("%s: ifindex %d -> %d", n, idx[n], obs.Link(n).Index)
 		}
 	}
-	if obs.Link("gb-infra").Bond.Miimon != 50 || obs.Link("gb-vm").Bond.PeerNotifyDelay != 200 {
-		t.Errorf("bond settings not applied: %+v %+v", obs.Link("gb-infra").Bond, obs.Link("gb-vm").Bond)
+	for _, g := range hs.Groups {
+		if got := obs.Link(g.Bond).Bond; !reflect.DeepEqual(*got, g.BondConfig) {
+			t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
+		}
+	}
+	// The kernel counts the delays in miimon intervals, as FakeKernel
+	// does (the planner predicts with it): a miimon change alone scales
+	// them, and changing it back restores them.
+	mustDo(t, k, Op{Kind: OpSetBond, Link: "gb-vm", Option: "miimon", Value: "200"})
+	if got := observe(t, k).Link("gb-vm").Bond; got.Updelay != 1000 || got.Downdelay != 400 || got.PeerNotifyDelay != 400 {
+		t.Errorf("after miimon 100 -> 200: updelay %d downdelay %d peer_notif_delay %d, want 1000 400 400", got.Updelay, got.Downdelay, got.PeerNotifyDelay)
+	}
+	p, err = Converge(k, hs, ApplyOptions{})
+	if want := []string{"ip link set gb-vm type bond miimon 100"}; err != nil || !reflect.DeepEqual(p.Lines(), want) {
+		t.Errorf("back to miimon 100: err %v, plan:\n%s", err, p)
+	}
+	if got := observe(t, k).Link("gb-vm").Bond; !reflect.DeepEqual(*got, hs.Group("vm").BondConfig) {
+		t.Errorf("gb-vm reads back %+v, want %+v", *got, hs.Group("vm").BondConfig)
 	}
 }
 
@@ -473,6 +501,31 @@ func (l *lab) logSwitch(t *testing.T, when string) {
 	}
 }
 
+// watchOperUp reports how long after from the switch port became
+// operational (a forwarding bridge port); the channel is closed without a
+// value if that takes more than 5 s.
+func (l *lab) watchOperUp(port string, from time.Time) <-chan time.Duration {
+	ch := make(chan time.Duration, 1)
+	go func() {
+		// The thread moves to the switch namespace and stays locked: Go
+		// ends a thread whose goroutine exits locked, so it never runs
+		// other code in the wrong namespace.
+		runtime.LockOSThread()
+		defer close(ch)
+		if err := netns.Set(l.sw); err != nil {
+			return
+		}
+		for time.Since(from) < 5*time.Second {
+			if lk, err := netlink.LinkByName(port); err == nil && lk.Attrs().OperState == netlink.OperUp {
+				ch <- time.Since(from)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return ch
+}
+
 // plugInjector adds a switch port gl-inj (in sw) and returns a packet
 // socket that sends from it (created in sw).
 func (l *lab) plugInjector(fd *int) {
@@ -533,18 +586,48 @@ func TestLabVerifyTopologyOnBondSlaves(t *testing.T) {
 // switch sends a UDP probe to the management IP every 10 ms and the host
 // echoes it; it measures how long the bond takes to switch and how many
 // probes are lost, then plugs the cable back (primary_reselect always: the
-// primary becomes active again).
+// primary becomes active again after the bond's updelay) and measures the
+// failback the same way.
 func TestLabFailover(t *testing.T) {
 	needLab(t)
-	t.Run("bond alone", func(t *testing.T) { failover(t, false) })
-	t.Run("with host watch", func(t *testing.T) { failover(t, true) })
+	zero := 0
+	for _, tc := range []struct {
+		name  string
+		watch bool
+		// updelay overrides the spec's default updelay when set.
+		updelay *int
+		// checkFailback asserts the failback figures, not only logs them.
+		checkFailback bool
+	}{
+		// Without updelay the bond moves back before the switch port
+		// forwards: measured only, as the figure the default is set
+		// against.
+		{"bond alone, updelay 0", false, &zero, false},
+		{"bond alone, default updelay", false, nil, true},
+		{"with host watch, updelay 0", true, &zero, false},
+		{"with host watch, default updelay", true, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { failover(t, tc.watch, tc.updelay, tc.checkFailback) })
+	}
 }
 
-func failover(t *testing.T, watch bool) {
+func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 	l := newLab(t)
 	k := NewNetlink()
-	if _, err := Converge(k, labDesired(t, labSpec()), ApplyOptions{}); err != nil {
+	spec := labSpec()
+	if updelay != nil {
+		spec.AdapterGroups[0].Bond.UpdelayMs = updelay
+	}
+	if fs := plugin.Validate(spec); fs.HasErrors() {
+		t.Fatalf("lab spec: %v", fs.Errors())
+	}
+	hs := labDesired(t, spec)
+	if _, err := Converge(k, hs, ApplyOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	cfg := observe(t, k).Link("gb-infra").Bond
+	if cfg.Updelay != hs.Group("infra").BondConfig.Updelay {
+		t.Fatalf("gb-infra updelay %d in the kernel, want %d", cfg.Updelay, hs.Group("infra").BondConfig.Updelay)
 	}
 	server, err := net.ListenPacket("udp4", "10.77.0.11:7777")
 	if err != nil {
@@ -664,7 +747,9 @@ func failover(t *testing.T, watch bool) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Second) // steady state
+	// Steady state: an adapter enslaved with its link up is usable only
+	// after updelay (the first one at once: the bond has no other).
+	time.Sleep(time.Second + time.Duration(cfg.Updelay)*time.Millisecond)
 	if a := active(); a != "gl-a1" {
 		t.Fatalf("active adapter %q before the test, want the primary gl-a1", a)
 	}
@@ -673,6 +758,7 @@ func failover(t *testing.T, watch bool) {
 	switchTime := waitActive("gl-a2", pulled)
 	time.Sleep(time.Second)
 	plugged := time.Now()
+	portUp := l.watchOperUp("gl-p1", plugged)
 	l.cable("gl-p1", true)
 	backTime := waitActive("gl-a1", plugged)
 	time.Sleep(300 * time.Millisecond)
@@ -687,8 +773,12 @@ func failover(t *testing.T, watch bool) {
 	if watch {
 		how = "with 'host watch' announcing"
 	}
-	t.Logf("FAILOVER (%s; miimon 100, veth, 10 ms UDP probes): cable pulled -> active gl-a1->gl-a2 in %s, %d of %d probes lost", how, switchTime.Round(time.Millisecond), lostPull, totalPull)
-	t.Logf("FAILBACK (%s; primary_reselect always): cable plugged -> active gl-a2->gl-a1 in %s, %d of %d probes lost", how, backTime.Round(time.Millisecond), lostPlug, totalPlug)
+	t.Logf("FAILOVER (%s; miimon %d, veth, 10 ms UDP probes): cable pulled -> active gl-a1->gl-a2 in %s, %d of %d probes lost", how, cfg.Miimon, switchTime.Round(time.Millisecond), lostPull, totalPull)
+	forwarding := "not within 5s"
+	if d, ok := <-portUp; ok {
+		forwarding = "after " + d.Round(time.Millisecond).String()
+	}
+	t.Logf("FAILBACK (%s; primary_reselect always, updelay %d): cable plugged -> switch port forwarding %s, active gl-a2->gl-a1 in %s, %d of %d probes lost", how, cfg.Updelay, forwarding, backTime.Round(time.Millisecond), lostPlug, totalPlug)
 	// The targets are 300 ms and 30 probes; the lab runs under
 	// software emulation, so the switch time gets a generous bound. Without
 	// announcements a failback loses traffic until the switch relearns (the
@@ -696,12 +786,21 @@ func failover(t *testing.T, watch bool) {
 	if switchTime > 2*time.Second || lostPull > 30 {
 		t.Errorf("failover too slow: %s, %d probes lost", switchTime, lostPull)
 	}
-	// The failback is only measured: the bond uses gl-a1 as soon as it has
-	// carrier, but the switch side's veth becomes operational (and so a
-	// forwarding bridge port) only when linkwatch runs, up to a second
-	// later (logged above as "oper down") -- the lab's version of a switch
-	// port that is not forwarding yet. The bond's updelay is the remedy;
-	// the spec has no field for it yet.
+	// The failback: the bond sees gl-a1's carrier at once, but the switch
+	// side's veth becomes operational (and so a forwarding bridge port)
+	// only when linkwatch runs, up to a second later (logged above as
+	// "switch port forwarding after") -- the lab's version of a switch port
+	// that is not forwarding yet. Without updelay the bond moves back into
+	// that port and the failback is only measured; with the default
+	// updelay it must wait, and then lose no more than a failover may.
+	if checkFailback {
+		if min := time.Duration(cfg.Updelay-cfg.Miimon) * time.Millisecond; backTime < min {
+			t.Errorf("failback after %s, before the updelay of %d ms", backTime, cfg.Updelay)
+		}
+		if lostPlug > 30 {
+			t.Errorf("failback with updelay %d lost %d of %d probes (switch port forwarding %s); at most 30 may be lost", cfg.Updelay, lostPlug, totalPlug, forwarding)
+		}
+	}
 }
 
 // Tier 3: an unconfirmed commit-confirm apply that builds bonds rolls back

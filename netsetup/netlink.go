@@ -91,6 +91,8 @@ func (n *Netlink) observe() (*Snapshot, error) {
 				Miimon:          l.Miimon,
 				PrimaryReselect: l.PrimaryReselect.String(),
 				NumGratARP:      l.NumPeerNotif,
+				Updelay:         l.UpDelay,
+				Downdelay:       l.DownDelay,
 				FailOverMAC:     l.FailOverMac.String(),
 			}
 			if l.Primary > 0 {
@@ -318,6 +320,9 @@ func (n *Netlink) do(op Op) error {
 			b.FailOverMac = v
 		}
 		b.NumPeerNotif = c.NumGratARP
+		// The kernel applies miimon before the delays of the same message,
+		// which it checks against miimon.
+		b.UpDelay, b.DownDelay = c.Updelay, c.Downdelay
 		if err := netlink.LinkAdd(b); err != nil {
 			return err
 		}
@@ -456,6 +461,18 @@ func setBondOption(index int, opt, value string) error {
 			return err
 		}
 		return bondChange(index, iflaBondPeerNotifDelay, nl.Uint32Attr(uint32(v)))
+	case "updelay":
+		v, err := num()
+		if err != nil {
+			return err
+		}
+		return bondChange(index, nl.IFLA_BOND_UPDELAY, nl.Uint32Attr(uint32(v)))
+	case "downdelay":
+		v, err := num()
+		if err != nil {
+			return err
+		}
+		return bondChange(index, nl.IFLA_BOND_DOWNDELAY, nl.Uint32Attr(uint32(v)))
 	}
 	return errors.New("unknown bond option " + opt)
 }

@@ -73,6 +73,12 @@ func (o Op) String() string {
 		if c.PeerNotifyDelay != 0 {
 			fmt.Fprintf(&b, " peer_notif_delay %d", c.PeerNotifyDelay)
 		}
+		if c.Updelay != 0 {
+			fmt.Fprintf(&b, " updelay %d", c.Updelay)
+		}
+		if c.Downdelay != 0 {
+			fmt.Fprintf(&b, " downdelay %d", c.Downdelay)
+		}
 		if c.FailOverMAC != "" && c.FailOverMAC != "none" {
 			fmt.Fprintf(&b, " fail_over_mac %s", c.FailOverMAC)
 		}

@@ -395,7 +395,19 @@ func (p *planner) run() error {
 		}
 		switch w.Kind {
 		case "bond":
-			for _, o := range bondDiff(w.Bond, have.Bond) {
+			// One option at a time, each diffed against the bond as the
+			// previous write left it: a miimon change rescales the
+			// kernel's delays (it counts them in miimon intervals), so
+			// they may need setting again even if they were right before.
+			for n := 0; ; n++ {
+				ops := bondDiff(w.Bond, p.cur().Link(w.Name).Bond)
+				if len(ops) == 0 {
+					break
+				}
+				if n > 2*len(bondOptions) {
+					return fmt.Errorf("plan: bond %s does not converge to the spec (still to change: %s); check that its delays are multiples of miimon", w.Name, ops[0])
+				}
+				o := ops[0]
 				o.Link = w.Name
 				if err := p.emit(o, false, ""); err != nil {
 					return err
@@ -590,25 +602,25 @@ func (p *planner) vlans(link string, want, have []VLAN, self bool) error {
 	return nil
 }
 
+// bondOptions are the options changed in place, in the order they are
+// written: miimon before the delays that the kernel checks against it.
+var bondOptions = []string{"fail_over_mac", "miimon", "primary", "primary_reselect", "num_grat_arp", "peer_notif_delay", "updelay", "downdelay"}
+
 // bondDiff returns the in-place option changes from have to want.
 func bondDiff(want, have *BondConfig) []Op {
 	if have == nil {
 		return nil
 	}
 	var out []Op
-	add := func(opt, w, h string) {
+	for _, opt := range bondOptions {
+		w, h := bondOption(want, opt), bondOption(have, opt)
+		if opt == "primary" && w == "" {
+			continue // no primary wanted: leave what the kernel has
+		}
 		if w != h {
 			out = append(out, Op{Kind: OpSetBond, Option: opt, Value: w})
 		}
 	}
-	add("fail_over_mac", want.FailOverMAC, have.FailOverMAC)
-	add("miimon", strconv.Itoa(want.Miimon), strconv.Itoa(have.Miimon))
-	if want.Primary != "" {
-		add("primary", want.Primary, have.Primary)
-	}
-	add("primary_reselect", want.PrimaryReselect, have.PrimaryReselect)
-	add("num_grat_arp", strconv.Itoa(want.NumGratARP), strconv.Itoa(have.NumGratARP))
-	add("peer_notif_delay", strconv.Itoa(want.PeerNotifyDelay), strconv.Itoa(have.PeerNotifyDelay))
 	return out
 }
 
@@ -756,6 +768,10 @@ func bondOption(b *BondConfig, opt string) string {
 		return strconv.Itoa(b.NumGratARP)
 	case "peer_notif_delay":
 		return strconv.Itoa(b.PeerNotifyDelay)
+	case "updelay":
+		return strconv.Itoa(b.Updelay)
+	case "downdelay":
+		return strconv.Itoa(b.Downdelay)
 	}
 	return ""
 }

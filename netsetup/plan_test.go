@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gallium/gallium-net/plugin"
@@ -40,7 +41,7 @@ func TestDesiredExample(t *testing.T) {
 	want := GroupState{
 		Name: "infra", Infrastructure: true, Bond: "gb-infra", Bridge: "gbr-infra",
 		Adapters:    []string{"eno1", "eno2"},
-		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, FailOverMAC: "none"},
+		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, Updelay: plugin.DefaultUpdelayMs, FailOverMAC: "none"},
 		MTU:         1500,
 		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
@@ -94,6 +95,8 @@ func TestDesiredErrors(t *testing.T) {
 		{"adapter not listed", func(s *plugin.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "hv1", "adapter eno9 is not listed under hypervisor hv1"},
 		{"no infrastructure here", func(s *plugin.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "hv1", "no infrastructure adapter group has adapters here"},
 		{"bad management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hv1", "managementIP"},
+		{"updelay off the miimon grid", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(150) }, "hv1", "adapter group vmgroup: bond.updelayMs 150 is not a multiple of miimon (100)"},
+		{"miimon that puts the updelay off its grid", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.Miimon = 300 }, "hv1", "adapter group infra: bond.updelayMs 1000 is not a multiple of miimon (300)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,8 +194,25 @@ func TestChangesInPlace(t *testing.T) {
 		edit func(s *plugin.Spec)
 		want []string
 	}{
+		// The kernel counts updelay in miimon intervals: doubling miimon
+		// doubles it, so it is set again.
 		{"miimon", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.Miimon = 200 },
-			[]string{"ip link set gb-infra type bond miimon 200"}},
+			[]string{"ip link set gb-infra type bond miimon 200", "ip link set gb-infra type bond updelay 1000"}},
+		{"updelay", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.UpdelayMs = intp(200) },
+			[]string{"ip link set gb-infra type bond updelay 200"}},
+		{"updelay off", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(0) },
+			[]string{"ip link set gb-vmgroup type bond updelay 0"}},
+		{"downdelay", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.DowndelayMs = 300 },
+			[]string{"ip link set gb-vmgroup type bond downdelay 300"}},
+		{"miimon and delays together", func(s *plugin.Spec) {
+			b := &s.AdapterGroups[1].Bond
+			b.Miimon, b.UpdelayMs, b.DowndelayMs, b.PeerNotifyDelayMs = 50, intp(600), 150, 100
+		}, []string{
+			"ip link set gb-vmgroup type bond miimon 50", // updelay 1000 -> 500
+			"ip link set gb-vmgroup type bond peer_notif_delay 100",
+			"ip link set gb-vmgroup type bond updelay 600",
+			"ip link set gb-vmgroup type bond downdelay 150",
+		}},
 		{"primary", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.Primary = "eno4" },
 			[]string{"ip link set gb-vmgroup type bond primary eno4"}},
 		{"bond tuning", func(s *plugin.Spec) {
@@ -245,6 +265,15 @@ func TestChangesInPlace(t *testing.T) {
 			}
 			if p.Disruptive() {
 				t.Errorf("an in-place change must not be disruptive")
+			}
+			obs, _ := f.Observe()
+			if again, err := MakePlan(hs, obs); err != nil || !again.Empty() {
+				t.Errorf("not converged after the change: %v\n%s", err, again)
+			}
+			for _, g := range hs.Groups {
+				if got := obs.Link(g.Bond).Bond; !reflect.DeepEqual(*got, g.BondConfig) {
+					t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
+				}
 			}
 			after := indexes(t, f)
 			for _, l := range []string{"gb-infra", "gbr-infra", "gb-vmgroup", "gbr-vmgroup"} {
@@ -386,6 +415,11 @@ func scenarios(t *testing.T) map[string]func() (*FakeKernel, *HostState) {
 			s.Hypervisors[0].ManagementIP = "192.168.1.121/24"
 			s.Cluster.Gateway = "192.168.1.254"
 		}),
+		"bond delays": edit(func(s *plugin.Spec) {
+			b := &s.AdapterGroups[1].Bond
+			b.Miimon, b.UpdelayMs, b.DowndelayMs = 200, intp(400), 200
+			s.AdapterGroups[0].Bond.UpdelayMs = intp(0)
+		}),
 		"adapter moves": edit(func(s *plugin.Spec) {
 			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
 			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}
@@ -459,5 +493,41 @@ func TestKernelWithoutBridgeVLANsIsRefused(t *testing.T) {
 	_, err := MakePlan(desiredExample(t, "hv1"), obs)
 	if err == nil || !strings.Contains(err.Error(), "no bridge VLAN filtering") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func intp(v int) *int { return &v }
+
+// TestFakeBondDelaysCountMiimonIntervals pins the kernel behaviour the
+// planner relies on (TestLabBuildFromSpecThenConvergedAndInPlace checks it
+// on the real kernel): delays round down to a multiple of miimon and scale
+// with it, and need miimon.
+func TestFakeBondDelaysCountMiimonIntervals(t *testing.T) {
+	f := NewFakeKernel("eth0")
+	bond := func() *BondConfig {
+		s, _ := f.Observe()
+		return s.Link("gb-x").Bond
+	}
+	seed(t, f, Op{Kind: OpAddBond, Link: "gb-x", Bond: &BondConfig{Mode: BondMode, Miimon: 100, Updelay: 1050, Downdelay: 200, PeerNotifyDelay: 100}})
+	if b := bond(); b.Updelay != 1000 || b.Downdelay != 200 || b.PeerNotifyDelay != 100 {
+		t.Errorf("created: %+v, want updelay rounded down to 1000", b)
+	}
+	for _, tc := range []struct {
+		opt, value              string
+		updelay, downdelay, pnd int
+	}{
+		{"miimon", "50", 500, 100, 50},
+		{"updelay", "275", 250, 100, 50},
+		{"miimon", "200", 1000, 400, 200},
+		{"downdelay", "0", 1000, 0, 200},
+	} {
+		seed(t, f, Op{Kind: OpSetBond, Link: "gb-x", Option: tc.opt, Value: tc.value})
+		if b := bond(); b.Updelay != tc.updelay || b.Downdelay != tc.downdelay || b.PeerNotifyDelay != tc.pnd {
+			t.Errorf("after %s %s: updelay %d downdelay %d peer_notif_delay %d, want %d %d %d", tc.opt, tc.value, b.Updelay, b.Downdelay, b.PeerNotifyDelay, tc.updelay, tc.downdelay, tc.pnd)
+		}
+	}
+	seed(t, f, Op{Kind: OpSetBond, Link: "gb-x", Option: "miimon", Value: "0"})
+	if err := f.Do(Op{Kind: OpSetBond, Link: "gb-x", Option: "updelay", Value: "100"}); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("updelay without miimon: got %v, want EPERM", err)
 	}
 }

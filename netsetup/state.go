@@ -39,6 +39,18 @@
 //     probe lost for a second). Watch (`gallium-net host watch`, a service)
 //     announces the bridge's IPs and the VMs' MACs out of the new adapter
 //     after every change of active adapter (announce.go).
+//   - Bonds wait updelay (spec bond.updelayMs, default 1000 ms, see
+//     plugin.DefaultUpdelayMs) before using an adapter whose link came
+//     back: a plugged cable has carrier before the switch port forwards,
+//     and a failback into that port lost nearly every probe for up to a
+//     second in the lab; with the default none. downdelay (bond.downdelayMs)
+//     defaults to 0, so a failover is immediate. Both change in place.
+//     The kernel counts both (and peer_notif_delay) in miimon intervals,
+//     so a miimon change scales them: the planner diffs the bond options
+//     one at a time against the simulated result of the previous write and
+//     sets the delays again after a miimon change; Desired refuses delays
+//     that are not multiples of miimon, which the kernel would round down
+//     and the host would never converge to.
 package netsetup
 
 import (
@@ -84,7 +96,12 @@ type BondConfig struct {
 	PrimaryReselect string `json:"primaryReselect" yaml:"primaryReselect"`
 	NumGratARP      int    `json:"numGratArp" yaml:"numGratArp"`
 	PeerNotifyDelay int    `json:"peerNotifyDelay" yaml:"peerNotifyDelay"`
-	FailOverMAC     string `json:"failOverMac" yaml:"failOverMac"`
+	// Updelay and Downdelay are in ms, multiples of Miimon (the kernel
+	// keeps them as counts of miimon intervals, so a miimon change scales
+	// them: the planner sets them again after one).
+	Updelay     int    `json:"updelay" yaml:"updelay"`
+	Downdelay   int    `json:"downdelay" yaml:"downdelay"`
+	FailOverMAC string `json:"failOverMac" yaml:"failOverMac"`
 }
 
 // Route is an IPv4 default route.
@@ -331,11 +348,23 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 				PrimaryReselect: g.Bond.PrimaryReselect,
 				NumGratARP:      orDefault(g.Bond.NumGratARP, plugin.DefaultNumGratARP),
 				PeerNotifyDelay: g.Bond.PeerNotifyDelayMs,
+				Updelay:         g.Bond.Updelay(),
+				Downdelay:       g.Bond.DowndelayMs,
 				FailOverMAC:     "none",
 			},
 		}
 		if gs.BondConfig.PrimaryReselect == "" {
 			gs.BondConfig.PrimaryReselect = plugin.DefaultPrimaryReselect
+		}
+		// The kernel would round a delay that is not a multiple of miimon
+		// down, and the host would never converge to the spec.
+		for _, d := range []struct {
+			key string
+			ms  int
+		}{{"peerNotifyDelayMs", gs.BondConfig.PeerNotifyDelay}, {"updelayMs", gs.BondConfig.Updelay}, {"downdelayMs", gs.BondConfig.Downdelay}} {
+			if err := plugin.IsBondDelay(d.key, d.ms, gs.BondConfig.Miimon); err != nil {
+				return nil, fmt.Errorf("adapter group %s: bond.%v", g.Name, err)
+			}
 		}
 		for _, a := range gs.Adapters {
 			if other, dup := seen[a]; dup {

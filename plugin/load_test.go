@@ -333,3 +333,38 @@ func TestNames(t *testing.T) {
 		t.Errorf("maxGroupNameLen %d is wrong", maxGroupNameLen)
 	}
 }
+
+func TestUpdelayDefault(t *testing.T) {
+	for _, tc := range []struct{ miimon, want int }{
+		{100, DefaultUpdelayMs}, {1, DefaultUpdelayMs}, {300, 1200}, {30, 1020}, {10000, 10000},
+	} {
+		if got := DefaultUpdelay(tc.miimon); got != tc.want || got%tc.miimon != 0 {
+			t.Errorf("DefaultUpdelay(%d) = %d, want %d", tc.miimon, got, tc.want)
+		}
+	}
+	// Left out: the default for the group's miimon. Given, 0 included:
+	// kept, since 0 (fail back at once) is a choice.
+	s, err := Parse([]byte(`
+adapterGroups:
+  - {name: a, adapters: {hv1: [eno1]}}
+  - {name: b, adapters: {hv1: [eno2]}, bond: {miimon: 300}}
+  - {name: c, adapters: {hv1: [eno3]}, bond: {updelayMs: 0, downdelayMs: 200}}
+  - {name: d, adapters: {hv1: [eno4]}, bond: {miimon: 50, updelayMs: 250}}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]int{"a": {DefaultUpdelayMs, 0}, "b": {1200, 0}, "c": {0, 200}, "d": {250, 0}} {
+		b := s.Group(name).Bond
+		if b.UpdelayMs == nil || *b.UpdelayMs != want[0] || b.Updelay() != want[0] || b.DowndelayMs != want[1] {
+			t.Errorf("group %s: updelay %v downdelay %d, want %v", name, b.UpdelayMs, b.DowndelayMs, want)
+		}
+	}
+	// A spec that was not defaulted gets the same through Updelay.
+	if got := (BondTuning{}).Updelay(); got != DefaultUpdelay(DefaultMiimon) {
+		t.Errorf("undefaulted Updelay() = %d", got)
+	}
+	if got := (BondTuning{Miimon: 300}).Updelay(); got != 1200 {
+		t.Errorf("undefaulted Updelay() with miimon 300 = %d, want 1200", got)
+	}
+}

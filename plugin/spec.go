@@ -80,6 +80,31 @@ type BondTuning struct {
 	// PeerNotifyDelayMs is the delay between those notifications, a multiple
 	// of Miimon (default 0).
 	PeerNotifyDelayMs int `yaml:"peerNotifyDelayMs,omitempty" json:"peerNotifyDelayMs,omitempty"`
+	// UpdelayMs is how long an adapter's link must have been up before the
+	// bond uses it (the kernel's updelay), a multiple of Miimon. It keeps a
+	// failback from sending traffic to a switch port that has carrier but
+	// does not forward yet. A pointer, because 0 (use an adapter as soon as
+	// its link is up) is a choice the spec must be able to make, while
+	// leaving it out means DefaultUpdelayMs.
+	UpdelayMs *int `yaml:"updelayMs,omitempty" json:"updelayMs,omitempty"`
+	// DowndelayMs is how long the active adapter's link must have been down
+	// before the bond fails over (the kernel's downdelay), a multiple of
+	// Miimon (default 0: fail over at once).
+	DowndelayMs int `yaml:"downdelayMs,omitempty" json:"downdelayMs,omitempty"`
+}
+
+// Updelay returns UpdelayMs, or the default for the bond's miimon when the
+// spec leaves it out (SetDefaults fills it in; this covers a spec that was
+// not defaulted).
+func (b BondTuning) Updelay() int {
+	if b.UpdelayMs != nil {
+		return *b.UpdelayMs
+	}
+	miimon := b.Miimon
+	if miimon == 0 {
+		miimon = DefaultMiimon
+	}
+	return DefaultUpdelay(miimon)
 }
 
 // Network is a logical network on one adapter group: VLAN-tagged (1-4094)

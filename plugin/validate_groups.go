@@ -114,8 +114,8 @@ func checkGroupMTU(v *validator) {
 	}
 }
 
-// checkBondTuning: miimon, primary, primaryReselect, numGratArp and
-// peerNotifyDelayMs of every group's bond.
+// checkBondTuning: miimon, primary, primaryReselect, numGratArp,
+// peerNotifyDelayMs, updelayMs and downdelayMs of every group's bond.
 func checkBondTuning(v *validator) {
 	for i := range v.s.AdapterGroups {
 		g := &v.s.AdapterGroups[i]
@@ -153,6 +153,12 @@ func checkBondTuning(v *validator) {
 		}
 		if err := IsPeerNotifyDelay(b.PeerNotifyDelayMs, miimon); err != nil {
 			v.errorf(path+".peerNotifyDelayMs", "%v", err)
+		}
+		if err := IsBondDelay("updelayMs", b.Updelay(), miimon); err != nil {
+			v.errorf(path+".updelayMs", "%v", err)
+		}
+		if err := IsBondDelay("downdelayMs", b.DowndelayMs, miimon); err != nil {
+			v.errorf(path+".downdelayMs", "%v", err)
 		}
 	}
 }

@@ -77,6 +77,7 @@ func hv(s *Spec, name string) *Hypervisor        { return s.Hypervisor(name) }
 func grp(s *Spec, name string) *AdapterGroup     { return s.Group(name) }
 func netw(s *Spec, name string) *Network         { return s.Network(name) }
 func prof(s *Spec, name string) *HardwareProfile { return s.Profile(name) }
+func intp(v int) *int                            { return &v }
 
 var ruleCases = []rule{
 	// cluster name
@@ -179,6 +180,15 @@ var ruleCases = []rule{
 	{"peerNotifyDelay not a multiple of miimon", false, func(s *Spec) { grp(s, "infra").Bond.PeerNotifyDelayMs = 150 }, SeverityError, "adapterGroups[infra].bond.peerNotifyDelayMs", "use 100 or 200"},
 	{"peerNotifyDelay negative", false, func(s *Spec) { grp(s, "infra").Bond.PeerNotifyDelayMs = -100 }, SeverityError, "adapterGroups[infra].bond.peerNotifyDelayMs", "negative"},
 	{"peerNotifyDelay huge", false, func(s *Spec) { grp(s, "infra").Bond.PeerNotifyDelayMs = 1 << 40 }, SeverityError, "adapterGroups[infra].bond.peerNotifyDelayMs", "5 minutes"},
+	{"updelay not a multiple of miimon", false, func(s *Spec) { grp(s, "infra").Bond.UpdelayMs = intp(150) }, SeverityError, "adapterGroups[infra].bond.updelayMs", "use 100 or 200"},
+	{"updelay negative", false, func(s *Spec) { grp(s, "infra").Bond.UpdelayMs = intp(-100) }, SeverityError, "adapterGroups[infra].bond.updelayMs", "negative"},
+	{"updelay huge", false, func(s *Spec) { grp(s, "infra").Bond.UpdelayMs = intp(300100) }, SeverityError, "adapterGroups[infra].bond.updelayMs", "5 minutes"},
+	// The default updelay was fitted to the default miimon; a miimon set
+	// afterwards (here by hand, past SetDefaults) is checked against it.
+	{"miimon that the updelay is not a multiple of", false, func(s *Spec) { grp(s, "vmgroup").Bond.Miimon = 300 }, SeverityError, "adapterGroups[vmgroup].bond.updelayMs", "use 900 or 1200"},
+	{"downdelay not a multiple of miimon", false, func(s *Spec) { grp(s, "vmgroup").Bond.DowndelayMs = 250 }, SeverityError, "adapterGroups[vmgroup].bond.downdelayMs", "use 200 or 300"},
+	{"downdelay negative", false, func(s *Spec) { grp(s, "vmgroup").Bond.DowndelayMs = -1 }, SeverityError, "adapterGroups[vmgroup].bond.downdelayMs", "negative"},
+	{"downdelay huge", false, func(s *Spec) { grp(s, "vmgroup").Bond.DowndelayMs = 1 << 40 }, SeverityError, "adapterGroups[vmgroup].bond.downdelayMs", "5 minutes"},
 
 	// infrastructure group
 	{"no adapter groups", false, func(s *Spec) { s.AdapterGroups = nil }, SeverityError, "adapterGroups", "no adapter groups"},
@@ -307,6 +317,12 @@ func TestValidateAllowed(t *testing.T) {
 		{"bond tuning limits", func(s *Spec) {
 			b := &grp(s, "infra").Bond
 			b.Miimon, b.NumGratARP, b.PeerNotifyDelayMs, b.PrimaryReselect, b.Primary = 10000, 255, 300000, "failure", "eno2"
+			b.UpdelayMs, b.DowndelayMs = intp(300000), 300000
+		}},
+		{"no updelay", func(s *Spec) { grp(s, "infra").Bond.UpdelayMs = intp(0) }},
+		{"delays on a small miimon", func(s *Spec) {
+			b := &grp(s, "vmgroup").Bond
+			b.Miimon, b.UpdelayMs, b.DowndelayMs = 7, intp(7), 14
 		}},
 		{"primary on some hypervisors only", func(s *Spec) {
 			hv(s, "hv3").Adapters[0].Name = "enp1s0"
@@ -440,7 +456,7 @@ func TestValidateOddSpecs(t *testing.T) {
 			Cluster:     Cluster{Name: "x", Subnet: "10.0.0.0/8", VIP: "10.0.0.1", MTU: huge},
 			Hypervisors: []Hypervisor{{Name: "h", ManagementIP: "10.0.0.2/8", Adapters: []Adapter{{Name: "a", SpeedMbps: huge}, {Name: "b", SpeedMbps: -huge - 1}}}},
 			AdapterGroups: []AdapterGroup{{Name: "g", Infrastructure: true, MTU: -huge - 1, Adapters: map[string][]string{"h": {"a", "b"}},
-				Bond: BondTuning{Miimon: huge, NumGratARP: huge, PeerNotifyDelayMs: huge}}},
+				Bond: BondTuning{Miimon: huge, NumGratARP: huge, PeerNotifyDelayMs: huge, UpdelayMs: intp(-huge - 1), DowndelayMs: huge}}},
 			Networks: []Network{{Name: "n", AdapterGroup: "g", VLAN: huge, MTU: huge}, {Name: "m", AdapterGroup: "g", VLAN: -huge - 1}},
 		},
 		"peerNotifyDelay near max": {
@@ -472,6 +488,7 @@ func TestValueValidators(t *testing.T) {
 		IsClusterName("lab"), IsClusterName("0-a"), IsHostname("hv1.example.com"), IsHostname("HV1"),
 		IsObjectName("a.b_c-d"), IsMiimon(1), IsPrimaryReselect("better"), IsNumGratARP(0),
 		IsPeerNotifyDelay(0, 100), IsPeerNotifyDelay(300, 100), IsSpeed(0),
+		IsBondDelay("updelayMs", 0, 100), IsBondDelay("updelayMs", 1000, 100), IsBondDelay("downdelayMs", 299999, 7), IsBondDelay("updelayMs", 150, 0),
 	}
 	for i, err := range ok {
 		if err != nil {
@@ -483,6 +500,7 @@ func TestValueValidators(t *testing.T) {
 		IsClusterName("-lab"), IsClusterName("lab.x"), IsHostname("hv1..x"), IsHostname("-hv"),
 		IsObjectName(".hidden"), IsObjectName(strings.Repeat("a", 64)), IsMiimon(0), IsPrimaryReselect(""),
 		IsNumGratARP(256), IsPeerNotifyDelay(1, 100), IsSpeed(-1),
+		IsBondDelay("updelayMs", 50, 100), IsBondDelay("updelayMs", -100, 100), IsBondDelay("downdelayMs", 300001, 1),
 	}
 	for i, err := range bad {
 		if err == nil {

@@ -25,6 +25,9 @@ const (
 	MaxNumGratARP = 255   // the kernel's limit for num_grat_arp
 	// MaxPeerNotifyDelayMs caps a bond's peer notification delay (5 min).
 	MaxPeerNotifyDelayMs = 300000
+	// MaxBondDelayMs caps a bond's updelay and downdelay (5 min): longer
+	// leaves a group without its adapter for no gain.
+	MaxBondDelayMs = 300000
 	// InfraMinSpeedMbps is the least link speed of an infrastructure adapter
 	// in production (10 Gbps).
 	InfraMinSpeedMbps = 10000
@@ -194,6 +197,24 @@ func IsPeerNotifyDelay(ms, miimon int) error {
 	if miimon > 0 && ms%miimon != 0 {
 		lo := ms - ms%miimon
 		return fmt.Errorf("peerNotifyDelayMs %d is not a multiple of miimon (%d), which the kernel requires: use %d or %d", ms, miimon, lo, lo+miimon)
+	}
+	return nil
+}
+
+// IsBondDelay checks a bond's updelay or downdelay (key names the spec
+// field): 0 to MaxBondDelayMs and, as the kernel requires (it counts them
+// in miimon intervals and rounds other values down), a multiple of miimon.
+// A miimon of 0 (itself invalid) skips the multiple check.
+func IsBondDelay(key string, ms, miimon int) error {
+	if ms < 0 {
+		return fmt.Errorf("%s %d is negative: use 0 or a multiple of miimon", key, ms)
+	}
+	if ms > MaxBondDelayMs {
+		return fmt.Errorf("%s %d is more than %d (5 minutes): use 0 or a multiple of miimon up to that", key, ms, MaxBondDelayMs)
+	}
+	if miimon > 0 && ms%miimon != 0 {
+		lo := ms - ms%miimon
+		return fmt.Errorf("%s %d is not a multiple of miimon (%d), which the kernel requires (it would round it down to %d): use %d or %d", key, ms, miimon, lo, lo, lo+miimon)
 	}
 	return nil
 }
