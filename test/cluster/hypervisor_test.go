@@ -167,6 +167,13 @@ func TestLabHypervisor(t *testing.T) {
 	})
 
 	t.Run("deb", func(t *testing.T) {
+		// A tracing hook next to the package's: libvirtd (already running)
+		// only sees the hook directory after the package's postinst sends
+		// it SIGHUP, so the trace later proves both the reload and that
+		// libvirt runs qemu.d hooks here.
+		if err := hv.Put(ctx, "/etc/libvirt/hooks/qemu.d/zz-trace", []byte(traceHook), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		out, err := hv.InstallDeb(ctx, "/dist/"+filepath.Base(deb))
 		if err != nil {
 			t.Fatal(err)
@@ -234,8 +241,20 @@ func TestLabHypervisor(t *testing.T) {
 		if out, _ := hv.Virsh(ctx, "domstate nested1"); strings.TrimSpace(out) != "shut off" {
 			t.Errorf("after destroy, domstate nested1 = %q, want shut off", out)
 		}
+		trace := run(t, "cat /run/hook-trace.log")
+		for _, op := range []string{"prepare begin", "start begin", "started begin", "stopped end", "release end"} {
+			if !strings.Contains(trace, "nested1 "+op) {
+				t.Errorf("libvirt did not run the qemu.d hooks for %q:\n%s", op, trace)
+			}
+		}
 	})
 }
+
+// traceHook records each qemu.d hook call (libvirt passes NAME OP SUBOP
+// EXTRA) in /run/hook-trace.log.
+const traceHook = `#!/bin/sh
+echo "$1 $2 $3" >>/run/hook-trace.log
+`
 
 // hostVersion is what the package's gallium-net prints for --version when
 // run on the host: the guest must print the same.
