@@ -36,6 +36,9 @@ type Image struct {
 	RootFS  string // raw ext4 image, attached as a snapshot (never written)
 	Initrd  string
 	Release string // kernel release of the modules in the image
+	// Caps is where Boot saves libvirtd's QEMU capabilities after the
+	// first boot of this image; rootfs.sh puts them into the initramfs.
+	Caps string
 	// BuildTime is how long rootfs.sh took (seconds when cached).
 	BuildTime time.Duration
 	// Size is the image's apparent size; OnDisk what it uses (it is sparse).
@@ -76,6 +79,8 @@ func BuildImage(ctx context.Context) (*Image, error) {
 			img.Initrd = v
 		case "RELEASE":
 			img.Release = v
+		case "CAPS":
+			img.Caps = v
 		}
 	}
 	if img.RootFS == "" || img.Initrd == "" {
@@ -176,7 +181,51 @@ func Boot(ctx context.Context, l *lab.Lab, img *Image, cfg Config) (*Hypervisor,
 		return nil, fmt.Errorf("lab hypervisor %s: libvirtd not ready: %w: %s", cfg.Name, err, out)
 	}
 	hv.Ready = time.Since(start)
+	if err := hv.saveCaps(ctx, img.Caps); err != nil {
+		// Only a later boot's speed depends on it.
+		fmt.Fprintf(os.Stderr, "cluster: %s: libvirt capabilities not saved: %v\n", cfg.Name, err)
+	}
 	return hv, nil
+}
+
+// capsDir is where libvirtd keeps its probed QEMU capabilities.
+const capsDir = "/var/cache/libvirt/qemu/capabilities"
+
+// saveCaps copies libvirtd's probed QEMU capabilities out of the guest into
+// dir when dir has none yet, so that the next rootfs.sh run puts them into
+// the boot initramfs (see rootfs.sh).
+func (h *Hypervisor) saveCaps(ctx context.Context, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if have, _ := filepath.Glob(filepath.Join(dir, "*.xml")); len(have) > 0 {
+		return nil
+	}
+	out, err := h.MustRun(ctx, "cd "+capsDir+" && ls *.xml")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(out) {
+		data, err := h.MustRun(ctx, "cat "+capsDir+"/"+name)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(data, "<qemuCaps>") {
+			return fmt.Errorf("%s/%s is not a capabilities file", capsDir, name)
+		}
+		// Several hypervisors may save at once: whole files only.
+		tmp := filepath.Join(dir, name+".tmp-"+h.Name)
+		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // InstallDeb installs a .deb that the guest sees at guestPath (through a

@@ -12,7 +12,8 @@
 # a hash of their inputs: the image by this script, the kernel package and
 # the mirror; the initramfs by its content. A second run with nothing
 # changed reuses the image (the slow part, minutes) and prints the same
-# paths. Prints KEY=VALUE lines on stdout (ROOTFS, INITRD, RELEASE, KERNEL_DEB);
+# paths. Prints KEY=VALUE lines on stdout (ROOTFS, INITRD, RELEASE, CAPS,
+# KERNEL_DEB);
 # progress goes to stderr.
 #
 #   test/cluster/rootfs.sh            build (or reuse) and print the paths
@@ -187,6 +188,7 @@ EOF
   cleanup
   # Older images go (each is about a gigabyte).
   for o in "$cache"/rootfs-*.img; do [[ $o == "$img" ]] || rm -f "$o" "${o%.img}.apt.log"; done
+  for o in "$cache"/caps-*; do [[ $o == "$cache/caps-$key" ]] || rm -rf "$o"; done
   log "built $img in $(($(date +%s) - start)) s ($(du -m "$img" | cut -f1) MB on disk, $size_mb MB apparent)"
 fi
 
@@ -231,6 +233,16 @@ if [[ ! -f $bootmods/order ]]; then
   mv "$bootmods.tmp" "$bootmods"
 fi
 cp "$bootmods"/* "$stage/mods/"
+# libvirtd's QEMU capabilities, saved by package cluster from a first boot
+# of this image (cluster.Boot): with them libvirtd skips probing both QEMU
+# binaries (~4 s per boot, more under load). libvirt checks them (QEMU's
+# and its own ctime and version, fixed in the image) and probes again if
+# they do not fit, so a stale copy only costs time.
+caps=$cache/caps-$key
+if compgen -G "$caps/*.xml" >/dev/null; then
+  mkdir -p "$stage/caps"
+  cp "$caps"/*.xml "$stage/caps/"
+fi
 cat >"$stage/init" <<'EOF'
 #!/bin/sh
 # gallium-net lab hypervisor boot initramfs (test/cluster/rootfs.sh):
@@ -257,6 +269,10 @@ done
 mount -t ext4 -o rw "$root" /newroot || { echo "boot: mount $root failed" >/dev/console; exec sh; }
 cp /gallium-lab-agent /newroot/sbin/gallium-lab-agent
 cp /gallium-init /newroot/sbin/gallium-init
+if [ -d /caps ]; then
+	mkdir -p /newroot/var/cache/libvirt/qemu/capabilities
+	cp /caps/*.xml /newroot/var/cache/libvirt/qemu/capabilities/
+fi
 umount /proc /sys /dev
 exec switch_root /newroot "$init"
 EOF
@@ -273,4 +289,5 @@ fi
 echo "ROOTFS=$img"
 echo "INITRD=$initrd"
 echo "RELEASE=$release"
+echo "CAPS=$caps"
 echo "KERNEL_DEB=$deb"
