@@ -104,13 +104,20 @@ else
   # built, which go list ./... must never walk into.
   work=${TMPDIR:-/var/tmp}/gallium-cluster-build-$key
   root=$work/root
-  mounted=()
+  # debootstrap mounts proc and sys in the tree (and binds the host's /dev
+  # in a container), and so does this script for apt: an interrupted run
+  # can leave them mounted. Unmount everything below the tree before any
+  # removal, and never let rm cross into another file system.
+  umount_below() {
+    awk -v r="$root" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r |
+      while read -r m; do umount -l "$m" || die "cannot unmount $m: unmount it by hand, then run again"; done
+  }
   cleanup() {
-    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
-    rm -rf "$work"
+    umount_below
+    rm -rf --one-file-system "$work"
   }
   trap cleanup EXIT
-  rm -rf "$work"
+  cleanup # a previous run's leftovers
   mkdir -p "$work"
 
   log "debootstrap $suite (minbase) from $mirror"
@@ -128,7 +135,7 @@ else
   # No daemon may start inside the chroot during the installation.
   printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
   chmod 755 "$root/usr/sbin/policy-rc.d"
-  mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+  mount -t proc proc "$root/proc"
   in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
   log "apt-get install ${packages[*]}"
   if ! { in_root apt-get update && in_root apt-get install -y --no-install-recommends "${packages[@]}"; } >"$work/apt.log" 2>&1; then
@@ -136,7 +143,7 @@ else
     die "apt-get install in the chroot failed (see the lines above)"
   fi
   in_root apt-get clean
-  umount "$root/proc" && mounted=()
+  umount_below
   rm -f "$root/usr/sbin/policy-rc.d"
   rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
 
@@ -169,7 +176,8 @@ EOF
   echo "lab-hypervisor" >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
   # The device nodes come from devtmpfs at boot.
-  rm -rf "${root:?}"/dev/*
+  umount_below
+  rm -rf --one-file-system "${root:?}"/dev/*
 
   # Size: the content plus room for what runs (logs, libvirt state, the
   # project's package, a test's files); the file is sparse.
