@@ -2,8 +2,11 @@
 # (Debian packages, Go modules) as root on Debian 12; see README.md.
 GO      ?= go
 BIN     := bin
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
-LDFLAGS := -X main.version=$(VERSION)
+# One version for the binaries and the packages (packaging/build's scheme:
+# 0.1.0~git<commit time>.<sha>[.dirty] before the first tag). Lazy (=), so
+# that it is computed after `deps` has fetched the Go modules.
+VERSION  = $(shell $(GO) run ./packaging/build -print-version 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS  = -X main.version=$(VERSION)
 export GOFLAGS := -buildvcs=false
 
 .PHONY: all deps build test test-unit test-ns test-lab test-e2e test-pkg demo fuzz bench packages clean
