@@ -531,3 +531,21 @@ func TestFakeBondDelaysCountMiimonIntervals(t *testing.T) {
 		t.Errorf("updelay without miimon: got %v, want EPERM", err)
 	}
 }
+
+// TestPlanRefusesABondItCannotConverge: a delay off the miimon grid (which
+// Desired refuses, so only a hand-made state has one) is rounded down by
+// the kernel on every write; the planner stops with an error instead of
+// writing it forever.
+func TestPlanRefusesABondItCannotConverge(t *testing.T) {
+	f, spec := converged(t)
+	hs, err := Desired(spec, "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Groups[1].BondConfig.Updelay = 150
+	obs, _ := f.Observe()
+	_, err = MakePlan(hs, obs)
+	if err == nil || !strings.Contains(err.Error(), "bond gb-vmgroup does not converge") || !strings.Contains(err.Error(), "updelay 150") {
+		t.Fatalf("got %v, want the planner to give up on gb-vmgroup's updelay", err)
+	}
+}
