@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/gallium/gallium-net/test/testenv"
 )
@@ -58,24 +57,7 @@ func TestHostConfirmWithNothingPending(t *testing.T) {
 // the example's adapters eno1..eno4 as veths whose peers are ports of one
 // plain bridge (a switch).
 func hostNetns(t *testing.T) {
-	testenv.NeedRoot(t)
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err)
-		}
-		ns.Close()
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
+	testenv.EnterNetns(t)
 	a := netlink.NewLinkAttrs()
 	a.Name = "gc-sw"
 	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: a}); err != nil {

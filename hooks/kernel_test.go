@@ -2,14 +2,12 @@ package main
 
 import (
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin"
@@ -24,32 +22,7 @@ import (
 func TestHookTaggedNetworkKernel(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedKernel(t, "vlan_filtering")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies in the namespace
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			t.Errorf("new netns: %v", err)
-			return
-		}
-		defer ns.Close()
-		defer netns.Set(orig)
-		h, err := netlink.NewHandle()
-		if err != nil {
-			t.Errorf("netlink: %v", err)
-			return
-		}
-		defer h.Close()
-		taggedHookScenario(t, h)
-	}()
-	<-done
+	testenv.InNetns(t, func(h *netlink.Handle) { taggedHookScenario(t, h) })
 }
 
 func taggedHookScenario(t *testing.T, h *netlink.Handle) {

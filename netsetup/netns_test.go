@@ -3,12 +3,10 @@ package netsetup
 import (
 	"errors"
 	"reflect"
-	"runtime"
 	"testing"
 
 	"github.com/gallium/gallium-net/test/testenv"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // inNetns moves the test's OS thread into a fresh network namespace for the
@@ -16,32 +14,7 @@ import (
 // its last handle.
 func inNetns(t testing.TB) {
 	t.Helper()
-	testenv.NeedRoot(t)
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Set(orig); err != nil {
-			// Never hand a thread in the wrong namespace back to Go.
-			panic("restore netns: " + err.Error())
-		}
-		ns.Close()
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		netlink.LinkSetUp(lo)
-	}
+	testenv.EnterNetns(t)
 }
 
 // vethPair creates a veth pair (test setup, not through Kernel).

@@ -1,12 +1,10 @@
 package netsetup
 
 import (
-	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/gallium/gallium-net/test/testenv"
 )
@@ -15,35 +13,7 @@ import (
 // (so it touches no host link) and leaves the namespace afterwards.
 func inTapNamespace(t *testing.T, f func(k TapNetlink)) {
 	t.Helper()
-	testenv.NeedRoot(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is not unlocked: it ends with the goroutine, so it never
-		// goes back to the pool while still in the test namespace.
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("get netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			t.Errorf("new netns: %v", err)
-			return
-		}
-		defer ns.Close()
-		defer netns.Set(orig)
-		h, err := netlink.NewHandle()
-		if err != nil {
-			t.Errorf("netlink handle: %v", err)
-			return
-		}
-		defer h.Close()
-		f(TapNetlink{Handle: h})
-	}()
-	<-done
+	testenv.InNetns(t, func(h *netlink.Handle) { f(TapNetlink{Handle: h}) })
 }
 
 func addTapTestLinks(t *testing.T, k TapNetlink, filtering bool) {

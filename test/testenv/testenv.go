@@ -132,3 +132,72 @@ func probeVlanFiltering() bool {
 	})
 	return vlanFilteringOK
 }
+
+// EnterNetns moves the calling test's goroutine, locked to its OS thread,
+// into a fresh network namespace (with lo up) for the rest of the test; the
+// cleanup moves it back, and the namespace disappears with its last handle.
+// It needs root (NeedRoot).
+func EnterNetns(t testing.TB) {
+	t.Helper()
+	NeedRoot(t)
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("get netns: %v", err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Fatalf("new netns: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Set(orig); err != nil {
+			// Never hand a thread in the wrong namespace back to Go.
+			panic("restore netns: " + err.Error())
+		}
+		ns.Close()
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		_ = netlink.LinkSetUp(lo)
+	}
+}
+
+// InNetns runs fn on its own goroutine and thread inside a fresh network
+// namespace, with a netlink handle of that namespace, and waits for it. The
+// thread is never unlocked, so it dies with the goroutine instead of going
+// back to Go's pool while still in the test namespace. fn reports failures
+// with t.Errorf (not t.Fatal: it is not the test's goroutine).
+func InNetns(t testing.TB, fn func(h *netlink.Handle)) {
+	t.Helper()
+	NeedRoot(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			t.Errorf("get netns: %v", err)
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			t.Errorf("new netns: %v", err)
+			return
+		}
+		defer ns.Close()
+		defer netns.Set(orig)
+		h, err := netlink.NewHandle(syscall.NETLINK_ROUTE)
+		if err != nil {
+			t.Errorf("netlink handle: %v", err)
+			return
+		}
+		defer h.Close()
+		fn(h)
+	}()
+	<-done
+}
