@@ -64,16 +64,8 @@ func ParseNetworkHook(data []byte) (*NetworkHookData, error) {
 	if w.Network == nil {
 		return nil, errors.New("network hook data: no <network> in <hookData>")
 	}
-	// Reuse the network reading of drift detection.
-	net, err := xml.Marshal(w.Network)
-	if err != nil {
-		return nil, fmt.Errorf("network hook data: %w", err)
-	}
-	def, err := ParseNetworkXML(string(net))
-	if err != nil {
-		return nil, fmt.Errorf("network hook data: %w", err)
-	}
-	h := &NetworkHookData{Network: *def}
+	// The same reading as drift detection's, without a second parse.
+	h := &NetworkHookData{Network: *networkDef(w.Network)}
 	if p := w.Port; p != nil {
 		port := &NetworkPort{UUID: p.UUID}
 		if p.Owner != nil {

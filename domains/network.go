@@ -149,6 +149,11 @@ func ParseNetworkXML(s string) (*NetworkDef, error) {
 	if err := n.Unmarshal(s); err != nil {
 		return nil, fmt.Errorf("parse libvirt network XML: %w", err)
 	}
+	return networkDef(&n), nil
+}
+
+// networkDef reads a parsed libvirt network the way ParseNetworkXML does.
+func networkDef(n *libvirtxml.Network) *NetworkDef {
 	d := &NetworkDef{Name: n.Name, UUID: n.UUID}
 	if n.Forward != nil {
 		d.ForwardMode = n.Forward.Mode
@@ -190,7 +195,7 @@ func ParseNetworkXML(s string) (*NetworkDef, error) {
 		}
 	}
 	slices.Sort(d.Extra)
-	return d, nil
+	return d
 }
 
 func describeVLAN(v *libvirtxml.NetworkVLAN) string {

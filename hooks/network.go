@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"os"
@@ -17,65 +16,35 @@ import (
 // networkOps are the network operations the hook acts on.
 var networkOps = map[string]bool{"port-created": true, "port-deleted": true, "updated": true}
 
-// hookData is the network hook's stdin: the network and, for port
-// operations, the port.
-type hookData struct {
-	XMLName xml.Name `xml:"hookData"`
-	Network struct {
-		Name    string `xml:"name"`
-		Forward struct {
-			Mode string `xml:"mode,attr"`
-		} `xml:"forward"`
-		Bridge struct {
-			Name string `xml:"name,attr"`
-		} `xml:"bridge"`
-	} `xml:"network"`
-	Port *struct {
-		UUID  string `xml:"uuid"`
-		Owner struct {
-			Name string `xml:"name"`
-			UUID string `xml:"uuid"`
-		} `xml:"owner"`
-		MAC struct {
-			Address string `xml:"address,attr"`
-		} `xml:"mac"`
-		Plug struct {
-			Type   string `xml:"type,attr"`
-			Bridge string `xml:"bridge,attr"`
-		} `xml:"plug"`
-	} `xml:"networkport"`
-}
-
 func (h *hook) network() error {
-	var hd hookData
-	if err := xml.Unmarshal(h.stdin, &hd); err != nil {
-		return failf("gallium-net hook: network %s %s: malformed <hookData> on stdin: %v", h.inv.object, h.inv.op, err)
+	hd, err := domains.ParseNetworkHook(h.stdin)
+	if err != nil {
+		return failf("gallium-net hook: network %s %s: %v", h.inv.object, h.inv.op, err)
 	}
-	def := domains.NetworkDef{ForwardMode: hd.Network.Forward.Mode, Bridge: hd.Network.Bridge.Name}
-	if !def.Owned() {
+	if !hd.Network.Owned() {
 		return nil // not a gallium-net network
 	}
 	netName := hd.Network.Name
 	h.log, h.quiet = h.log.With("network", netName), h.quiet.With("network", netName)
 	switch h.inv.op {
 	case "port-created", "port-deleted":
-		if hd.Port == nil {
+		port := hd.Port
+		if port == nil {
 			return failf("gallium-net hook: network %s %s: no <networkport> on stdin", netName, h.inv.op)
 		}
-		mac, err := domains.NormalizeMAC(hd.Port.MAC.Address)
+		mac, err := domains.NormalizeMAC(port.MAC)
 		if err != nil {
-			return failf("gallium-net hook: network %s %s: port %s: %v", netName, h.inv.op, hd.Port.UUID, err)
+			return failf("gallium-net hook: network %s %s: port %s: %v", netName, h.inv.op, port.UUID, err)
 		}
-		owner := hd.Port.Owner
 		if h.inv.op == "port-deleted" {
 			return h.store().Update(func(st *records.State) error {
-				if d := st.Domain(owner.UUID, owner.Name, false); d != nil && d.RemoveNIC(mac) {
-					h.log.Info("port deleted: NIC record removed", "domain", owner.Name, "mac", mac)
+				if d := st.Domain(port.OwnerUUID, port.OwnerName, false); d != nil && d.RemoveNIC(mac) {
+					h.log.Info("port deleted: NIC record removed", "domain", port.OwnerName, "mac", mac)
 				}
 				return nil
 			})
 		}
-		return h.portCreated(netName, owner.UUID, owner.Name, mac, hd.Port.UUID)
+		return h.portCreated(netName, port.OwnerUUID, port.OwnerName, mac, port.UUID)
 	case "updated":
 		return h.reprogramNetwork(netName)
 	}
