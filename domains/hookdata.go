@@ -10,15 +10,6 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// MayBeManaged is the hook's fast path: it returns false only when the
-// domain XML certainly has no gallium-net metadata, because
-// MetadataNamespace appears nowhere in it (an element can only be in the
-// namespace if some xmlns attribute spells the URI out) and no character
-// reference could spell it in disguise. Anything else needs ParseDomain.
-func MayBeManaged(data []byte) bool {
-	return bytes.Contains(data, []byte(MetadataNamespace)) || bytes.Contains(data, []byte("&#"))
-}
-
 // NetworkHookData is what libvirt's network hook reads on stdin:
 // <hookData><network>...</network>[<networkport>...</networkport>]</hookData>.
 type NetworkHookData struct {

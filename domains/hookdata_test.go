@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestMayBeManaged(t *testing.T) {
+func TestParseDomainManaged(t *testing.T) {
 	cases := map[string]bool{
 		"domain_managed_live.xml": true,
 		"domain_4nics.xml":        true,
@@ -14,35 +14,18 @@ func TestMayBeManaged(t *testing.T) {
 		"domain_unmanaged.xml":    false,
 	}
 	for file, want := range cases {
-		data := readTestdata(t, file)
-		if got := MayBeManaged(data); got != want {
-			t.Errorf("%s: MayBeManaged = %v, want %v", file, got, want)
-		}
-		d, err := ParseDomain(data)
+		d, err := ParseDomain(readTestdata(t, file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.Managed && !MayBeManaged(data) {
-			t.Errorf("%s: managed but MayBeManaged is false", file)
+		if d.Managed != want {
+			t.Errorf("%s: Managed = %v, want %v", file, d.Managed, want)
 		}
 	}
 	// A URI spelled with character references is still our namespace.
 	disguised := []byte(`<domain><metadata><g:net xmlns:g="https&#58;//gallium.dev/xmlns/gallium-net/1"/></metadata></domain>`)
 	if d, err := ParseDomain(disguised); err != nil || !d.Managed {
 		t.Fatalf("disguised URI: %+v %v", d, err)
-	}
-	if !MayBeManaged(disguised) {
-		t.Error("MayBeManaged is false for a managed domain whose URI uses a character reference")
-	}
-}
-
-func BenchmarkMayBeManagedUnmanaged(b *testing.B) {
-	data := readTestdata(b, "domain_unmanaged.xml")
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if MayBeManaged(data) {
-			b.Fatal("unmanaged domain may be managed")
-		}
 	}
 }
 

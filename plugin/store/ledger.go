@@ -59,15 +59,6 @@ func checkNICName(uuid, key string) error {
 	return nil
 }
 
-// NormalizeMAC returns mac in lower-case colon form, or an error.
-func NormalizeMAC(mac string) (string, error) {
-	hw, err := parseMAC(mac)
-	if err != nil {
-		return "", err
-	}
-	return hw, nil
-}
-
 // NIC returns the ledger record of one NIC, or an error wrapping ErrNotFound.
 func (s *Store) NIC(ctx context.Context, uuid, key string) (NIC, error) {
 	kv, err := s.b.Get(ctx, nicKey(uuid, key))
