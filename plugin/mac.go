@@ -121,8 +121,8 @@ func (p MACPrefix) Size() uint64 {
 // randomness, nil for crypto/rand (tests pass a seeded reader, which makes
 // the result deterministic). It tries random addresses first, then scans;
 // when none is free (or so few that the bounded scan finds none) the error
-// wraps ErrMACSpaceExhausted. The caller marks the result as used (for
-// example MACSet.Add) before it allocates the next one.
+// wraps ErrMACSpaceExhausted. The caller marks the result as used before it
+// allocates the next one.
 func AllocateMAC(prefix string, used func(net.HardwareAddr) bool, rnd io.Reader) (net.HardwareAddr, error) {
 	p, err := ParseMACPrefix(prefix)
 	if err != nil {
