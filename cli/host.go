@@ -55,11 +55,7 @@ type hostSetup struct {
 }
 
 func loadHostSetup(c *cli.Context) (*hostSetup, error) {
-	s, err := loadSpec(c)
-	if err != nil {
-		return nil, err
-	}
-	hv, err := thisHypervisor(c, s)
+	s, hv, err := loadSpecHere(c)
 	if err != nil {
 		return nil, err
 	}

@@ -76,11 +76,7 @@ type lvNetworkResult struct {
 }
 
 func networkDefine(c *cli.Context) error {
-	s, err := loadSpec(c)
-	if err != nil {
-		return err
-	}
-	hv, err := thisHypervisor(c, s)
+	s, hv, err := loadSpecHere(c)
 	if err != nil {
 		return err
 	}
@@ -284,11 +280,7 @@ type lvNetworkRow struct {
 }
 
 func networkList(c *cli.Context) error {
-	s, err := loadSpec(c)
-	if err != nil {
-		return err
-	}
-	hv, err := thisHypervisor(c, s)
+	s, hv, err := loadSpecHere(c)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,20 @@ func loadSpec(c *cli.Context) (*plugin.Spec, error) {
 	return s, nil
 }
 
+// loadSpecHere loads and validates the spec and says which of its
+// hypervisors this host is: what every command that acts on this host needs.
+func loadSpecHere(c *cli.Context) (*plugin.Spec, string, error) {
+	s, err := loadSpec(c)
+	if err != nil {
+		return nil, "", err
+	}
+	hv, err := thisHypervisor(c, s)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, hv, nil
+}
+
 // thisHypervisor says which hypervisor of the spec this host is: --hypervisor
 // when given, else the one named like this host, else the one whose
 // management IP is configured on a local interface.

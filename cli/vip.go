@@ -103,11 +103,7 @@ func vipConfig(c *cli.Context) error {
 }
 
 func vipApply(c *cli.Context) error {
-	s, err := loadSpec(c)
-	if err != nil {
-		return err
-	}
-	hv, err := thisHypervisor(c, s)
+	s, hv, err := loadSpecHere(c)
 	if err != nil {
 		return err
 	}
@@ -218,11 +214,7 @@ type vipState struct {
 var arpReplyRE = regexp.MustCompile(`(?i)reply from [0-9.]+ \[([0-9a-f:]+)\]`)
 
 func vipStatus(c *cli.Context) error {
-	s, err := loadSpec(c)
-	if err != nil {
-		return err
-	}
-	hv, err := thisHypervisor(c, s)
+	s, hv, err := loadSpecHere(c)
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,7 @@ func xmlCommand() *cli.Command {
 					if c.NArg() != 1 {
 						return fmt.Errorf("xml network: name one network, e.g. 'gallium-net xml network prod --hypervisor hv1'")
 					}
-					s, err := loadSpec(c)
-					if err != nil {
-						return err
-					}
-					hv, err := thisHypervisor(c, s)
+					s, hv, err := loadSpecHere(c)
 					if err != nil {
 						return err
 					}
