@@ -108,9 +108,9 @@ func TestValidateUnloadableSpec(t *testing.T) {
 	if !strings.Contains(out, `"path": "cluster.sbnet"`) || !strings.Contains(out, ":3:3") {
 		t.Errorf("want the key path and line:col of the unknown key, got:\n%s", out)
 	}
-	_, errOut, code := run(t, "validate", "-f", "/nonexistent/cluster.yaml")
-	if code == 0 || !strings.Contains(errOut+"", "") {
-		t.Errorf("missing file: exit %d", code)
+	out, _, code = run(t, "validate", "-f", "/nonexistent/cluster.yaml")
+	if code == 0 || !strings.Contains(out, "no cluster spec at /nonexistent/cluster.yaml") {
+		t.Errorf("missing file: exit %d, want the path and what to do:\n%s", code, out)
 	}
 }
 
