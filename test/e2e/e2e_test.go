@@ -82,6 +82,14 @@ type env struct {
 	configPath string
 }
 
+// in is e reporting to t (a subtest), so a failed command fails that
+// subtest and not its parent.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 func (e *env) run(name string, args ...string) (string, string, error) {
 	e.t.Helper()
 	cmd := exec.Command(name, args...)
@@ -270,6 +278,7 @@ func TestEndToEnd(t *testing.T) {
 	foreignBefore := e.mustVirsh("net-dumpxml", "--inactive", foreign)
 
 	t.Run("hook install and status", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		out := e.mustGN("hook", "install", "--hook-binary", filepath.Join(bin, "gallium-net-hook"))
 		if !strings.Contains(out, "SIGHUP") {
 			t.Errorf("hook install did not reload the daemon:\n%s", out)
@@ -287,6 +296,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("network define is idempotent and leaves foreign networks alone", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		out := e.mustGN(append([]string{"network", "define", "--all", "-o", "json"}, e.specArgs()...)...)
 		if !strings.Contains(out, `"action": "defined"`) {
 			t.Errorf("first define:\n%s", out)
@@ -325,10 +335,12 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("spec pushed to the cluster store", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		e.mustGN(append([]string{"spec", "push"}, e.specArgs()...)...)
 	})
 
 	t.Run("managed domain starts with its taps on the bridge", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		e.defineDomain(vm1, "")
 		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
 		if !strings.Contains(out, "cluster default profile modern") {
@@ -390,6 +402,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("unmanaged domain starts and stops untouched", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		e.defineDomain(plainVM, `<interface type='bridge'><source bridge='`+bridge+`'/><mac address='52:54:00:e2:e0:99'/></interface>`)
 		off := logSize()
 		before, _ := os.ReadFile(stateFile)
@@ -406,6 +419,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a NIC on a network missing here refuses the start, naming the fix", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		e.defineDomain(vm2, "")
 		e.mustGN(append([]string{"nic", "add", vm2, "--network", farNet}, e.specArgs()...)...)
 		_, errOut, err := e.virsh("start", vm2)
@@ -420,6 +434,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("hot-plugged NIC gets its tap on the bridge; nic sync and remove", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
 		if !strings.Contains(out, "live: tap") {
 			t.Errorf("nic add on a running domain did not plug it live:\n%s", out)
@@ -473,6 +488,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("libvirtd restart: managed domains keep running, taps right", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		pid := strings.TrimSpace(e.must("pgrep", "-f", "qemu.*guest="+vm1))
 		off := logSize()
 		e.must("pkill", "-TERM", "-x", "libvirtd")
@@ -504,6 +520,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("stopping the domain clears the hook records", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		e.mustVirsh("destroy", vm1)
 		if _, _, ok := readState(t).domain(vm1); ok {
 			t.Errorf("records of %s survived its stop", vm1)
@@ -511,6 +528,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("with etcd as the cluster store, a VM starts while etcd is down", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		// The cluster store of a multi-hypervisor cluster is etcd; the hook
 		// reads only the host snapshot, so losing etcd must not stop VMs.
 		cluster := etcdtest.Start(t, 1)
@@ -518,9 +536,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := os.WriteFile(etcdConfig, []byte("store:\n  backend: etcd\n  etcd:\n    dialTimeout: 2s\n    endpoints: ["+strings.Join(cluster.Endpoints, ", ")+"]\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		saved := e.configPath
-		e.configPath = etcdConfig
-		defer func() { e.configPath = saved }()
+		e.configPath = etcdConfig // this subtest's copy only
 		e.mustGN(append([]string{"spec", "push"}, e.specArgs()...)...)
 		e.defineDomain(etcdVM, "")
 		e.mustGN(append([]string{"nic", "add", etcdVM, "--network", flatNet}, e.specArgs()...)...)
@@ -546,6 +562,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("virsh start time with and without the hook", func(t *testing.T) {
+		e := e.in(t) // failures belong to the subtest
 		// Median of 7: other work on the machine only ever adds time.
 		measure := func() time.Duration {
 			const n = 7
