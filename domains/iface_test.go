@@ -1,6 +1,8 @@
 package domains
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"reflect"
 	"strings"
 	"testing"
@@ -34,7 +36,7 @@ func TestInterfaceXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.golden, got)
+			testenv.Golden(t, c.golden, got)
 
 			var back libvirtxml.DomainInterface
 			if err := back.Unmarshal(got); err != nil {

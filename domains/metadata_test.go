@@ -1,6 +1,8 @@
 package domains
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"reflect"
 	"strings"
 	"testing"
@@ -35,7 +37,7 @@ func TestMetadataGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.golden, got)
+			testenv.Golden(t, c.golden, got)
 
 			back, err := ParseMetadata(got)
 			if err != nil {

@@ -1,6 +1,8 @@
 package domains
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"reflect"
 	"strings"
 	"testing"
@@ -28,7 +30,7 @@ func TestNetworkXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.golden, got)
+			testenv.Golden(t, c.golden, got)
 
 			// Round trip through libvirtxml: what we wrote is what we meant.
 			want, err := Network(s, c.network, c.hv, NetworkOptions{NativeVLAN: c.native})

@@ -1,6 +1,8 @@
 package domains
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"bytes"
 	"strings"
 	"testing"
@@ -69,7 +71,7 @@ func TestRewriteDomainBridge(t *testing.T) {
 	if !changed {
 		t.Fatal("changed = false")
 	}
-	golden(t, "rewrite_migratable_bridge.xml", string(out))
+	testenv.Golden(t, "rewrite_migratable_bridge.xml", string(out))
 	d, err := ParseDomain(out)
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,9 @@
 package netsetup
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -12,25 +11,6 @@ import (
 
 	"github.com/gallium/gallium-net/plugin"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./netsetup -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test ./netsetup -update rewrites it):\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 func TestDesiredExample(t *testing.T) {
 	hs := desiredExample(t, "hv2")
@@ -126,7 +106,7 @@ func planFor(t *testing.T, f *FakeKernel, hs *HostState) *Plan {
 func TestPlanFromScratchGolden(t *testing.T) {
 	f := exampleHost()
 	p := planFor(t, f, desiredExample(t, "hv1"))
-	golden(t, "hv1-from-scratch.plan", p.String())
+	testenv.Golden(t, "hv1-from-scratch.plan", p.String())
 	if !p.Touches([]string{"eno1"}, false) || !p.Route {
 		t.Errorf("the plan moves the management IP and route off eno1, so it must say so: touched %v route %v", p.Touched, p.Route)
 	}

@@ -1,8 +1,8 @@
 package diagram
 
 import (
-	"flag"
-	"os"
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,8 +11,6 @@ import (
 	"github.com/gallium/gallium-net/plugin"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 func load(t *testing.T, name string) *plugin.Spec {
 	t.Helper()
 	s, err := plugin.Load(filepath.Join("..", "..", "examples", name))
@@ -20,23 +18,6 @@ func load(t *testing.T, name string) *plugin.Spec {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
 }
 
 func TestGolden(t *testing.T) {
@@ -60,7 +41,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.file, got)
+			testenv.Golden(t, c.file, got)
 		})
 	}
 }

@@ -1,16 +1,13 @@
 package vip
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"strings"
 	"testing"
 
 	"github.com/gallium/gallium-net/plugin"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func loadExample(t *testing.T) *plugin.Spec {
 	t.Helper()
@@ -30,19 +27,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "keepalived-"+h.Name+".conf")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("rendered config differs from %s:\n%s", golden, got)
-			}
+			testenv.Golden(t, "keepalived-"+h.Name+".conf", string(got))
 		})
 	}
 }
