@@ -201,3 +201,28 @@ func TestMatchHypervisorError(t *testing.T) {
 		t.Errorf("want a hint to pass --hypervisor, got exit %d: %s", code, errOut)
 	}
 }
+
+// The host config's spec: and hypervisor: stand in for -f and --hypervisor
+// in every command, not only the store's.
+func TestHostConfigSpecAndHypervisor(t *testing.T) {
+	abs, err := filepath.Abs(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("spec: "+abs+"\nhypervisor: hv2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GALLIUM_NET_CONFIG", cfg)
+	out, errOut, code := run(t, "xml", "network", "prod")
+	if code != 0 || !strings.Contains(out, "gbr-vmgroup") {
+		t.Fatalf("xml network with spec and hypervisor from the config: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := os.WriteFile(cfg, []byte("spec: "+abs+"\nhypervisor: hv9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = run(t, "xml", "network", "prod")
+	if code == 0 || !strings.Contains(errOut, `hypervisor "hv9" (set in`) {
+		t.Errorf("unknown hypervisor in the config: exit %d, %s", code, errOut)
+	}
+}

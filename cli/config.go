@@ -85,7 +85,13 @@ func storeFlags() []cli.Flag {
 
 // hostConfigOf reads the config file --config names.
 func hostConfigOf(c *cli.Context) (*hostConfig, error) {
-	return readHostConfig(c.String("config"), c.IsSet("config"))
+	return readHostConfig(configPath(c), c.IsSet("config"))
+}
+
+// configPath is --config, else $GALLIUM_NET_CONFIG, else the default: a
+// command without a --config flag still honours this host's settings.
+func configPath(c *cli.Context) string {
+	return firstNonEmpty(c.String("config"), os.Getenv("GALLIUM_NET_CONFIG"), DefaultConfigPath)
 }
 
 func firstNonEmpty(ss ...string) string {
@@ -144,12 +150,16 @@ func openStore(c *cli.Context) (*store.Store, error) {
 	}
 }
 
-// snapshotPathOf is --snapshot when set, else the config's, else the default.
-func snapshotPathOf(c *cli.Context, cfg *hostConfig) string {
+// snapshotPath is --snapshot when set, else the config's, else the default:
+// the file the hook reads.
+func snapshotPath(c *cli.Context) string {
 	if c.IsSet("snapshot") {
 		return c.String("snapshot")
 	}
-	return firstNonEmpty(cfg.Snapshot, c.String("snapshot"), plugin.DefaultSnapshotPath)
+	if cfg, err := hostConfigOf(c); err == nil && cfg.Snapshot != "" {
+		return cfg.Snapshot
+	}
+	return firstNonEmpty(c.String("snapshot"), plugin.DefaultSnapshotPath)
 }
 
 // syncHostSnapshot rewrites this hypervisor's host snapshot after a change
@@ -157,10 +167,6 @@ func snapshotPathOf(c *cli.Context, cfg *hostConfig) string {
 // hypervisor of the stored spec is told so and skipped: pushing a spec from
 // an admin machine is fine.
 func syncHostSnapshot(c *cli.Context, st *store.Store) error {
-	cfg, err := hostConfigOf(c)
-	if err != nil {
-		return err
-	}
 	rec, err := st.Spec(c.Context)
 	if err != nil {
 		return err
@@ -169,12 +175,12 @@ func syncHostSnapshot(c *cli.Context, st *store.Store) error {
 	if err != nil {
 		return err
 	}
-	hv, err := hypervisorOf(c, cfg, spec)
+	hv, err := thisHypervisor(c, spec)
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "note: host snapshot not written: %v\n", err)
 		return nil
 	}
-	path := snapshotPathOf(c, cfg)
+	path := snapshotPath(c)
 	changed, err := st.SyncSnapshot(c.Context, hv, path)
 	if err != nil {
 		return fmt.Errorf("update the host snapshot for the hook: %w", err)
@@ -183,16 +189,4 @@ func syncHostSnapshot(c *cli.Context, st *store.Store) error {
 		fmt.Fprintf(c.App.ErrWriter, "host snapshot %s updated for %s\n", path, hv)
 	}
 	return nil
-}
-
-// hypervisorOf is --hypervisor, else the config's, else what the host's
-// name and addresses say.
-func hypervisorOf(c *cli.Context, cfg *hostConfig, s *plugin.Spec) (string, error) {
-	if !c.IsSet("hypervisor") && cfg.Hypervisor != "" {
-		if s.Hypervisor(cfg.Hypervisor) == nil {
-			return "", fmt.Errorf("hypervisor %q (from %s) is not in the cluster spec", cfg.Hypervisor, c.String("config"))
-		}
-		return cfg.Hypervisor, nil
-	}
-	return thisHypervisor(c, s)
 }

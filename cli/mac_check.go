@@ -155,13 +155,9 @@ func macCheck(c *cli.Context) error {
 	}
 	defer st.Close()
 	hv := ""
-	cfg, err := hostConfigOf(c)
-	if err != nil {
-		return err
-	}
 	if rec, err := st.Spec(c.Context); err == nil {
 		if spec, err := rec.Spec(); err == nil {
-			hv, _ = hypervisorOf(c, cfg, spec)
+			hv, _ = thisHypervisor(c, spec)
 		}
 	}
 	ledger, err := st.NICs(c.Context, "")
@@ -224,10 +220,6 @@ func nicImport(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	cfg, err := hostConfigOf(c)
-	if err != nil {
-		return err
-	}
 	rec, err := st.Spec(c.Context)
 	if err != nil {
 		return err
@@ -236,7 +228,7 @@ func nicImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	hv, err := hypervisorOf(c, cfg, spec)
+	hv, err := thisHypervisor(c, spec)
 	if err != nil {
 		return err
 	}
@@ -294,11 +286,7 @@ func macAllocate(c *cli.Context) error {
 	if spec.Network(c.String("network")) == nil {
 		return fmt.Errorf("--network %s: not a network of the stored spec (revision %d)", c.String("network"), rec.Version)
 	}
-	cfg, err := hostConfigOf(c)
-	if err != nil {
-		return err
-	}
-	hv, _ := hypervisorOf(c, cfg, spec) // a NIC allocated from an admin host has no hypervisor yet
+	hv, _ := thisHypervisor(c, spec) // a NIC allocated from an admin host has no hypervisor yet
 	nic, created, err := st.AllocateMAC(c.Context, store.NIC{
 		DomainUUID: c.String("domain-uuid"), Key: c.String("key"), Domain: c.String("domain"),
 		Network: c.String("network"), Model: c.String("model"), Hypervisor: hv,

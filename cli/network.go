@@ -117,14 +117,14 @@ func networkDefine(c *cli.Context) error {
 	// The snapshot covers every network of this host, whichever were named,
 	// and keeps the NIC records it had (the cluster ledger owns those).
 	var nics []plugin.SnapshotNIC
-	if old, err := plugin.ReadSnapshot(c.String("snapshot")); err == nil {
+	if old, err := plugin.ReadSnapshot(snapshotPath(c)); err == nil {
 		nics = old.NICs
 	}
 	snap, err := plugin.BuildSnapshot(s, hv, nics, 0, time.Now())
 	if err != nil {
 		return err
 	}
-	if err := plugin.WriteSnapshot(c.String("snapshot"), snap); err != nil {
+	if err := plugin.WriteSnapshot(snapshotPath(c), snap); err != nil {
 		return fmt.Errorf("write the host snapshot for the hook: %w", err)
 	}
 	if err := printOut(c, results, func(w *tabwriter.Writer) {

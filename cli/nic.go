@@ -129,7 +129,7 @@ func nicAdd(c *cli.Context) error {
 	if d == nil {
 		return fmt.Errorf("domain %s does not exist on this host; see 'virsh list --all'", name)
 	}
-	snap, _ := plugin.ReadSnapshot(c.String("snapshot"))
+	snap, _ := plugin.ReadSnapshot(snapshotPath(c))
 	ledger, err := openNICLedger(c)
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func nicAdd(c *cli.Context) error {
 		return nil
 	}
 	// Hot-plugged: program its tap now (the hook's waiter does it too).
-	res, err := syncRunningNIC(conn, s, c.String("snapshot"), name, mac)
+	res, err := syncRunningNIC(conn, s, snapshotPath(c), name, mac)
 	if err != nil {
 		return fmt.Errorf("NIC %s is attached, but its tap could not be programmed: %w; run 'gallium-net nic sync %s'", mac, err, name)
 	}
@@ -381,7 +381,7 @@ func nicSync(c *cli.Context) error {
 		if d.active && d.live.Managed {
 			for _, n := range d.live.ManagedNICs() {
 				row := syncRow{Domain: d.name, MAC: n.MAC, Network: nicNetworkOf(d.live, n), Changes: []string{}}
-				res, err := syncRunningNIC(conn, s, c.String("snapshot"), d.name, n.MAC)
+				res, err := syncRunningNIC(conn, s, snapshotPath(c), d.name, n.MAC)
 				row.Tap, row.Changes = res.tap, append(row.Changes, res.changes...)
 				if err != nil {
 					row.Error = err.Error()

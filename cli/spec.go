@@ -35,7 +35,7 @@ func hypervisorFlag() cli.Flag {
 
 // readSpec loads the spec -f names, without validating it.
 func readSpec(c *cli.Context) (*plugin.Spec, error) {
-	path := c.String("spec")
+	path := specPath(c)
 	s, err := plugin.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -44,6 +44,17 @@ func readSpec(c *cli.Context) (*plugin.Spec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// specPath is -f/--spec when given, else the config's spec:, else the
+// default.
+func specPath(c *cli.Context) string {
+	if !c.IsSet("spec") {
+		if cfg, err := hostConfigOf(c); err == nil && cfg.Spec != "" {
+			return cfg.Spec
+		}
+	}
+	return c.String("spec")
 }
 
 // loadSpec loads and validates the spec -f names. Warnings go to stderr; an
@@ -58,7 +69,7 @@ func loadSpec(c *cli.Context) (*plugin.Spec, error) {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s: %s\n", f.Path, f.Message)
 	}
 	if err := findings.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w\nrun 'gallium-net validate -f %s' for details", c.String("spec"), err, c.String("spec"))
+		return nil, fmt.Errorf("%s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
 	}
 	return s, nil
 }
@@ -78,7 +89,8 @@ func loadSpecHere(c *cli.Context) (*plugin.Spec, string, error) {
 }
 
 // thisHypervisor says which hypervisor of the spec this host is: --hypervisor
-// when given, else the one named like this host, else the one whose
+// when given, else hypervisor: in this host's config, else the one named like
+// this host, else the one whose
 // management IP is configured on a local interface.
 func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
 	names := make([]string, 0, len(s.Hypervisors))
@@ -90,6 +102,16 @@ func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
 			return "", fmt.Errorf("--hypervisor %s: not in the cluster spec; use one of: %s", hv, strings.Join(names, ", "))
 		}
 		return hv, nil
+	}
+	cfg, err := hostConfigOf(c)
+	if err != nil {
+		return "", err
+	}
+	if cfg.Hypervisor != "" {
+		if s.Hypervisor(cfg.Hypervisor) == nil {
+			return "", fmt.Errorf("hypervisor %q (set in %s) is not in the cluster spec; use one of: %s", cfg.Hypervisor, configPath(c), strings.Join(names, ", "))
+		}
+		return cfg.Hypervisor, nil
 	}
 	host, _ := os.Hostname()
 	short, _, _ := strings.Cut(host, ".")

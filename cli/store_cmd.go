@@ -107,12 +107,12 @@ func stateSync(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		hv, err := hypervisorOf(c, cfg, spec)
+		hv, err := thisHypervisor(c, spec)
 		if err != nil {
 			return err
 		}
 		slog.Info("following the cluster state", "store", st.String(), "hypervisor", hv)
-		err = st.FollowSnapshot(ctx, hv, snapshotPathOf(c, cfg), nil)
+		err = st.FollowSnapshot(ctx, hv, snapshotPath(c), nil)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
