@@ -28,7 +28,15 @@ import (
 var (
 	labsMu sync.Mutex
 	labs   []*lab.Lab
+	// closers run on INT/TERM too (a whole-cluster scenario's Close).
+	closers []func()
 )
+
+func closeOnSignal(f func()) {
+	labsMu.Lock()
+	closers = append(closers, f)
+	labsMu.Unlock()
+}
 
 // newLab is a lab of its own for one test, closed at its end or on INT/TERM.
 func newLab(ctx context.Context, t *testing.T) *lab.Lab {
@@ -54,6 +62,9 @@ func TestMain(m *testing.M) {
 		labsMu.Lock()
 		for _, l := range labs {
 			l.Close()
+		}
+		for _, f := range closers {
+			f()
 		}
 		labsMu.Unlock()
 		os.Exit(130)

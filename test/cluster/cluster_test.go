@@ -1,0 +1,59 @@
+//go:build cluster
+
+package cluster
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gallium/gallium-net/test/lab"
+)
+
+// TestCluster is issue 7's story as a test: every step of the run checks
+// what it did (see scenario.go), and the figures of the faults must have
+// been measured. It is the cluster tier of make test.
+func TestCluster(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the cluster test needs root (debootstrap, chroot, QEMU): run it as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	lab.SetLogf(t.Logf)
+	s, err := New(Options{Logf: t.Logf, Out: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeOnSignal(s.Close)
+	t.Cleanup(s.Close)
+	for i, st := range s.Steps() {
+		if !t.Run(st.Name, func(t *testing.T) {
+			if err := s.RunStep(ctx, i, st); err != nil {
+				t.Fatal(err)
+			}
+		}) {
+			t.FailNow()
+		}
+	}
+	r := s.Report
+	t.Run("figures", func(t *testing.T) {
+		if r.Failover.Switch <= 0 || r.Failover.To == "" || r.Failover.To == r.Failover.From {
+			t.Errorf("bond failover not measured: %+v", r.Failover)
+		}
+		if r.Etcd.NewLeader == "" || r.Etcd.NewLeader == r.Etcd.Killed || r.Etcd.Writes == 0 {
+			t.Errorf("etcd leader loss not measured: %+v", r.Etcd)
+		}
+		if r.VIP.NewHolder == "" || r.VIP.NewHolder == r.VIP.Stopped || r.VIP.Sent == 0 {
+			t.Errorf("VIP takeover not measured: %+v", r.VIP)
+		}
+		if len(r.NICs) != 6 || r.MACs.Burst != 3*burstPerHV {
+			t.Errorf("want 6 VM NICs and %d burst MACs, got %d and %d", 3*burstPerHV, len(r.NICs), r.MACs.Burst)
+		}
+		if len(r.Hypervisors) != 3 {
+			t.Errorf("the report covers %d hypervisors, want 3", len(r.Hypervisors))
+		}
+		t.Logf("failover %s, etcd write gap %s, VIP gap ~%s (VIP seen on the new holder after %s)",
+			r.Failover.Switch, r.Etcd.WriteGap, r.VIP.Outage, r.VIP.SeenAfter)
+	})
+}

@@ -1,0 +1,280 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/plugin/diagram"
+)
+
+// Report is what the run found and measured.
+type Report struct {
+	Steps        []StepTiming
+	BootReady    map[string]time.Duration
+	Hypervisors  map[string]*HVReport
+	NICs         []NICReport
+	MACs         MACReport
+	Isolation    []IsolationCheck
+	VMFramesSeen int
+	Failover     FailoverReport
+	Etcd         EtcdReport
+	VIP          VIPReport
+	// Files written by the report step.
+	Files []string
+}
+
+type StepTiming struct {
+	Name string
+	Took time.Duration
+	Err  string `json:",omitempty"`
+}
+
+// HVReport is one hypervisor's state as gallium-net reports it.
+type HVReport struct {
+	Name       string
+	PoweredOff bool
+	Status     *netsetup.HostStatus
+	Networks   []string // libvirt networks: name, bridge, VLAN
+	HoldsVIP   bool
+	Collected  time.Time
+}
+
+type NICReport struct {
+	Hypervisor, Domain, Network string
+	VLAN                        int
+	Model, MAC, Tap             string
+}
+
+type MACReport struct {
+	VMNICs, Burst, BurstHVs int
+	BurstTook               time.Duration
+}
+
+type IsolationCheck struct {
+	What               string
+	WantReach, Reached bool
+}
+
+type FailoverReport struct {
+	Hypervisor, Bond, From, To string
+	Switch                     time.Duration // carrier loss -> new active adapter, in the guest
+	Sent, Lost, MaxBurst       int
+	Interval, Outage           time.Duration
+}
+
+type EtcdReport struct {
+	FirstLeader, Killed, NewLeader string
+	Writes, Failed                 int
+	WriteGap                       time.Duration // longest time without a successful write
+	AllocWithMemberDown            time.Duration
+	Rejoin                         time.Duration
+}
+
+type VIPReport struct {
+	FirstHolder, Stopped, NewHolder, Observer string
+	Sent, Lost, MaxBurst                      int
+	Interval, Outage, SeenAfter               time.Duration
+}
+
+// collect reads each hypervisor's host status, libvirt networks and VIP.
+func (s *Scenario) collect(ctx context.Context, hvs []*Hypervisor) error {
+	var mu sync.Mutex
+	if s.Report.Hypervisors == nil {
+		s.Report.Hypervisors = map[string]*HVReport{}
+	}
+	return each(hvs, func(h *Hypervisor) error {
+		st, err := status(ctx, h)
+		if err != nil {
+			return err
+		}
+		var nets []struct {
+			Name   string `json:"name"`
+			Bridge string `json:"bridge"`
+			VLAN   int    `json:"vlan"`
+		}
+		if err := runJSON(ctx, h, "gallium-net network list -o json", &nets); err != nil {
+			return err
+		}
+		var ns []string
+		for _, n := range nets {
+			v := "untagged"
+			if n.VLAN != 0 {
+				v = fmt.Sprintf("VLAN %d", n.VLAN)
+			}
+			ns = append(ns, fmt.Sprintf("%s (%s on %s)", n.Name, v, n.Bridge))
+		}
+		out, err := run(ctx, h, "ip -o addr show to "+s.spec.Cluster.VIP)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		s.Report.Hypervisors[h.Name] = &HVReport{Name: h.Name, Status: st, Networks: ns, HoldsVIP: strings.TrimSpace(out) != "", Collected: time.Now()}
+		mu.Unlock()
+		return nil
+	})
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+// Text is the readable report.
+func (s *Scenario) Text() string {
+	r := &s.Report
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(&b, "Gallium lab cluster %q: %d hypervisors (QEMU/TCG, Debian 12, kernel %s), spec %s\n\n",
+		s.spec.Cluster.Name, len(s.spec.Hypervisors), s.imgRelease(), s.opt.Spec)
+	var names []string
+	for n := range r.Hypervisors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		hr := r.Hypervisors[n]
+		state := ""
+		if s.down[n] {
+			state = fmt.Sprintf("  [powered off by the VIP fault; state as of %s]", hr.Collected.Format("15:04:05"))
+		}
+		vip := ""
+		if hr.HoldsVIP && !s.down[n] {
+			vip = "  holds the VIP " + s.spec.Cluster.VIP
+		}
+		fmt.Fprintf(&b, "%s%s%s\n", n, vip, state)
+		for _, g := range hr.Status.Groups {
+			var ads []string
+			for _, a := range g.Adapters {
+				c := "up"
+				if !a.Carrier {
+					c = "NO CARRIER"
+				}
+				mark := ""
+				if a.Active {
+					mark = "*"
+				}
+				ads = append(ads, fmt.Sprintf("%s%s(%s)", a.Name, mark, c))
+			}
+			var vl []string
+			for _, v := range g.VLANs {
+				vl = append(vl, fmt.Sprint(v.VID))
+			}
+			fmt.Fprintf(w, "  %s\tbond %s active %s\t[%s]\tbridge %s VLANs %s\t%s\n", g.Group, g.Bond, g.ActiveAdapter, strings.Join(ads, " "), g.Bridge, strings.Join(vl, ","), strings.Join(g.Addrs, " "))
+		}
+		w.Flush()
+		fmt.Fprintf(&b, "  libvirt networks: %s\n", strings.Join(hr.Networks, ", "))
+		for _, nic := range r.NICs {
+			if nic.Hypervisor == n {
+				fmt.Fprintf(&b, "  VM %s: %s %s %s -> network %s, tap %s on VLAN %d\n", nic.Domain, nic.MAC, nic.Model, "NIC", nic.Network, nic.Tap, nic.VLAN)
+			}
+		}
+		fmt.Fprintln(&b)
+	}
+	fmt.Fprintf(&b, "MACs: %d VM NICs, all distinct and in the etcd ledger; %d MACs allocated concurrently by %d hypervisors in %s: 0 duplicates\n",
+		r.MACs.VMNICs, r.MACs.Burst, r.MACs.BurstHVs, r.MACs.BurstTook.Round(100*time.Millisecond))
+	fmt.Fprintln(&b, "VLAN isolation across hypervisors (probe ports on the VM bridges, one IP subnet):")
+	for _, c := range r.Isolation {
+		verdict := "ok"
+		if c.Reached != c.WantReach {
+			verdict = "WRONG"
+		}
+		fmt.Fprintf(w, "  %s\treached=%v\twant %v\t%s\n", c.What, c.Reached, c.WantReach, verdict)
+	}
+	w.Flush()
+	fmt.Fprintln(&b)
+	f := r.Failover
+	fmt.Fprintln(&b, "Faults:")
+	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s in %s (carrier loss to new active adapter); %d of %d probes lost at %s (longest gap ~%s)\n",
+		f.Hypervisor, f.From, f.Bond, f.From, f.To, ms(f.Switch), f.Lost, f.Sent, f.Interval, ms(f.Outage))
+	e := r.Etcd
+	fmt.Fprintf(&b, "  2. etcd leader %s killed: new leader %s; longest time without a successful write %s (%d of %d writes failed); gallium-net on %s with its member dead: %s; rejoined in %s\n",
+		e.Killed, e.NewLeader, ms(e.WriteGap), e.Failed, e.Writes, e.Killed, ms(e.AllocWithMemberDown), e.Rejoin.Round(100*time.Millisecond))
+	v := r.VIP
+	fmt.Fprintf(&b, "  3. VIP holder  %s powered off: VIP %s moved to %s; %s lost %d of %d probes at %s (longest gap ~%s); seen on %s %s after the cut\n",
+		v.Stopped, s.spec.Cluster.VIP, v.NewHolder, v.Observer, v.Lost, v.Sent, v.Interval, ms(v.Outage), v.NewHolder, ms(v.SeenAfter))
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "Steps:")
+	var total time.Duration
+	for _, st := range r.Steps {
+		total += st.Took
+		res := "ok"
+		if st.Err != "" {
+			res = "FAILED: " + st.Err
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", st.Name, st.Took.Round(100*time.Millisecond), res)
+	}
+	w.Flush()
+	fmt.Fprintf(&b, "  total\t%s\n", total.Round(time.Second))
+	return b.String()
+}
+
+func (s *Scenario) imgRelease() string {
+	if s.img == nil {
+		return "?"
+	}
+	return s.img.Release
+}
+
+func (s *Scenario) stepReport(ctx context.Context) error {
+	if err := os.MkdirAll(s.opt.Out, 0o755); err != nil {
+		return err
+	}
+	// The topology with every hypervisor's VM NICs from the ledger.
+	var opt diagram.Options
+	for _, n := range s.Report.NICs {
+		opt.NICs = append(opt.NICs, diagram.NIC{Hypervisor: n.Hypervisor, Domain: n.Domain, MAC: n.MAC, Network: n.Network})
+	}
+	dot, err := diagram.DOT(s.spec, opt)
+	if err != nil {
+		return err
+	}
+	mer, err := diagram.Mermaid(s.spec, opt)
+	if err != nil {
+		return err
+	}
+	write := func(name string, data []byte) error {
+		p := filepath.Join(s.opt.Out, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+		s.Report.Files = append(s.Report.Files, p)
+		return nil
+	}
+	if err := write("topology.dot", []byte(dot)); err != nil {
+		return err
+	}
+	if err := write("topology.mmd", []byte(mer)); err != nil {
+		return err
+	}
+	if dotBin, err := exec.LookPath("dot"); err == nil {
+		svg := filepath.Join(s.opt.Out, "topology.svg")
+		cmd := exec.CommandContext(ctx, dotBin, "-Tsvg", "-o", svg)
+		cmd.Stdin = strings.NewReader(dot)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("dot -Tsvg: %v: %s", err, out)
+		}
+		s.Report.Files = append(s.Report.Files, svg)
+	} else {
+		s.logf("  Graphviz (dot) not installed: topology as DOT and Mermaid text only")
+	}
+	text := s.Text()
+	if err := write("report.txt", []byte(text)); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(&s.Report, "", "  ")
+	if err := write("report.json", js); err != nil {
+		return err
+	}
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		s.opt.Logf("  %s", l)
+	}
+	s.logf("  report files: %s", strings.Join(s.Report.Files, " "))
+	return nil
+}

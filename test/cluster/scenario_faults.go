@@ -1,0 +1,311 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// probeStats is labtool probe's JSON line (UDP echo every interval).
+type probeStats struct {
+	Sent       int      `json:"sent"`
+	Received   int      `json:"received"`
+	Lost       int      `json:"lost"`
+	MaxBurst   int      `json:"maxBurst"`
+	LostRanges []string `json:"lostRanges"`
+	MaxRTTms   float64  `json:"maxRTTms"`
+}
+
+// bondEvent is one line of labtool watch-bond.
+type bondEvent struct {
+	Ms     float64 `json:"ms"`
+	Event  string  `json:"event"`
+	Dev    string  `json:"dev"`
+	Up     bool    `json:"up"`
+	Active string  `json:"active"`
+}
+
+// probe runs labtool probe in h towards to (IP:port) in the background of
+// the caller; the result arrives on the returned channel.
+func probe(ctx context.Context, h *Hypervisor, to string, interval, duration time.Duration) <-chan probeResult {
+	ch := make(chan probeResult, 1)
+	go func() {
+		var r probeResult
+		out, err := run(ctx, h, fmt.Sprintf("labtool probe -to %s -interval %s -duration %s -grace 1s", to, interval, duration))
+		if err == nil {
+			err = json.Unmarshal([]byte(lastLine(out)), &r.Stats)
+		}
+		r.Err = err
+		ch <- r
+	}()
+	return ch
+}
+
+type probeResult struct {
+	Stats probeStats
+	Err   error
+}
+
+func lastLine(s string) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	return ls[len(ls)-1]
+}
+
+// stepBondFailover pulls the cable of the infrastructure bond's active
+// adapter on the first hypervisor while the second sends it a UDP probe
+// every 10 ms over the management network.
+func (s *Scenario) stepBondFailover(ctx context.Context) error {
+	h, peer := s.hvs[0], s.hvs[1]
+	st, err := status(ctx, h)
+	if err != nil {
+		return err
+	}
+	var from, bond string
+	for _, g := range st.Groups {
+		if g.Infrastructure {
+			from, bond = g.ActiveAdapter, g.Bond
+		}
+	}
+	if from == "" {
+		return fmt.Errorf("%s: the infrastructure bond has no active adapter", h.Name)
+	}
+	if err := background(ctx, h, "labtool watch-bond -bond "+bond+" -changes 1 -timeout 60s -poll 2ms", "/tmp/watch-bond.json"); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	interval := 10 * time.Millisecond
+	res := probe(ctx, peer, mgmtIP(s.spec.Hypervisors[0])+":7777", interval, 6*time.Second)
+	time.Sleep(2 * time.Second)
+	nic := h.Name + "-" + from
+	if err := h.SetLink(nic, false); err != nil {
+		return err
+	}
+	s.logf("  cable of %s %s pulled (active adapter of %s)", h.Name, from, bond)
+	r := <-res
+	if r.Err != nil {
+		return r.Err
+	}
+	// The bond's own account: carrier lost -> new active adapter.
+	out, err := run(ctx, h, "i=0; until grep -q '\"active\":\"[a-z]' /tmp/watch-bond.json && [ $(grep -c '\"event\":\"active\"' /tmp/watch-bond.json) -ge 2 ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done; cat /tmp/watch-bond.json")
+	if err != nil {
+		return err
+	}
+	var carrier, changed *bondEvent
+	sc := bufio.NewScanner(strings.NewReader(out))
+	var events []bondEvent
+	for sc.Scan() {
+		var e bondEvent
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			events = append(events, e)
+		}
+	}
+	for i := range events {
+		e := &events[i]
+		switch {
+		case e.Event == "carrier" && e.Dev == from && !e.Up && carrier == nil:
+			carrier = e
+		case e.Event == "active" && carrier != nil && e.Active != "" && e.Active != from && changed == nil:
+			changed = e
+		}
+	}
+	if carrier == nil || changed == nil {
+		return fmt.Errorf("%s: bond %s did not change its active adapter after %s lost carrier: %s", h.Name, bond, from, out)
+	}
+	f := FailoverReport{
+		Hypervisor: h.Name, Bond: bond, From: from, To: changed.Active,
+		Switch: time.Duration((changed.Ms - carrier.Ms) * float64(time.Millisecond)),
+		Sent:   r.Stats.Sent, Lost: r.Stats.Lost, Interval: interval,
+		Outage:   time.Duration(r.Stats.MaxBurst) * interval,
+		MaxBurst: r.Stats.MaxBurst,
+	}
+	s.Report.Failover = f
+	s.logf("  bond %s on %s: %s -> %s in %s (carrier loss to new active adapter); %s probes lost of %d (longest burst %d = ~%s without traffic)",
+		bond, h.Name, f.From, f.To, f.Switch.Round(time.Millisecond), fmt.Sprint(f.Lost), f.Sent, f.MaxBurst, f.Outage)
+	if r.Stats.Received == 0 || r.Stats.Lost > r.Stats.Sent/2 {
+		return fmt.Errorf("traffic did not come back after the failover: %+v", r.Stats)
+	}
+	// The host agrees, and the management network still works both ways.
+	st, err = status(ctx, h)
+	if err != nil {
+		return err
+	}
+	return s.checkStatus(h.Name, st, map[string]string{"infra": f.To})
+}
+
+// etcdLeader asks the store which member leads.
+func (s *Scenario) etcdLeader(ctx context.Context, h *Hypervisor) (string, error) {
+	out, err := run(ctx, h, "clustertool leader -endpoints "+s.endpoints())
+	return strings.TrimSpace(out), err
+}
+
+// stepEtcdLeader kills the etcd leader's member (SIGKILL) while another
+// hypervisor writes to the store every 20 ms, then uses gallium-net on the
+// killed member's own hypervisor (its local member is gone) and restarts
+// the member, which rejoins.
+func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
+	leader, err := s.etcdLeader(ctx, s.hvs[0])
+	if err != nil {
+		return err
+	}
+	lh := s.hv(leader)
+	var writer *Hypervisor
+	for _, h := range s.hvs {
+		if h.Name != leader {
+			writer = h
+			break
+		}
+	}
+	type pr struct {
+		out string
+		err error
+	}
+	res := make(chan pr, 1)
+	go func() {
+		out, err := run(ctx, writer, "clustertool probe -interval 20ms -duration 10s -endpoints "+s.endpoints())
+		res <- pr{out, err}
+	}()
+	time.Sleep(3 * time.Second)
+	if _, err := run(ctx, lh, "pkill -KILL -x clustertool"); err != nil {
+		return err
+	}
+	s.logf("  etcd leader %s killed (SIGKILL); %s writes to the store every 20 ms", leader, writer.Name)
+	// gallium-net on the leader's own hypervisor, whose member is dead:
+	// the client moves to the other endpoints.
+	t0 := time.Now()
+	out, err := run(ctx, lh, "gallium-net mac allocate --domain-uuid etcd-fault --key net0 --network prod --domain etcd-fault -o json")
+	if err != nil {
+		return fmt.Errorf("a store write on %s with its member killed: %w", leader, err)
+	}
+	allocTook := time.Since(t0)
+	var nic ledgerNIC
+	if err := json.Unmarshal([]byte(out), &nic); err != nil {
+		return fmt.Errorf("mac allocate: %w: %s", err, out)
+	}
+	p := <-res
+	if p.err != nil {
+		return p.err
+	}
+	var ps struct {
+		Writes   int     `json:"writes"`
+		Failed   int     `json:"failed"`
+		MaxGapMs float64 `json:"maxGapMs"`
+	}
+	if err := json.Unmarshal([]byte(lastLine(p.out)), &ps); err != nil {
+		return fmt.Errorf("clustertool probe: %w: %s", err, p.out)
+	}
+	newLeader, err := s.etcdLeader(ctx, writer)
+	if err != nil {
+		return err
+	}
+	if newLeader == leader || newLeader == "" {
+		return fmt.Errorf("etcd leader after killing %s: %q", leader, newLeader)
+	}
+	// The member comes back with its data and rejoins.
+	if err := background(ctx, lh, s.etcdCmd(s.spec.Hypervisors[indexOf(s, leader)], true), "/var/log/gallium-etcd.log"); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if _, err := run(ctx, writer, "clustertool health -want 3 -timeout 60s -endpoints "+s.endpoints()); err != nil {
+		return fmt.Errorf("member %s did not rejoin: %w", leader, err)
+	}
+	rejoin := time.Since(t1)
+	if _, err := run(ctx, lh, "gallium-net mac release --domain-uuid etcd-fault --key net0"); err != nil {
+		return err
+	}
+	s.Report.Etcd.Killed, s.Report.Etcd.NewLeader = leader, newLeader
+	s.Report.Etcd.Writes, s.Report.Etcd.Failed = ps.Writes, ps.Failed
+	s.Report.Etcd.WriteGap = time.Duration(ps.MaxGapMs * float64(time.Millisecond))
+	s.Report.Etcd.AllocWithMemberDown = allocTook
+	s.Report.Etcd.Rejoin = rejoin
+	s.logf("  new leader %s; longest time without a successful write %s (%d of %d writes failed); gallium-net mac allocate on %s (its member dead) took %s; %s rejoined in %s",
+		newLeader, s.Report.Etcd.WriteGap.Round(time.Millisecond), ps.Failed, ps.Writes, leader, allocTook.Round(10*time.Millisecond), leader, rejoin.Round(100*time.Millisecond))
+	return nil
+}
+
+func indexOf(s *Scenario, name string) int {
+	for i, h := range s.spec.Hypervisors {
+		if h.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// stepVIPHolder powers the VIP holder off (a power cut: QEMU killed) while
+// the hypervisor that will not take the VIP over probes the VIP every
+// 20 ms; the VIP must move to the remaining one, and the cluster (store,
+// VMs) keeps going on the two that are left.
+func (s *Scenario) stepVIPHolder(ctx context.Context) error {
+	// The state of every hypervisor before one goes away, for the report.
+	if err := s.collect(ctx, s.hvs); err != nil {
+		return err
+	}
+	holders, err := s.vipHolders(ctx)
+	if err != nil {
+		return err
+	}
+	if len(holders) != 1 {
+		return fmt.Errorf("VIP held by %v before the fault", holders)
+	}
+	holder := holders[0]
+	// The observer is the lowest-priority hypervisor that is not the
+	// holder (keepalived priorities follow the spec order), so the VIP
+	// moves to the third one and the probe crosses the network.
+	var observer *Hypervisor
+	for i := len(s.hvs) - 1; i >= 0; i-- {
+		if s.hvs[i].Name != holder {
+			observer = s.hvs[i]
+			break
+		}
+	}
+	interval := 20 * time.Millisecond
+	res := probe(ctx, observer, s.spec.Cluster.VIP+":7777", interval, 12*time.Second)
+	time.Sleep(2 * time.Second)
+	cut := time.Now()
+	if err := s.hv(holder).Close(); err != nil {
+		s.logf("  %s: close: %v", holder, err)
+	}
+	s.down[holder] = true
+	s.logf("  %s (VIP holder) powered off; %s probes %s every %s", holder, observer.Name, s.spec.Cluster.VIP, interval)
+	newHolder, err := s.waitVIP(ctx, 30*time.Second, holder)
+	if err != nil {
+		return err
+	}
+	seen := time.Since(cut)
+	r := <-res
+	if r.Err != nil {
+		return r.Err
+	}
+	v := VIPReport{FirstHolder: s.Report.VIP.FirstHolder, Stopped: holder, NewHolder: newHolder, Observer: observer.Name,
+		Sent: r.Stats.Sent, Lost: r.Stats.Lost, MaxBurst: r.Stats.MaxBurst, Interval: interval,
+		Outage: time.Duration(r.Stats.MaxBurst) * interval, SeenAfter: seen}
+	s.Report.VIP = v
+	s.logf("  VIP moved %s -> %s; %s lost %d of %d probes (longest burst %d = ~%s without an answer); VIP seen on %s %s after the cut",
+		holder, newHolder, observer.Name, v.Lost, v.Sent, v.MaxBurst, v.Outage, newHolder, seen.Round(100*time.Millisecond))
+	if r.Stats.Received == 0 || r.Stats.Lost == r.Stats.Sent {
+		return fmt.Errorf("the VIP never answered again: %+v", r.Stats)
+	}
+	// The cluster keeps going: two etcd members of three answer, a store
+	// write works, the VMs on the survivors still run.
+	up := s.up()
+	if _, err := run(ctx, up[0], "clustertool health -want 2 -timeout 60s -endpoints "+s.endpoints()); err != nil {
+		return err
+	}
+	if _, err := run(ctx, up[0], "gallium-net mac allocate --domain-uuid after-cut --key net0 --network dev --domain after-cut && gallium-net mac release --domain-uuid after-cut --key net0"); err != nil {
+		return fmt.Errorf("store write with %s down: %w", holder, err)
+	}
+	for _, h := range up {
+		for _, p := range vmPlans {
+			if p.HV != h.Name {
+				continue
+			}
+			if out, err := h.Virsh(ctx, "domstate "+p.Name); err != nil || strings.TrimSpace(out) != "running" {
+				return fmt.Errorf("%s: domain %s is %q after %s went down (%v)", h.Name, p.Name, strings.TrimSpace(out), holder, err)
+			}
+		}
+	}
+	return s.collect(ctx, up)
+}
