@@ -9,7 +9,7 @@ VERSION  = $(shell $(GO) run ./packaging/build -print-version 2>/dev/null || git
 LDFLAGS  = -X main.version=$(VERSION)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all deps build test test-unit test-ns test-lab test-e2e test-pkg demo fuzz bench packages clean
+.PHONY: all deps build test test-unit test-ns test-lab test-e2e test-pkg test-cluster demo fuzz bench packages clean
 
 all: build
 
@@ -39,6 +39,9 @@ test-e2e: build
 
 test-pkg: build
 	@bash test/run-tiers.sh pkg
+
+test-cluster: build
+	@bash test/run-tiers.sh cluster
 
 # dist/*.deb and dist/*.rpm, versioned from git (packaging/README.md).
 packages: build

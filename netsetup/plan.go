@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +107,9 @@ type target struct {
 	manageRoute bool
 	// removeOwned deletes owned links that are not in links.
 	removeOwned bool
+	// keepAddrs are, per link, IPs another daemon manages there
+	// (GroupState.KeepAddrs): never deleted.
+	keepAddrs map[string][]string
 }
 
 func (h *HostState) target() *target {
@@ -120,6 +124,12 @@ func (h *HostState) target() *target {
 	for _, g := range h.Groups {
 		t.links = append(t.links, Link{Name: g.Bridge, Kind: "bridge", MTU: g.MTU, Up: true, VLANFiltering: true, VLANs: g.BridgeVLANs, Addrs: g.Addrs})
 		t.macFrom[g.Bridge] = g.Bond
+		if len(g.KeepAddrs) > 0 {
+			if t.keepAddrs == nil {
+				t.keepAddrs = map[string][]string{}
+			}
+			t.keepAddrs[g.Bridge] = g.KeepAddrs
+		}
 	}
 	if h.DefaultRoute != nil {
 		r := *h.DefaultRoute
@@ -561,7 +571,7 @@ func (p *planner) delAddrs(links []Link) error {
 			continue
 		}
 		for _, a := range have.Addrs {
-			if !contains(w.Addrs, a) {
+			if !contains(w.Addrs, a) && !keptAddr(p.t.keepAddrs[w.Name], a) {
 				if err := p.emit(Op{Kind: OpAddrDel, Link: w.Name, Addr: a}, false, ""); err != nil {
 					return err
 				}
@@ -569,6 +579,21 @@ func (p *planner) delAddrs(links []Link) error {
 		}
 	}
 	return nil
+}
+
+// keptAddr reports whether addr (CIDR) is one of the IPs in keep, whatever
+// its prefix length: keepalived adds the VIP as /24 or /32 as configured.
+func keptAddr(keep []string, addr string) bool {
+	ip, _, err := net.ParseCIDR(addr)
+	if err != nil {
+		return false
+	}
+	for _, k := range keep {
+		if kip := net.ParseIP(k); kip != nil && kip.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // bondMACOf reports whether adapter a's MAC is the MAC its target bond had.

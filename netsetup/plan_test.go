@@ -26,6 +26,7 @@ func TestDesiredExample(t *testing.T) {
 		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		Addrs:       []string{"192.168.1.102/24"},
+		KeepAddrs:   []string{"192.168.1.100"},
 	}
 	if !reflect.DeepEqual(infra, want) {
 		t.Errorf("infra:\n got %+v\nwant %+v", infra, want)
@@ -138,6 +139,44 @@ func TestConvergedHostGetsZeroWrites(t *testing.T) {
 			}
 			if !p.Empty() || c.Writes != 0 {
 				t.Errorf("converged host: plan %q, %d writes; want none", p.String(), c.Writes)
+			}
+		})
+	}
+}
+
+// TestVIPOnTheInfrastructureBridgeIsKept: keepalived adds the cluster VIP
+// to the infrastructure bridge of its holder; a re-apply or host status
+// there must neither remove it nor call the host unconverged, while any
+// other stray address is still removed. (Found by the whole-cluster run:
+// the plan on the VIP holder deleted the VIP.)
+func TestVIPOnTheInfrastructureBridgeIsKept(t *testing.T) {
+	for _, vip := range []string{"192.168.1.100/24", "192.168.1.100/32"} {
+		t.Run(vip, func(t *testing.T) {
+			f, spec := converged(t)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: vip}); err != nil {
+				t.Fatal(err)
+			}
+			obs, _ := f.Observe()
+			p, err := MakePlan(hs, obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Empty() {
+				t.Errorf("the VIP holder is not converged: %v", p.Lines())
+			}
+			if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: "192.168.1.77/24"}); err != nil {
+				t.Fatal(err)
+			}
+			obs, _ = f.Observe()
+			if p, err = MakePlan(hs, obs); err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Lines(); len(got) != 1 || got[0] != "ip addr del 192.168.1.77/24 dev gbr-infra" {
+				t.Errorf("a stray address next to the VIP: plan %q, want only its removal", got)
 			}
 		})
 	}

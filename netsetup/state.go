@@ -277,6 +277,11 @@ type GroupState struct {
 	// Addrs are the bridge's addresses (the management IP on the
 	// infrastructure bridge).
 	Addrs []string `json:"addrs,omitempty" yaml:"addrs,omitempty"`
+	// KeepAddrs are IPs that another daemon manages on the bridge: the
+	// cluster VIP, which keepalived adds to and removes from the
+	// infrastructure bridge of whichever hypervisor holds it. gallium-net
+	// never removes them (with any prefix length) and never adds them.
+	KeepAddrs []string `json:"keepAddrs,omitempty" yaml:"keepAddrs,omitempty"`
 }
 
 // Group returns the group named name, or nil.
@@ -398,6 +403,9 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 		if gs.Infrastructure {
 			gs.BridgeVLANs = []VLAN{{VID: NativeVID, PVID: true, Untagged: true}}
 			gs.Addrs = []string{mgmt}
+			if spec.Cluster.VIP != "" {
+				gs.KeepAddrs = []string{spec.Cluster.VIP}
+			}
 			hs.ManagementBridge = gs.Bridge
 			if spec.Cluster.Gateway != "" {
 				if net.ParseIP(spec.Cluster.Gateway) == nil {

@@ -4,14 +4,15 @@
 #   test/run-tiers.sh unit lab   only those
 # Tiers: unit (tier 1, and tier 2 namespace tests, which need root: go test
 # ./... as root), lab (tier 3, the kernel lab VM), e2e (tier 4, real
-# libvirtd + QEMU), pkg (the .deb/.rpm installed and checked).
+# libvirtd + QEMU), pkg (the .deb/.rpm installed and checked), cluster
+# (three lab hypervisors with the .deb, etcd, VIP, VMs and faults).
 # GALLIUM_STRICT=1: a test that cannot run here fails instead of skipping,
 # except kernel-feature tests on the host kernel, which the lab tier runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export GALLIUM_STRICT=1
 export GOFLAGS=-buildvcs=false
-all=(unit lab e2e pkg)
+all=(unit lab e2e pkg cluster)
 tiers=("$@")
 ((${#tiers[@]})) || tiers=("${all[@]}")
 
@@ -19,6 +20,7 @@ declare -A script=(
   [lab]=test/lab/run.sh
   [e2e]=test/e2e/run.sh
   [pkg]=packaging/test.sh
+  [cluster]=test/cluster/run.sh
 )
 passed=0 failed=0 skipped=0
 results=()

@@ -38,7 +38,7 @@ func TestCluster(t *testing.T) {
 	}
 	r := s.Report
 	t.Run("figures", func(t *testing.T) {
-		if r.Failover.Switch <= 0 || r.Failover.To == "" || r.Failover.To == r.Failover.From {
+		if r.Failover.Sent == 0 || r.Failover.To == "" || r.Failover.To == r.Failover.From {
 			t.Errorf("bond failover not measured: %+v", r.Failover)
 		}
 		if r.Etcd.NewLeader == "" || r.Etcd.NewLeader == r.Etcd.Killed || r.Etcd.Writes == 0 {

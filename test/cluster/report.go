@@ -191,8 +191,8 @@ func (s *Scenario) Text() string {
 	fmt.Fprintln(&b)
 	f := r.Failover
 	fmt.Fprintln(&b, "Faults:")
-	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s in %s (carrier loss to new active adapter); %d of %d probes lost at %s (longest gap ~%s)\n",
-		f.Hypervisor, f.From, f.Bond, f.From, f.To, ms(f.Switch), f.Lost, f.Sent, f.Interval, ms(f.Outage))
+	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s; %d of %d probes lost at %s (longest gap ~%s); in the guest %s from carrier loss to the new active adapter\n",
+		f.Hypervisor, f.From, f.Bond, f.From, f.To, f.Lost, f.Sent, f.Interval, ms(f.Outage), ms(f.Switch))
 	e := r.Etcd
 	fmt.Fprintf(&b, "  2. etcd leader %s killed: new leader %s; longest time without a successful write %s (%d of %d writes failed); gallium-net on %s with its member dead: %s; rejoined in %s\n",
 		e.Killed, e.NewLeader, ms(e.WriteGap), e.Failed, e.Writes, e.Killed, ms(e.AllocWithMemberDown), e.Rejoin.Round(100*time.Millisecond))

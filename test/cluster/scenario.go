@@ -561,7 +561,8 @@ func (s *Scenario) vipHolders(ctx context.Context) ([]string, error) {
 	return holders, err
 }
 
-// waitVIP waits until exactly one hypervisor holds the VIP.
+// waitVIP waits until exactly one hypervisor other than not holds the
+// VIP, and returns it and how long that took.
 func (s *Scenario) waitVIP(ctx context.Context, timeout time.Duration, not string) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -573,10 +574,55 @@ func (s *Scenario) waitVIP(ctx context.Context, timeout time.Duration, not strin
 			return hs[0], nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("after %s the VIP %s is held by %v, want exactly one hypervisor", timeout, s.spec.Cluster.VIP, hs)
+			return "", fmt.Errorf("after %s the VIP %s is held by %v, want exactly one hypervisor%s", timeout, s.spec.Cluster.VIP, hs, s.keepalivedLogs(ctx))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// stableVIP waits until one hypervisor has held the VIP alone for hold,
+// and reports every change of holder it saw on the way (keepalived
+// instances that start apart can hand the VIP over once).
+func (s *Scenario) stableVIP(ctx context.Context, hold, timeout time.Duration) (string, []string, error) {
+	deadline := time.Now().Add(timeout)
+	var changes []string
+	last, since := "", time.Now()
+	for {
+		hs, err := s.vipHolders(ctx)
+		if err != nil {
+			return "", changes, err
+		}
+		cur := strings.Join(hs, "+")
+		if cur != last {
+			changes = append(changes, fmt.Sprintf("%s at %s", orNone(cur), s.Elapsed().Round(100*time.Millisecond)))
+			last, since = cur, time.Now()
+		}
+		if len(hs) == 1 && time.Since(since) >= hold {
+			return hs[0], changes, nil
+		}
+		if time.Now().After(deadline) {
+			return "", changes, fmt.Errorf("the VIP %s was not held by one hypervisor for %s within %s (holders: %v)%s", s.spec.Cluster.VIP, hold, timeout, changes, s.keepalivedLogs(ctx))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nobody"
+	}
+	return s
+}
+
+// keepalivedLogs are the last lines of each hypervisor's keepalived log,
+// for an error message.
+func (s *Scenario) keepalivedLogs(ctx context.Context) string {
+	var b strings.Builder
+	for _, h := range s.up() {
+		out, _, _ := h.Run(ctx, "tail -8 /var/log/keepalived.log")
+		fmt.Fprintf(&b, "\n--- keepalived on %s:\n%s", h.Name, strings.TrimSpace(out))
+	}
+	return b.String()
 }
 
 func (s *Scenario) stepVIP(ctx context.Context) error {
@@ -596,12 +642,12 @@ func (s *Scenario) stepVIP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	holder, err := s.waitVIP(ctx, 60*time.Second, "")
+	holder, changes, err := s.stableVIP(ctx, 5*time.Second, 90*time.Second)
 	if err != nil {
 		return err
 	}
 	s.Report.VIP.FirstHolder = holder
-	s.logf("  VIP %s up on %s %s after keepalived started", s.spec.Cluster.VIP, holder, time.Since(t0).Round(100*time.Millisecond))
+	s.logf("  VIP %s on %s, stable for 5 s, %s after keepalived started (holders seen: %s)", s.spec.Cluster.VIP, holder, time.Since(t0).Round(100*time.Millisecond), strings.Join(changes, ", "))
 	mac, err := run(ctx, s.hv(holder), "cat /sys/class/net/gbr-infra/address")
 	if err != nil {
 		return err
@@ -618,7 +664,7 @@ func (s *Scenario) stepVIP(ctx context.Context) error {
 			return err
 		}
 		if vs.HeldHere != (h.Name == holder) {
-			return fmt.Errorf("vip status: heldHere=%v, but the VIP is on %s", vs.HeldHere, holder)
+			return fmt.Errorf("vip status: heldHere=%v, but the VIP is on %s%s", vs.HeldHere, holder, s.keepalivedLogs(ctx))
 		}
 		if !vs.HeldHere && !strings.EqualFold(vs.AnsweredBy, mac) {
 			return fmt.Errorf("vip status: answered by %q, want %s (gbr-infra of %s)", vs.AnsweredBy, mac, holder)

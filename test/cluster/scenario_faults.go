@@ -122,8 +122,8 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 		MaxBurst: r.Stats.MaxBurst,
 	}
 	s.Report.Failover = f
-	s.logf("  bond %s on %s: %s -> %s in %s (carrier loss to new active adapter); %s probes lost of %d (longest burst %d = ~%s without traffic)",
-		bond, h.Name, f.From, f.To, f.Switch.Round(time.Millisecond), fmt.Sprint(f.Lost), f.Sent, f.MaxBurst, f.Outage)
+	s.logf("  bond %s on %s: %s -> %s; %d probes lost of %d (longest burst %d = ~%s without traffic); in the guest %s from carrier loss to the new active adapter (polled every 2 ms)",
+		bond, h.Name, f.From, f.To, f.Lost, f.Sent, f.MaxBurst, f.Outage, f.Switch.Round(time.Millisecond))
 	if r.Stats.Received == 0 || r.Stats.Lost > r.Stats.Sent/2 {
 		return fmt.Errorf("traffic did not come back after the failover: %+v", r.Stats)
 	}
@@ -175,15 +175,11 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 	// gallium-net on the leader's own hypervisor, whose member is dead:
 	// the client moves to the other endpoints.
 	t0 := time.Now()
-	out, err := run(ctx, lh, "gallium-net mac allocate --domain-uuid etcd-fault --key net0 --network prod --domain etcd-fault -o json")
-	if err != nil {
+	var nic ledgerNIC
+	if err := runJSON(ctx, lh, "gallium-net mac allocate --domain-uuid etcd-fault --key net0 --network prod --domain etcd-fault -o json", &nic); err != nil {
 		return fmt.Errorf("a store write on %s with its member killed: %w", leader, err)
 	}
 	allocTook := time.Since(t0)
-	var nic ledgerNIC
-	if err := json.Unmarshal([]byte(out), &nic); err != nil {
-		return fmt.Errorf("mac allocate: %w: %s", err, out)
-	}
 	p := <-res
 	if p.err != nil {
 		return p.err
