@@ -60,6 +60,9 @@ type Step struct {
 	Run  func(ctx context.Context) error
 }
 
+// vipEchoPort is the UDP echo bound to the VIP on every hypervisor.
+const vipEchoPort = 7778
+
 // endpoints are the etcd client URLs (one member per hypervisor).
 func (s *Scenario) endpoints() string {
 	var eps []string
@@ -636,8 +639,17 @@ func (s *Scenario) stepVIP(ctx context.Context) error {
 		if err := background(ctx, h, "keepalived -n -l -D -f /etc/keepalived/keepalived.conf", "/var/log/keepalived.log"); err != nil {
 			return err
 		}
-		// The probes' UDP echo server, on every address.
-		return background(ctx, h, "labtool echo -listen :7777 -duration 60m", "/var/log/labtool-echo.log")
+		// The probes' UDP echo servers: one on every address, one bound
+		// to the VIP itself (ip_nonlocal_bind: before this host holds it),
+		// so that its answers come from the VIP and not from the
+		// management IP, which the prober's connected socket would drop.
+		if err := background(ctx, h, "labtool echo -listen :7777 -duration 60m", "/var/log/labtool-echo.log"); err != nil {
+			return err
+		}
+		if _, err := run(ctx, h, "sysctl -qw net.ipv4.ip_nonlocal_bind=1"); err != nil {
+			return err
+		}
+		return background(ctx, h, fmt.Sprintf("labtool echo -listen %s:%d -duration 60m", s.spec.Cluster.VIP, vipEchoPort), "/var/log/labtool-echo-vip.log")
 	})
 	if err != nil {
 		return err

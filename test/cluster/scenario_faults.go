@@ -49,6 +49,19 @@ type probeResult struct {
 	Err   error
 }
 
+// answeredBefore reports whether the probe stream worked before the
+// fault (at 2 s in): a loss from the very first probe on means the probe
+// never reached its target, and the gap would not measure the fault.
+func answeredBefore(st probeStats) error {
+	for _, r := range st.LostRanges {
+		var a, b int
+		if n, _ := fmt.Sscanf(r, "%d-%d", &a, &b); n == 2 && a == 0 && b >= 5 {
+			return fmt.Errorf("the probe got no answer before the fault either (lost %s of %d): it measured nothing", r, st.Sent)
+		}
+	}
+	return nil
+}
+
 func lastLine(s string) string {
 	ls := strings.Split(strings.TrimSpace(s), "\n")
 	return ls[len(ls)-1]
@@ -124,6 +137,9 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 	s.Report.Failover = f
 	s.logf("  bond %s on %s: %s -> %s; %d probes lost of %d (longest burst %d = ~%s without traffic); in the guest %s from carrier loss to the new active adapter (polled every 2 ms)",
 		bond, h.Name, f.From, f.To, f.Lost, f.Sent, f.MaxBurst, f.Outage, f.Switch.Round(time.Millisecond))
+	if err := answeredBefore(r.Stats); err != nil {
+		return err
+	}
 	if r.Stats.Received == 0 || r.Stats.Lost > r.Stats.Sent/2 {
 		return fmt.Errorf("traffic did not come back after the failover: %+v", r.Stats)
 	}
@@ -258,7 +274,7 @@ func (s *Scenario) stepVIPHolder(ctx context.Context) error {
 		}
 	}
 	interval := 20 * time.Millisecond
-	res := probe(ctx, observer, s.spec.Cluster.VIP+":7777", interval, 12*time.Second)
+	res := probe(ctx, observer, fmt.Sprintf("%s:%d", s.spec.Cluster.VIP, vipEchoPort), interval, 12*time.Second)
 	time.Sleep(2 * time.Second)
 	cut := time.Now()
 	if err := s.hv(holder).Close(); err != nil {
@@ -281,6 +297,9 @@ func (s *Scenario) stepVIPHolder(ctx context.Context) error {
 	s.Report.VIP = v
 	s.logf("  VIP moved %s -> %s; %s lost %d of %d probes (longest burst %d = ~%s without an answer); VIP seen on %s %s after the cut",
 		holder, newHolder, observer.Name, v.Lost, v.Sent, v.MaxBurst, v.Outage, newHolder, seen.Round(100*time.Millisecond))
+	if err := answeredBefore(r.Stats); err != nil {
+		return err
+	}
 	if r.Stats.Received == 0 || r.Stats.Lost == r.Stats.Sent {
 		return fmt.Errorf("the VIP never answered again: %+v", r.Stats)
 	}
