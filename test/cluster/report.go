@@ -172,7 +172,7 @@ func (s *Scenario) Text() string {
 		fmt.Fprintf(&b, "  libvirt networks: %s\n", strings.Join(hr.Networks, ", "))
 		for _, nic := range r.NICs {
 			if nic.Hypervisor == n {
-				fmt.Fprintf(&b, "  VM %s: %s %s %s -> network %s, tap %s on VLAN %d\n", nic.Domain, nic.MAC, nic.Model, "NIC", nic.Network, nic.Tap, nic.VLAN)
+				fmt.Fprintf(&b, "  VM %s: NIC %s (%s) on network %s, tap %s on VLAN %d\n", nic.Domain, nic.MAC, nic.Model, nic.Network, nic.Tap, nic.VLAN)
 			}
 		}
 		fmt.Fprintln(&b)
@@ -210,8 +210,8 @@ func (s *Scenario) Text() string {
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", st.Name, st.Took.Round(100*time.Millisecond), res)
 	}
+	fmt.Fprintf(w, "  total\t%s\t\n", total.Round(time.Second))
 	w.Flush()
-	fmt.Fprintf(&b, "  total\t%s\n", total.Round(time.Second))
 	return b.String()
 }
 
