@@ -7,26 +7,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/gallium/gallium-net/test/lab/labwire"
 )
 
-// probeStats is labtool probe's JSON line (UDP echo every interval).
-type probeStats struct {
-	Sent       int      `json:"sent"`
-	Received   int      `json:"received"`
-	Lost       int      `json:"lost"`
-	MaxBurst   int      `json:"maxBurst"`
-	LostRanges []string `json:"lostRanges"`
-	MaxRTTms   float64  `json:"maxRTTms"`
-}
-
-// bondEvent is one line of labtool watch-bond.
-type bondEvent struct {
-	Ms     float64 `json:"ms"`
-	Event  string  `json:"event"`
-	Dev    string  `json:"dev"`
-	Up     bool    `json:"up"`
-	Active string  `json:"active"`
-}
+type (
+	probeStats = labwire.ProbeStats
+	bondEvent  = labwire.BondEvent
+)
 
 // probe runs labtool probe in h towards to (IP:port) in the background of
 // the caller; the result arrives on the returned channel.

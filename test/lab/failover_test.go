@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gallium/gallium-net/test/lab"
+	"github.com/gallium/gallium-net/test/lab/labwire"
 )
 
 // Failover targets from issue 3 ("Must show"): with miimon 100 the active
@@ -26,23 +27,12 @@ const (
 )
 
 // probeStats is labtool probe's output.
-type probeStats struct {
-	Sent       int      `json:"sent"`
-	Received   int      `json:"received"`
-	Lost       int      `json:"lost"`
-	MaxBurst   int      `json:"maxBurst"`
-	LostRanges []string `json:"lostRanges"`
-	MaxRTTms   float64  `json:"maxRTTms"`
-}
+type probeStats = labwire.ProbeStats
 
-// bondEvent is one line of labtool watch-bond.
+// bondEvent is one line of labtool watch-bond, with when the host saw it.
 type bondEvent struct {
-	Ms     float64 `json:"ms"`
-	Event  string  `json:"event"`
-	Dev    string  `json:"dev"`
-	Up     bool    `json:"up"`
-	Active string  `json:"active"`
-	host   time.Time
+	labwire.BondEvent
+	host time.Time
 }
 
 // switchResult is one measured cable change.

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/gallium/gallium-net/test/lab/labwire"
 )
 
 func main() {
@@ -140,18 +142,6 @@ func echo(args []string) error {
 	}
 }
 
-// ProbeStats is what probe prints (one JSON line).
-type ProbeStats struct {
-	Sent       int      `json:"sent"`
-	Received   int      `json:"received"`
-	Lost       int      `json:"lost"`
-	MaxBurst   int      `json:"maxBurst"`   // longest run of consecutive lost probes
-	LostRanges []string `json:"lostRanges"` // first..last seq of each run, at most 10
-	MaxRTTms   float64  `json:"maxRTTms"`
-	IntervalMs float64  `json:"intervalMs"`
-	DurationMs float64  `json:"durationMs"`
-}
-
 func probe(args []string) error {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
 	to := fs.String("to", "", "UDP echo address")
@@ -220,7 +210,7 @@ loop:
 	c.SetReadDeadline(time.Now())
 	mu.Lock()
 	defer mu.Unlock()
-	st := ProbeStats{Sent: int(sent), Received: len(got), IntervalMs: ms(*interval), DurationMs: ms(sendDur), MaxRTTms: ms(maxRTT)}
+	st := labwire.ProbeStats{Sent: int(sent), Received: len(got), IntervalMs: ms(*interval), DurationMs: ms(sendDur), MaxRTTms: ms(maxRTT)}
 	run := 0
 	for i := uint64(0); i < sent; i++ {
 		if got[i] {
@@ -247,15 +237,6 @@ loop:
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// BondEvent is one line that watch-bond prints.
-type BondEvent struct {
-	Ms     float64 `json:"ms"` // since watch-bond started (monotonic)
-	Event  string  `json:"event"`
-	Dev    string  `json:"dev"`
-	Up     bool    `json:"up,omitempty"`
-	Active string  `json:"active,omitempty"`
-}
-
 func watchBond(args []string) error {
 	fs := flag.NewFlagSet("watch-bond", flag.ExitOnError)
 	name := fs.String("bond", "bond0", "bond")
@@ -269,7 +250,7 @@ func watchBond(args []string) error {
 		return strings.TrimSpace(string(b))
 	}
 	start := time.Now()
-	emit := func(e BondEvent) {
+	emit := func(e labwire.BondEvent) {
 		e.Ms = ms(time.Since(start))
 		b, _ := json.Marshal(e)
 		os.Stdout.Write(append(b, '\n'))
@@ -279,10 +260,10 @@ func watchBond(args []string) error {
 	carrier := map[string]string{}
 	for _, s := range slaves {
 		carrier[s] = read("/sys/class/net/" + s + "/carrier")
-		emit(BondEvent{Event: "carrier", Dev: s, Up: carrier[s] == "1"})
+		emit(labwire.BondEvent{Event: "carrier", Dev: s, Up: carrier[s] == "1"})
 	}
 	active := read(dir + "active_slave")
-	emit(BondEvent{Event: "active", Dev: *name, Active: active})
+	emit(labwire.BondEvent{Event: "active", Dev: *name, Active: active})
 	n := 0
 	deadline := time.Now().Add(*timeout)
 	for time.Now().Before(deadline) {
@@ -292,12 +273,12 @@ func watchBond(args []string) error {
 		for _, s := range slaves {
 			if c := read("/sys/class/net/" + s + "/carrier"); c != carrier[s] {
 				carrier[s] = c
-				emit(BondEvent{Event: "carrier", Dev: s, Up: c == "1"})
+				emit(labwire.BondEvent{Event: "carrier", Dev: s, Up: c == "1"})
 			}
 		}
 		if a != active {
 			active = a
-			emit(BondEvent{Event: "active", Dev: *name, Active: a})
+			emit(labwire.BondEvent{Event: "active", Dev: *name, Active: a})
 			if a == "" {
 				continue // no active slave for a while: not a change yet
 			}
