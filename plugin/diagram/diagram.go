@@ -26,6 +26,23 @@ type Options struct {
 	Hypervisor string
 	// NICs are VM NICs to draw (from the ledger or this host's snapshot).
 	NICs []NIC
+	// Live is what hypervisors report at run time, by hypervisor name,
+	// drawn over the spec: active and failed adapters, the VIP holder, a
+	// hypervisor that is down. Hypervisors without an entry are drawn from
+	// the spec alone.
+	Live map[string]HostLive
+}
+
+// HostLive is one hypervisor's run-time state for the picture.
+type HostLive struct {
+	// Down: the hypervisor does not answer (powered off, unreachable).
+	Down bool
+	// ActiveAdapters carry their bond's traffic now.
+	ActiveAdapters []string
+	// NoCarrier are adapters without a link (cable pulled, switch port down).
+	NoCarrier []string
+	// HoldsVIP: the cluster VIP is on this hypervisor.
+	HoldsVIP bool
 }
 
 // model is the picture before it is written in either language.
@@ -37,6 +54,7 @@ type host struct {
 	name, mgmt string
 	groups     []group
 	nics       []NIC
+	down, vip  bool
 }
 
 type group struct {
@@ -47,9 +65,10 @@ type group struct {
 }
 
 type adapter struct {
-	name    string
-	speed   int
-	primary bool
+	name              string
+	speed             int
+	primary           bool
+	active, noCarrier bool
 }
 
 type network struct {
@@ -71,11 +90,17 @@ func build(s *plugin.Spec, opt Options) (*model, error) {
 			continue
 		}
 		h := host{name: hv.Name, mgmt: hv.ManagementIP}
+		live, haveLive := opt.Live[hv.Name]
+		h.down, h.vip = live.Down, live.HoldsVIP
 		for _, g := range s.GroupsOn(hv.Name) {
 			gr := group{name: g.Name, bond: plugin.BondName(g.Name), bridge: plugin.BridgeName(g.Name), infra: g.Infrastructure}
 			primary := g.PrimaryOn(hv.Name)
 			for _, a := range g.Adapters[hv.Name] {
 				ad := adapter{name: a, primary: a == primary}
+				if haveLive {
+					ad.active = contains(live.ActiveAdapters, a)
+					ad.noCarrier = contains(live.NoCarrier, a)
+				}
 				if pa := hv.Adapter(a); pa != nil {
 					ad.speed = pa.SpeedMbps
 				}
@@ -100,6 +125,43 @@ func build(s *plugin.Spec, opt Options) (*model, error) {
 		m.hosts = append(m.hosts, h)
 	}
 	return m, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// title is a hypervisor box's title, with its run-time state; sep goes
+// between the parts.
+func (h host) title(vip, sep string) string {
+	t := h.name + sep + "(" + h.mgmt + ")"
+	if h.vip {
+		t += sep + "holds VIP " + vip
+	}
+	if h.down {
+		t += sep + "DOWN"
+	}
+	return t
+}
+
+// lines are an adapter's label lines.
+func (a adapter) lines() []string {
+	l := []string{a.name, speedLabel(a.speed)}
+	if a.primary {
+		l = append(l, "primary")
+	}
+	if a.active {
+		l = append(l, "active")
+	}
+	if a.noCarrier {
+		l = append(l, "NO CARRIER")
+	}
+	return l
 }
 
 func vlanLabel(v int) string {

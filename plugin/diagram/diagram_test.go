@@ -26,6 +26,11 @@ func TestGolden(t *testing.T) {
 		{Hypervisor: "hv1", Domain: "web1", MAC: "52:54:00:00:00:02", Network: "flat"},
 		{Hypervisor: "hv2", Domain: "db1", MAC: "52:54:00:00:00:03", Network: "prod"},
 	}
+	live := map[string]HostLive{
+		"hv1": {ActiveAdapters: []string{"eno2", "eno3"}, NoCarrier: []string{"eno1"}},
+		"hv2": {Down: true},
+		"hv3": {ActiveAdapters: []string{"eno1", "eno3"}, HoldsVIP: true},
+	}
 	cases := []struct {
 		file, spec string
 		opt        Options
@@ -34,6 +39,10 @@ func TestGolden(t *testing.T) {
 		{"cluster-hv1.dot", "cluster.yaml", Options{Hypervisor: "hv1", NICs: nics}, DOT},
 		{"cluster.mmd", "cluster.yaml", Options{NICs: nics}, Mermaid},
 		{"evaluation.dot", "evaluation.yaml", Options{}, DOT},
+		// After faults: hv1's eno1 cable pulled (eno2 active), hv2 down,
+		// hv3 holds the VIP.
+		{"cluster-live.dot", "cluster.yaml", Options{NICs: nics, Live: live}, DOT},
+		{"cluster-live.mmd", "cluster.yaml", Options{Live: live}, Mermaid},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

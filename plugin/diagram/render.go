@@ -19,7 +19,11 @@ func DOT(s *plugin.Spec, opt Options) (string, error) {
 	fmt.Fprintf(&b, "  label=%q; labelloc=t;\n", fmt.Sprintf("Gallium cluster %s: subnet %s, VIP %s", s.Cluster.Name, s.Cluster.Subnet, s.Cluster.VIP))
 	for _, h := range m.hosts {
 		fmt.Fprintf(&b, "  subgraph %q {\n", "cluster_"+id(h.name))
-		fmt.Fprintf(&b, "    label=%q; style=rounded; color=gray40;\n", h.name+"  ("+h.mgmt+")")
+		if h.down {
+			fmt.Fprintf(&b, "    label=%q; style=\"rounded,dashed\"; color=gray60; fontcolor=gray50;\n", h.title(s.Cluster.VIP, "  "))
+		} else {
+			fmt.Fprintf(&b, "    label=%q; style=rounded; color=gray40;\n", h.title(s.Cluster.VIP, "  "))
+		}
 		for _, n := range h.nics {
 			fmt.Fprintf(&b, "    %s [label=%q, fillcolor=\"#fff3cd\"];\n", id(h.name, "nic", n.Domain, n.MAC), n.Domain+"\n"+n.MAC)
 		}
@@ -29,7 +33,11 @@ func DOT(s *plugin.Spec, opt Options) (string, error) {
 		}
 		for _, g := range h.groups {
 			if g.infra {
-				fmt.Fprintf(&b, "    %s [label=%q, fillcolor=\"#f8d7da\"];\n", id(h.name, "mgmt"), "management IP\n"+h.mgmt+"\nuntagged")
+				ml := "management IP\n" + h.mgmt + "\nuntagged"
+				if h.vip {
+					ml += "\n+ VIP " + s.Cluster.VIP
+				}
+				fmt.Fprintf(&b, "    %s [label=%q, fillcolor=\"#f8d7da\"];\n", id(h.name, "mgmt"), ml)
 				ranks[1] = append(ranks[1], id(h.name, "mgmt"))
 			}
 			for _, n := range g.networks {
@@ -43,11 +51,14 @@ func DOT(s *plugin.Spec, opt Options) (string, error) {
 			}
 			fmt.Fprintf(&b, "    %s [label=%q, fillcolor=\"#d4edda\"];\n", id(h.name, "grp", g.name), label)
 			for _, a := range g.adapters {
-				al := a.name + "\n" + speedLabel(a.speed)
-				if a.primary {
-					al += "\nprimary"
+				style := `fillcolor="#e2e3e5"`
+				switch {
+				case a.noCarrier:
+					style = `fillcolor="#f5c6cb", style="rounded,filled,dashed", color=red`
+				case a.active:
+					style = `fillcolor="#c3e6cb", penwidth=2`
 				}
-				fmt.Fprintf(&b, "    %s [label=%q, shape=box, fillcolor=\"#e2e3e5\"];\n", id(h.name, "ad", a.name), al)
+				fmt.Fprintf(&b, "    %s [label=%q, shape=box, %s];\n", id(h.name, "ad", a.name), strings.Join(a.lines(), "\n"), style)
 				ranks[3] = append(ranks[3], id(h.name, "ad", a.name))
 			}
 		}
@@ -90,13 +101,17 @@ func Mermaid(s *plugin.Spec, opt Options) (string, error) {
 		return `"` + strings.ReplaceAll(strings.Join(parts, "<br/>"), `"`, "#quot;") + `"`
 	}
 	for _, h := range m.hosts {
-		fmt.Fprintf(&b, "  subgraph %s[%s]\n", id(h.name), q(h.name+" ("+h.mgmt+")"))
+		fmt.Fprintf(&b, "  subgraph %s[%s]\n", id(h.name), q(h.title(s.Cluster.VIP, " ")))
 		for _, n := range h.nics {
 			fmt.Fprintf(&b, "    %s([%s])\n", id(h.name, "nic", n.Domain, n.MAC), q(n.Domain, n.MAC))
 		}
 		for _, g := range h.groups {
 			if g.infra {
-				fmt.Fprintf(&b, "    %s{{%s}}\n", id(h.name, "mgmt"), q("management IP", h.mgmt, "untagged"))
+				ml := []string{"management IP", h.mgmt, "untagged"}
+				if h.vip {
+					ml = append(ml, "+ VIP "+s.Cluster.VIP)
+				}
+				fmt.Fprintf(&b, "    %s{{%s}}\n", id(h.name, "mgmt"), q(ml...))
 			}
 			for _, n := range g.networks {
 				fmt.Fprintf(&b, "    %s{{%s}}\n", id(h.name, "net", n.name), q(n.name, vlanLabel(n.vlan)))
@@ -107,11 +122,7 @@ func Mermaid(s *plugin.Spec, opt Options) (string, error) {
 			}
 			fmt.Fprintf(&b, "    %s[%s]\n", id(h.name, "grp", g.name), q(lines...))
 			for _, a := range g.adapters {
-				lines := []string{a.name, speedLabel(a.speed)}
-				if a.primary {
-					lines = append(lines, "primary")
-				}
-				fmt.Fprintf(&b, "    %s[(%s)]\n", id(h.name, "ad", a.name), q(lines...))
+				fmt.Fprintf(&b, "    %s[(%s)]\n", id(h.name, "ad", a.name), q(a.lines()...))
 			}
 		}
 		for _, n := range h.nics {

@@ -226,10 +226,25 @@ func (s *Scenario) stepReport(ctx context.Context) error {
 	if err := os.MkdirAll(s.opt.Out, 0o755); err != nil {
 		return err
 	}
-	// The topology with every hypervisor's VM NICs from the ledger.
-	var opt diagram.Options
+	// The topology with every hypervisor's VM NICs and its state at the
+	// end: active and failed adapters, the VIP holder, the one powered off.
+	opt := diagram.Options{Live: map[string]diagram.HostLive{}}
 	for _, n := range s.Report.NICs {
 		opt.NICs = append(opt.NICs, diagram.NIC{Hypervisor: n.Hypervisor, Domain: n.Domain, MAC: n.MAC, Network: n.Network})
+	}
+	for name, hr := range s.Report.Hypervisors {
+		live := diagram.HostLive{Down: s.down[name], HoldsVIP: hr.HoldsVIP && !s.down[name]}
+		for _, g := range hr.Status.Groups {
+			if g.ActiveAdapter != "" {
+				live.ActiveAdapters = append(live.ActiveAdapters, g.ActiveAdapter)
+			}
+			for _, a := range g.Adapters {
+				if !a.Carrier {
+					live.NoCarrier = append(live.NoCarrier, a.Name)
+				}
+			}
+		}
+		opt.Live[name] = live
 	}
 	dot, err := diagram.DOT(s.spec, opt)
 	if err != nil {
