@@ -83,6 +83,8 @@ func hostApply(c *cli.Context) error {
 	store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
 	timeout := c.Duration("confirm-timeout")
 	snap := obs.Subset(hs.desired.Adapters())
+	// The VIP may move to or away from this host before a rollback.
+	snap.KeepAddrs = hs.desired.KeepAddrsByLink()
 	id := ""
 	if p.Touches(managementLinks(hs.desired, obs), true) {
 		if timeout <= 0 {

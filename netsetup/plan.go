@@ -124,13 +124,8 @@ func (h *HostState) target() *target {
 	for _, g := range h.Groups {
 		t.links = append(t.links, Link{Name: g.Bridge, Kind: "bridge", MTU: g.MTU, Up: true, VLANFiltering: true, VLANs: g.BridgeVLANs, Addrs: g.Addrs})
 		t.macFrom[g.Bridge] = g.Bond
-		if len(g.KeepAddrs) > 0 {
-			if t.keepAddrs == nil {
-				t.keepAddrs = map[string][]string{}
-			}
-			t.keepAddrs[g.Bridge] = g.KeepAddrs
-		}
 	}
+	t.keepAddrs = h.KeepAddrsByLink()
 	if h.DefaultRoute != nil {
 		r := *h.DefaultRoute
 		t.route, t.manageRoute = &r, true
@@ -141,8 +136,19 @@ func (h *HostState) target() *target {
 // restoreTarget converges to snap exactly: its owned links, the other links
 // it holds, and its default route.
 func restoreTarget(snap *Snapshot) *target {
-	t := &target{restore: true, route: snap.DefaultRoute, manageRoute: true, removeOwned: true}
+	t := &target{restore: true, route: snap.DefaultRoute, manageRoute: true, removeOwned: true, keepAddrs: snap.KeepAddrs}
 	s := snap.Clone()
+	// A kept address (the VIP) is the other daemon's: never re-added.
+	for i := range s.Links {
+		l := &s.Links[i]
+		var addrs []string
+		for _, a := range l.Addrs {
+			if !keptAddr(snap.KeepAddrs[l.Name], a) {
+				addrs = append(addrs, a)
+			}
+		}
+		l.Addrs = addrs
+	}
 	for _, kind := range []string{"bond", "bridge"} {
 		for _, l := range s.Links {
 			if plugin.Owned(l.Name) && l.Kind == kind {

@@ -182,6 +182,55 @@ func TestVIPOnTheInfrastructureBridgeIsKept(t *testing.T) {
 	}
 }
 
+// TestRestoreLeavesTheVIPAlone: a rollback snapshot records the VIP as
+// keepalived's; restoring it neither re-adds a VIP that has moved away
+// since (two holders) nor removes one that arrived since.
+func TestRestoreLeavesTheVIPAlone(t *testing.T) {
+	f, spec := converged(t)
+	hs, err := Desired(spec, "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addVIP := func() {
+		t.Helper()
+		if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: "192.168.1.100/24"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasVIP := func() bool {
+		obs, _ := f.Observe()
+		return contains(obs.Link("gbr-infra").Addrs, "192.168.1.100/24")
+	}
+
+	// Saved while this host held the VIP; the VIP moved away since.
+	addVIP()
+	obs, _ := f.Observe()
+	snap := obs.Subset(hs.Adapters())
+	snap.KeepAddrs = hs.KeepAddrsByLink()
+	if err := f.Do(Op{Kind: OpAddrDel, Link: "gbr-infra", Addr: "192.168.1.100/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(f, snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hasVIP() {
+		t.Error("restore re-added the VIP that keepalived had moved to another hypervisor")
+	}
+
+	// Saved without the VIP; keepalived added it since.
+	obs, _ = f.Observe()
+	snap = obs.Subset(hs.Adapters())
+	snap.KeepAddrs = hs.KeepAddrsByLink()
+	addVIP()
+	p, err := RestorePlan(snap, func() *Snapshot { o, _ := f.Observe(); return o }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() {
+		t.Errorf("restore plan touches the VIP keepalived added: %v", p.Lines())
+	}
+}
+
 // converged returns a fake hv1 that gallium-net has already configured.
 func converged(t *testing.T) (*FakeKernel, *plugin.Spec) {
 	t.Helper()

@@ -155,6 +155,11 @@ type Snapshot struct {
 	// NoBridgeVLANs is set when the kernel has no bridge VLAN support
 	// (CONFIG_BRIDGE_VLAN_FILTERING off).
 	NoBridgeVLANs bool `json:"noBridgeVlans,omitempty" yaml:"noBridgeVlans,omitempty"`
+	// KeepAddrs are, per link, IPs another daemon manages there (the VIP:
+	// GroupState.KeepAddrs), recorded with a snapshot saved for a
+	// rollback: restoring it neither removes nor re-adds them, since the
+	// VIP may have moved to or from this host in the meantime.
+	KeepAddrs map[string][]string `json:"keepAddrs,omitempty" yaml:"keepAddrs,omitempty"`
 }
 
 // Link returns the link named name, or nil.
@@ -169,7 +174,7 @@ func (s *Snapshot) Link(name string) *Link {
 
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
-	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs}
+	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs, KeepAddrs: s.KeepAddrs}
 	for i, l := range s.Links {
 		l.VLANs = append([]VLAN(nil), l.VLANs...)
 		l.Addrs = append([]string(nil), l.Addrs...)
@@ -299,6 +304,20 @@ func (h *HostState) Adapters() []string {
 	var out []string
 	for _, g := range h.Groups {
 		out = append(out, g.Adapters...)
+	}
+	return out
+}
+
+// KeepAddrsByLink are the groups' KeepAddrs by bridge (nil when none).
+func (h *HostState) KeepAddrsByLink() map[string][]string {
+	var out map[string][]string
+	for _, g := range h.Groups {
+		if len(g.KeepAddrs) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[g.Bridge] = append([]string(nil), g.KeepAddrs...)
+		}
 	}
 	return out
 }
