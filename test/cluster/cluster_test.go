@@ -3,24 +3,14 @@
 package cluster
 
 import (
-	"context"
-	"os"
 	"testing"
-	"time"
-
-	"github.com/gallium/gallium-net/test/lab"
 )
 
 // TestCluster is issue 7's story as a test: every step of the run checks
 // what it did (see scenario.go), and the figures of the faults must have
 // been measured. It is the cluster tier of make test.
 func TestCluster(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the cluster test needs root (debootstrap, chroot, QEMU): run it as root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	lab.SetLogf(t.Logf)
+	ctx := begin(t)
 	s, err := New(Options{Logf: t.Logf, Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,19 @@ func newLab(ctx context.Context, t *testing.T) *lab.Lab {
 	return l
 }
 
+// begin starts every test here: it needs root (debootstrap, chroot,
+// QEMU), gets 25 minutes, and the lab logs through t.
+func begin(t *testing.T) context.Context {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab hypervisor tests need root (debootstrap, chroot, QEMU): run them as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	t.Cleanup(cancel)
+	lab.SetLogf(t.Logf)
+	return ctx
+}
+
 // TestMain closes every lab VM on INT/TERM (QEMU also dies with the test
 // process through Pdeathsig; this removes the labs' folders too).
 func TestMain(m *testing.M) {
@@ -93,12 +106,7 @@ const nestedDomain = `<domain type='qemu'>
 `
 
 func TestLabHypervisor(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the lab hypervisor test needs root (debootstrap, chroot): run it as root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	lab.SetLogf(t.Logf)
+	ctx := begin(t)
 
 	img, err := BuildImage(ctx)
 	if err != nil {
@@ -288,12 +296,7 @@ func hostVersion(t *testing.T, deb string) string {
 // each other over the infrastructure segment (10.99.7.0/24 exists only on
 // the lab's virtual switch). It reports the boot figures under load.
 func TestThreeHypervisors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the lab hypervisor test needs root (debootstrap, chroot): run it as root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	lab.SetLogf(t.Logf)
+	ctx := begin(t)
 	img, err := BuildImage(ctx)
 	if err != nil {
 		t.Fatal(err)
