@@ -153,7 +153,7 @@ fi
 if [[ ${DEMO_CLUSTER:-1} == 1 ]]; then
   step "14. The whole cluster: three lab hypervisors with the .deb, etcd, host networking, the VIP, libvirt networks and VMs, three faults, a report"
   echo "(QEMU VMs with Debian 12 under software emulation, ~5-8 min; the first run also builds their root image, ~1 min; DEMO_CLUSTER=0 skips this step)"
-  run go run ./packaging/build -bin bin -out dist >/dev/null
+  run make -s packages >/dev/null
   run go run ./test/cluster/cmd/clusterdemo -out "$out/cluster"
 fi
 

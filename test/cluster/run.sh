@@ -14,7 +14,7 @@ export GOFLAGS=-buildvcs=false
 run_re='^(TestCluster|TestLabHypervisor)$'
 if [[ ${1:-} == -run ]]; then run_re=$2; fi
 if [[ $(id -u) != 0 ]]; then echo "test/cluster/run.sh: run it as root" >&2; exit 1; fi
-[[ -x bin/gallium-net && -x bin/gallium-net-hook ]] || { echo "test/cluster/run.sh: run make build first" >&2; exit 1; }
-# The package of exactly this tree: the newest in dist/ is what the tests install.
-go run ./packaging/build -bin bin -out dist >/dev/null
+# The package of exactly this tree, as make packages builds it: the newest
+# in dist/ is what the tests install.
+make -s packages >/dev/null
 exec go test -tags cluster -count=1 -v -timeout 40m -run "$run_re" ./test/cluster/
