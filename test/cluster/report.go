@@ -132,7 +132,7 @@ func (s *Scenario) Text() string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(&b, "Gallium lab cluster %q: %d hypervisors (QEMU/TCG, Debian 12, kernel %s), spec %s\n\n",
-		s.spec.Cluster.Name, len(s.spec.Hypervisors), s.imgRelease(), s.opt.Spec)
+		s.spec.Cluster.Name, len(s.spec.Hypervisors), s.imgRelease(), SpecFile)
 	var names []string
 	for n := range r.Hypervisors {
 		names = append(names, n)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,12 +26,15 @@ import (
 // Every step checks what it did and fails with what it saw, so the demo
 // and the test assert the same story.
 
+// SpecFile is the cluster the run builds, relative to the repository: the
+// steps (VMs, probe ports, checks) are written for its hypervisors hv1-hv3,
+// adapter groups infra and vmgroup and networks prod, dev and flat.
+const SpecFile = "examples/cluster.yaml"
+
 // Options configure a Scenario.
 type Options struct {
 	// Root is the repository (default: found from the working directory).
 	Root string
-	// Spec is the cluster spec on the host (default examples/cluster.yaml).
-	Spec string
 	// Deb is the gallium-net .deb to install (default: newest in dist/).
 	Deb string
 	// Out is where the report goes (default /tmp/gallium-cluster).
@@ -49,8 +53,7 @@ type Scenario struct {
 	hvs   []*Hypervisor
 	start time.Time
 	// down marks hypervisors powered off by a fault.
-	down map[string]bool
-	// echo commands left running (labtool echo) end with the VMs.
+	down   map[string]bool
 	Report Report
 }
 
@@ -86,9 +89,6 @@ func New(opt Options) (*Scenario, error) {
 		}
 		opt.Root = r
 	}
-	if opt.Spec == "" {
-		opt.Spec = filepath.Join(opt.Root, "examples", "cluster.yaml")
-	}
 	if opt.Out == "" {
 		opt.Out = "/tmp/gallium-cluster"
 	}
@@ -102,12 +102,9 @@ func New(opt Options) (*Scenario, error) {
 		}
 		opt.Deb = d
 	}
-	spec, err := plugin.Load(opt.Spec)
+	spec, err := plugin.Load(filepath.Join(opt.Root, SpecFile))
 	if err != nil {
 		return nil, err
-	}
-	if len(spec.Hypervisors) != 3 {
-		return nil, fmt.Errorf("%s: the cluster run wants 3 hypervisors, the spec has %d", opt.Spec, len(spec.Hypervisors))
 	}
 	return &Scenario{opt: opt, spec: spec, start: time.Now(), down: map[string]bool{}}, nil
 }
@@ -274,7 +271,7 @@ func (s *Scenario) stepImage(ctx context.Context) error {
 	}
 	for _, f := range []struct{ src, dst string }{
 		{s.opt.Deb, "gallium-net.deb"},
-		{s.opt.Spec, "cluster.yaml"},
+		{filepath.Join(s.opt.Root, SpecFile), "cluster.yaml"},
 	} {
 		data, err := os.ReadFile(f.src)
 		if err != nil {
@@ -287,7 +284,7 @@ func (s *Scenario) stepImage(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(share, filepath.Base(haltKernelPath)), haltKernel(), 0o644); err != nil {
 		return err
 	}
-	s.logf("  package %s, tools labtool and clustertool (etcd %s member) shared at /share", filepath.Base(s.opt.Deb), "v3.7")
+	s.logf("  package %s, labtool, clustertool (an etcd member) and the halt kernel shared at /share", filepath.Base(s.opt.Deb))
 	return nil
 }
 
@@ -442,12 +439,7 @@ func (s *Scenario) checkStatus(hv string, st *netsetup.HostStatus, active map[st
 	if !st.Converged {
 		errs = append(errs, fmt.Errorf("host not converged: pending %v", st.Pending))
 	}
-	var h plugin.Hypervisor
-	for _, x := range s.spec.Hypervisors {
-		if x.Name == hv {
-			h = x
-		}
-	}
+	h := s.spec.Hypervisor(hv)
 	groups := map[string]netsetup.GroupStatus{}
 	for _, g := range st.Groups {
 		groups[g.Group] = g
@@ -467,7 +459,7 @@ func (s *Scenario) checkStatus(hv string, st *netsetup.HostStatus, active map[st
 		if !gs.BridgePresent || !gs.BridgeUp || !gs.VLANFiltering {
 			errs = append(errs, fmt.Errorf("bridge %s: present %v, up %v, vlan filtering %v", gs.Bridge, gs.BridgePresent, gs.BridgeUp, gs.VLANFiltering))
 		}
-		if g.Infrastructure && !contains(gs.Addrs, h.ManagementIP) {
+		if g.Infrastructure && !slices.Contains(gs.Addrs, h.ManagementIP) {
 			errs = append(errs, fmt.Errorf("bridge %s: addresses %v, want the management IP %s", gs.Bridge, gs.Addrs, h.ManagementIP))
 		}
 		for _, n := range s.spec.Networks {
@@ -488,17 +480,9 @@ func (s *Scenario) checkStatus(hv string, st *netsetup.HostStatus, active map[st
 	return errors.Join(errs...)
 }
 
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
-// etcdCmd is the member command line of hypervisor h.
-func (s *Scenario) etcdCmd(h plugin.Hypervisor, existing bool) string {
+// etcdCmd is the member command line of hypervisor name.
+func (s *Scenario) etcdCmd(name string, existing bool) string {
+	h := *s.spec.Hypervisor(name)
 	var initial []string
 	for _, o := range s.spec.Hypervisors {
 		initial = append(initial, o.Name+"=http://"+mgmtIP(o)+":2380")
@@ -512,8 +496,8 @@ func (s *Scenario) etcdCmd(h plugin.Hypervisor, existing bool) string {
 
 func (s *Scenario) stepEtcd(ctx context.Context) error {
 	t0 := time.Now()
-	for i, h := range s.hvs {
-		if err := background(ctx, h, s.etcdCmd(s.spec.Hypervisors[i], false), "/var/log/gallium-etcd.log"); err != nil {
+	for _, h := range s.hvs {
+		if err := background(ctx, h, s.etcdCmd(h.Name, false), "/var/log/gallium-etcd.log"); err != nil {
 			return err
 		}
 	}

@@ -78,7 +78,7 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 	}
 	time.Sleep(time.Second)
 	interval := 10 * time.Millisecond
-	res := probe(ctx, peer, mgmtIP(s.spec.Hypervisors[0])+":7777", interval, 6*time.Second)
+	res := probe(ctx, peer, mgmtIP(*s.spec.Hypervisor(h.Name))+":7777", interval, 6*time.Second)
 	time.Sleep(2 * time.Second)
 	nic := h.Name + "-" + from
 	if err := h.SetLink(nic, false); err != nil {
@@ -204,7 +204,7 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 		return fmt.Errorf("etcd leader after killing %s: %q", leader, newLeader)
 	}
 	// The member comes back with its data and rejoins.
-	if err := background(ctx, lh, s.etcdCmd(s.spec.Hypervisors[indexOf(s, leader)], true), "/var/log/gallium-etcd.log"); err != nil {
+	if err := background(ctx, lh, s.etcdCmd(leader, true), "/var/log/gallium-etcd.log"); err != nil {
 		return err
 	}
 	t1 := time.Now()
@@ -223,15 +223,6 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 	s.logf("  new leader %s; longest time without a successful write %s (%d of %d writes failed); gallium-net mac allocate on %s (its member dead) took %s; %s rejoined in %s",
 		newLeader, s.Report.Etcd.WriteGap.Round(time.Millisecond), ps.Failed, ps.Writes, leader, allocTook.Round(10*time.Millisecond), leader, rejoin.Round(100*time.Millisecond))
 	return nil
-}
-
-func indexOf(s *Scenario, name string) int {
-	for i, h := range s.spec.Hypervisors {
-		if h.Name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 // stepVIPHolder powers the VIP holder off (a power cut: QEMU killed) while

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gallium/gallium-net/netsetup"
 )
 
 // vmPlan is one VM of the run: on which hypervisor, its hardware profile
@@ -69,24 +72,10 @@ func haltKernel() []byte {
 // wantVLAN is the bridge VLAN a network's taps must carry untagged (and as
 // PVID): the network's tag, or the bridges' native VLAN 1 when untagged.
 func (s *Scenario) wantVLAN(network string) int {
-	for _, n := range s.spec.Networks {
-		if n.Name == network {
-			if n.VLAN == 0 {
-				return 1
-			}
-			return n.VLAN
-		}
+	if n := s.spec.Network(network); n.Tagged() {
+		return n.VLAN
 	}
-	return -1
-}
-
-func (s *Scenario) profileModel(profile string) string {
-	for _, p := range s.spec.HardwareProfiles {
-		if p.Name == profile {
-			return p.NICModel
-		}
-	}
-	return ""
+	return netsetup.NativeVID
 }
 
 // ifaceRow is one line of virsh domiflist.
@@ -169,7 +158,7 @@ func (s *Scenario) stepVMs(ctx context.Context) error {
 				if r.Source != net {
 					return fmt.Errorf("domain %s NIC %s: source %s, want network %s", p.Name, r.MAC, r.Source, net)
 				}
-				if want := s.profileModel(p.Profile); r.Model != want {
+				if want := s.spec.Profile(p.Profile).NICModel; r.Model != want {
 					return fmt.Errorf("domain %s NIC %s: model %s, want %s (profile %s)", p.Name, r.MAC, r.Model, want, p.Profile)
 				}
 				master, err := run(ctx, h, "basename $(readlink /sys/class/net/"+r.Tap+"/master)")
@@ -186,7 +175,7 @@ func (s *Scenario) stepVMs(ctx context.Context) error {
 					return err
 				}
 				want := s.wantVLAN(net)
-				if len(vl) != 1 || vl[0].VLAN != want || !contains(vl[0].Flags, "PVID") || !contains(vl[0].Flags, "Egress Untagged") {
+				if len(vl) != 1 || vl[0].VLAN != want || !slices.Contains(vl[0].Flags, "PVID") || !slices.Contains(vl[0].Flags, "Egress Untagged") {
 					return fmt.Errorf("domain %s tap %s (network %s): bridge VLANs %+v, want only VLAN %d PVID untagged", p.Name, r.Tap, net, vl, want)
 				}
 				mu.Lock()

@@ -4,7 +4,7 @@
 // report (test/cluster/README.md). It needs root. Interrupting it (Ctrl-C,
 // SIGTERM) powers the lab hypervisors off and removes their files.
 //
-//	go run ./test/cluster/cmd/clusterdemo [-spec examples/cluster.yaml] [-deb dist/x.deb] [-out /tmp/gallium-cluster]
+//	go run ./test/cluster/cmd/clusterdemo [-deb dist/x.deb] [-out /tmp/gallium-cluster]
 package main
 
 import (
@@ -21,7 +21,6 @@ import (
 )
 
 func main() {
-	spec := flag.String("spec", "", "cluster spec with three hypervisors (default examples/cluster.yaml)")
 	deb := flag.String("deb", "", "gallium-net .deb to install (default: the newest in dist/)")
 	out := flag.String("out", "/tmp/gallium-cluster", "report folder")
 	timeout := flag.Duration("timeout", 25*time.Minute, "give up after")
@@ -31,7 +30,7 @@ func main() {
 		os.Exit(2)
 	}
 	lab.SetLogf(func(string, ...any) {}) // the scenario prints its own progress
-	s, err := cluster.New(cluster.Options{Spec: *spec, Deb: *deb, Out: *out})
+	s, err := cluster.New(cluster.Options{Deb: *deb, Out: *out})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clusterdemo:", err)
 		os.Exit(1)
