@@ -467,7 +467,7 @@ func syncRunningNIC(conn *libvirt.Connect, s *plugin.Spec, snapPath, name, mac s
 	if n.Target == "" {
 		return res, fmt.Errorf("domain %s: NIC %s has no tap", name, mac)
 	}
-	tr, err := netsetup.TapProgram(netsetup.TapNetlink{}, netsetup.TapConfig{Tap: n.Target, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
+	tr, err := netsetup.TapProgram(netsetup.NewTapNetlink(), netsetup.TapConfig{Tap: n.Target, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
 	for _, op := range tr.Ops {
 		res.changes = append(res.changes, op.String())
 	}

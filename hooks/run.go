@@ -44,7 +44,7 @@ func defaultEnv() env {
 		SnapshotPath: plugin.DefaultSnapshotPath,
 		LogPath:      "/var/log/gallium-net/hook.log",
 		Journal:      "/run/systemd/journal/socket",
-		Kernel:       netsetup.TapNetlink{},
+		Kernel:       netsetup.NewTapNetlink(),
 		LockTimeout:  records.DefaultLockTimeout,
 		Self:         self,
 	}

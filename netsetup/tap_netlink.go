@@ -5,20 +5,46 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 )
 
 // TapNetlink is the real TapKernel, on netlink (no cgo). The zero value uses
-// the calling thread's network namespace; Handle may point it at another.
+// the calling thread's network namespace and a new socket per request;
+// NewTapNetlink shares one socket; Handle may point it at another namespace.
 type TapNetlink struct {
 	Handle *netlink.Handle
+	shared *sharedHandle
 }
 
+// sharedHandle is one netlink socket opened on first use.
+type sharedHandle struct {
+	once sync.Once
+	h    *netlink.Handle
+}
+
+// NewTapNetlink returns a TapNetlink that opens one netlink socket, in the
+// namespace of the thread that makes its first request, and reuses it for
+// every later request: programming a VM's taps is several requests per NIC.
+// Nothing is opened until then, so a hook call that programs no tap pays
+// nothing.
+func NewTapNetlink() TapNetlink { return TapNetlink{shared: &sharedHandle{}} }
+
 func (t TapNetlink) h() *netlink.Handle {
-	if t.Handle != nil {
+	switch {
+	case t.Handle != nil:
 		return t.Handle
+	case t.shared != nil:
+		t.shared.once.Do(func() {
+			h, err := netlink.NewHandle()
+			if err != nil {
+				h = &netlink.Handle{} // a socket per request, as the zero value
+			}
+			t.shared.h = h
+		})
+		return t.shared.h
 	}
 	return &netlink.Handle{}
 }
