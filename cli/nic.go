@@ -428,7 +428,13 @@ func syncRunningNIC(conn *libvirt.Connect, s *plugin.Spec, snapPath, name, mac s
 	if err != nil {
 		return res, err
 	}
-	defer d.free()
+	// d is looked up again after a live device update: free whichever
+	// handle it holds at the end, once.
+	defer func() {
+		if d != nil {
+			d.free()
+		}
+	}()
 	if d.live == nil {
 		return res, fmt.Errorf("domain %s is not running", name)
 	}
