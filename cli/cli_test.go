@@ -186,7 +186,7 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 			if c.Usage == "" {
 				t.Errorf("%s: no usage line", strings.Join(path, " "))
 			}
-			if !strings.Contains(c.Description, "gallium-net ") {
+			if !strings.Contains(c.Description, "Example") || !strings.Contains(c.Description, "gallium-net ") {
 				t.Errorf("%s: --help has no example", strings.Join(path, " "))
 			}
 		}

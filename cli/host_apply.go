@@ -25,7 +25,11 @@ changes the link that carries the management IP, apply first saves the
 current state and arms an automatic rollback that runs after
 --confirm-timeout unless 'gallium-net host confirm' runs first; the rollback
 runs in its own session, so it happens even when this command or its SSH
-session dies.`,
+session dies.
+
+Example:
+   gallium-net host apply -f /etc/gallium-net/cluster.yaml --confirm-timeout 2m
+   gallium-net host confirm        # from a new SSH session, within 2 minutes`,
 		Flags: []cli.Flag{
 			specFlag(), hypervisorFlag(), hostStateDirFlag(),
 			&cli.BoolFlag{Name: "allow-disruptive", Usage: "allow steps that re-create or delete a bond or bridge (traffic stops on it)"},

@@ -68,11 +68,11 @@ func TestMACAllocateRelease(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(m1, "52:54:00:") {
 		t.Fatalf("allocate: %s (exit %d)", m1, code)
 	}
-	if again, _ := alloc("net0", "dev"); again != m1 {
-		t.Errorf("second allocation for the same NIC gave %s, want %s", again, m1)
+	if again, code := alloc("net0", "dev"); code != 0 || again != m1 {
+		t.Errorf("second allocation for the same NIC gave %s (exit %d), want %s", again, code, m1)
 	}
-	if m2, _ := alloc("net1", "prod"); m2 == m1 {
-		t.Errorf("another NIC got the same MAC %s", m1)
+	if m2, code := alloc("net1", "prod"); code != 0 || m2 == m1 || !strings.HasPrefix(m2, "52:54:00:") {
+		t.Errorf("another NIC got %s (exit %d), want a MAC other than %s", m2, code, m1)
 	}
 	if msg, code := alloc("net2", "nope"); code == 0 || !strings.Contains(msg, "not a network") {
 		t.Errorf("unknown network: exit %d %s", code, msg)

@@ -65,22 +65,23 @@ func TestSpecPushShowDiffHistory(t *testing.T) {
 		args     []string
 		wantCode int
 		wantOut  string
+		wantErr  string // on stderr, for the refusals
 	}{
-		{"push first", append([]string{"spec", "push", "-f", example}, state...), 0, "pushed spec revision 1"},
-		{"push same", append([]string{"spec", "push", "-f", example}, state...), 0, "unchanged"},
-		{"push invalid", append([]string{"spec", "push", "-f", bad, "--base", "1"}, state...), 1, ""},
-		{"push without base", append([]string{"spec", "push", "-f", v2}, state...), 1, ""},
-		{"diff", append([]string{"spec", "diff", "-f", v2}, noHV...), 1, "+  - {name: prod, adapterGroup: vmgroup, vlan: 101}"},
-		{"push with base", append([]string{"spec", "push", "-f", v2, "--base", "1"}, state...), 0, "pushed spec revision 2"},
-		{"diff same", append([]string{"spec", "diff", "-f", v2}, noHV...), 0, "same as stored revision 2"},
-		{"show old", append([]string{"spec", "show", "--revision", "1"}, noHV...), 0, "# gallium-net-spec-revision: 1\n"},
-		{"history", append([]string{"spec", "history", "-o", "json"}, noHV...), 0, `"revision": 2`},
-		{"missing revision", append([]string{"spec", "show", "-r", "9"}, noHV...), 1, ""},
+		{"push first", append([]string{"spec", "push", "-f", example}, state...), 0, "pushed spec revision 1", ""},
+		{"push same", append([]string{"spec", "push", "-f", example}, state...), 0, "unchanged", ""},
+		{"push invalid", append([]string{"spec", "push", "-f", bad, "--base", "1"}, state...), 1, "", "refusing to push an invalid spec"},
+		{"push without base", append([]string{"spec", "push", "-f", v2}, state...), 1, "", "push with --base 1"},
+		{"diff", append([]string{"spec", "diff", "-f", v2}, noHV...), 1, "+  - {name: prod, adapterGroup: vmgroup, vlan: 101}", ""},
+		{"push with base", append([]string{"spec", "push", "-f", v2, "--base", "1"}, state...), 0, "pushed spec revision 2", ""},
+		{"diff same", append([]string{"spec", "diff", "-f", v2}, noHV...), 0, "same as stored revision 2", ""},
+		{"show old", append([]string{"spec", "show", "--revision", "1"}, noHV...), 0, "# gallium-net-spec-revision: 1\n", ""},
+		{"history", append([]string{"spec", "history", "-o", "json"}, noHV...), 0, `"revision": 2`, ""},
+		{"missing revision", append([]string{"spec", "show", "-r", "9"}, noHV...), 1, "", "spec revision 9 is not in"},
 	}
 	for _, st := range steps {
 		out, errOut, code := run(t, st.args...)
-		if code != st.wantCode || !strings.Contains(out, st.wantOut) {
-			t.Fatalf("%s: exit %d (want %d), output lacks %q:\n%s%s", st.name, code, st.wantCode, st.wantOut, out, errOut)
+		if code != st.wantCode || !strings.Contains(out, st.wantOut) || !strings.Contains(errOut, st.wantErr) {
+			t.Fatalf("%s: exit %d (want %d), output lacks %q or stderr lacks %q:\n%s%s", st.name, code, st.wantCode, st.wantOut, st.wantErr, out, errOut)
 		}
 	}
 	// The pushes rewrote hv1's snapshot: it names the newest revision.
