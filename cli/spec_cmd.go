@@ -76,7 +76,7 @@ Example:
 
 // readSpecFile returns the bytes of the file -f names ("-": stdin).
 func readSpecFile(c *cli.Context) ([]byte, error) {
-	path := c.String("spec")
+	path := specPath(c)
 	var data []byte
 	var err error
 	if path == "-" {
@@ -108,7 +108,7 @@ func specPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := plugin.Parse(body, c.String("spec"))
+	s, err := plugin.Parse(body, specPath(c))
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func specPush(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s: %s\n", f.Path, f.Message)
 	}
 	if err := findings.Err(); err != nil {
-		return fmt.Errorf("refusing to push an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", c.String("spec"), err, c.String("spec"))
+		return fmt.Errorf("refusing to push an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
 	}
 	st, err := openStore(c)
 	if err != nil {
@@ -187,13 +187,13 @@ func specDiff(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d := unifiedDiff(fmt.Sprintf("stored revision %d", rec.Version), c.String("spec"), rec.YAML, string(body), 3)
+	d := unifiedDiff(fmt.Sprintf("stored revision %d", rec.Version), specPath(c), rec.YAML, string(body), 3)
 	if d == "" {
-		fmt.Fprintf(c.App.Writer, "%s is the same as stored revision %d\n", c.String("spec"), rec.Version)
+		fmt.Fprintf(c.App.Writer, "%s is the same as stored revision %d\n", specPath(c), rec.Version)
 		return nil
 	}
 	fmt.Fprint(c.App.Writer, d)
-	return &exitError{code: 1, err: fmt.Errorf("%s differs from stored revision %d", c.String("spec"), rec.Version)}
+	return &exitError{code: 1, err: fmt.Errorf("%s differs from stored revision %d", specPath(c), rec.Version)}
 }
 
 func specHistory(c *cli.Context) error {

@@ -35,7 +35,7 @@ Examples:
 			if err != nil {
 				// A spec that does not even load is invalid; report it in
 				// the same shape so scripts need one code path.
-				path := c.String("spec")
+				path := specPath(c)
 				var le *plugin.LoadError
 				if errors.As(err, &le) && le.Key != "" {
 					path = le.Key
@@ -58,13 +58,13 @@ Examples:
 				}
 				nerr, nwarn := len(plugin.Findings(res.Findings).Errors()), len(plugin.Findings(res.Findings).Warnings())
 				if res.Valid {
-					fmt.Fprintf(w, "%s: valid (%d warning(s))\n", c.String("spec"), nwarn)
+					fmt.Fprintf(w, "%s: valid (%d warning(s))\n", specPath(c), nwarn)
 				} else {
-					fmt.Fprintf(w, "%s: INVALID: %d error(s), %d warning(s)\n", c.String("spec"), nerr, nwarn)
+					fmt.Fprintf(w, "%s: INVALID: %d error(s), %d warning(s)\n", specPath(c), nerr, nwarn)
 				}
 			}
 			if !res.Valid {
-				return &exitError{code: 1, err: fmt.Errorf("%s is not a valid cluster spec", c.String("spec"))}
+				return &exitError{code: 1, err: fmt.Errorf("%s is not a valid cluster spec", specPath(c))}
 			}
 			return nil
 		},
