@@ -95,7 +95,7 @@ func listAdapters(c *cli.Context, s *plugin.Spec) error {
 			if r.SpeedMbps > 0 {
 				speed = fmt.Sprintf("%d Mbps", r.SpeedMbps)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Hypervisor, r.Name, speed, dash(r.Group), yesNo(r.Primary))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Hypervisor, r.Name, speed, orDash(r.Group), yesNo(r.Primary))
 		}
 	})
 }
@@ -170,13 +170,6 @@ func listProfiles(c *cli.Context, s *plugin.Spec) error {
 			fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.NICModel, yesNo(r.Name == s.Cluster.DefaultProfile))
 		}
 	})
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func yesNo(b bool) string {

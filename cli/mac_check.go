@@ -136,7 +136,7 @@ func compareMACs(host []hostNIC, ledger []store.NIC, hv string) []macFinding {
 			case !known:
 				out = append(out, macFinding{"unknown", mac, u.Domain, "not in the cluster ledger: adopt it with 'gallium-net state import' or give the NIC a new MAC"})
 			case l.DomainUUID != u.UUID:
-				out = append(out, macFinding{"duplicate", mac, u.Domain, fmt.Sprintf("the ledger gives this MAC to domain %s (%s) on %s", dashIfEmpty(l.Domain), l.DomainUUID, dashIfEmpty(l.Hypervisor))})
+				out = append(out, macFinding{"duplicate", mac, u.Domain, fmt.Sprintf("the ledger gives this MAC to domain %s (%s) on %s", orDash(l.Domain), l.DomainUUID, orDash(l.Hypervisor))})
 			}
 		}
 	}
@@ -185,7 +185,7 @@ func macCheck(c *cli.Context) error {
 		}
 		fmt.Fprintln(w, "KIND\tMAC\tDOMAIN\tDETAIL")
 		for _, f := range findings {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Kind, f.MAC, dashIfEmpty(f.Domain), f.Detail)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Kind, f.MAC, orDash(f.Domain), f.Detail)
 		}
 	})
 	if err != nil {

@@ -158,7 +158,7 @@ func stateNICs(c *cli.Context) error {
 			if n.Imported {
 				imp = "yes"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.MAC, dashIfEmpty(n.Domain), n.DomainUUID, n.Key, n.Network, dashIfEmpty(n.Model), dashIfEmpty(n.Hypervisor), imp)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.MAC, orDash(n.Domain), n.DomainUUID, n.Key, n.Network, orDash(n.Model), orDash(n.Hypervisor), imp)
 		}
 	})
 }
@@ -178,12 +178,4 @@ func stateCheck(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s: ok\n", st)
 	return nil
-}
-
-// dashIfEmpty shows "-" for an empty table cell.
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
