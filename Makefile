@@ -9,7 +9,7 @@ VERSION  = $(shell $(GO) run ./packaging/build -print-version 2>/dev/null || git
 LDFLAGS  = -X main.version=$(VERSION)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all deps build test test-unit test-ns test-lab test-e2e test-pkg test-cluster demo fuzz bench packages clean
+.PHONY: all deps build test test-unit test-lab test-e2e test-pkg test-cluster demo fuzz bench packages clean
 
 all: build
 
@@ -27,9 +27,6 @@ test: build
 
 test-unit: build
 	@bash test/run-tiers.sh unit
-
-test-ns: build
-	@bash test/run-tiers.sh ns
 
 test-lab: build
 	@bash test/run-tiers.sh lab

@@ -57,6 +57,14 @@ for t in "${targets[@]}"; do
   field() { awk -v unit="$1" '{ for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1) }' <<<"$lines"; }
   mapfile -t nsop < <(field ns/op | sort -g)
   n=${#nsop[@]}
+  if ((n == 0)); then
+    # go test exits 0 when the benchmark skipped (no root) or no longer
+    # exists: that is no figure, not a pass.
+    grep -E -- '--- SKIP|SKIP|no tests to run' "$log" >&2
+    results+=("$(printf 'FAIL %-36s produced no result: skipped or missing (log %s)' "$name" "$log")")
+    failed=$((failed + 1))
+    continue
+  fi
   best=$(printf '%.0f' "${nsop[0]}") median=$(printf '%.0f' "${nsop[$(( (n - 1) / 2 ))]}")
   bop=$(field B/op | tail -1) allocs=$(field allocs/op | tail -1)
   res=ok budget=""

@@ -146,8 +146,11 @@ trap - EXIT
 if [[ ${DEMO_LAB:-1} == 1 ]]; then
   step "13. Host networking on a real kernel (kernel lab: a QEMU VM with Debian's kernel): bonds, VLAN-filtering bridges, VLAN isolation, failover"
   echo "(boots a lab VM under software emulation; DEMO_LAB=0 skips this step)"
+  # The lab's own exit status decides (PIPESTATUS), not grep's: a failing
+  # lab run fails the demo.
   bash test/lab/run.sh --guest -run 'TestLabBuildFromSpecThenConvergedAndInPlace|TestLabVLANIsolation|TestLabFailover' netsetup 2>&1 |
-    grep -E '^\s*(--- (PASS|FAIL)|\S+_test\.go:[0-9]+: (from scratch|converged|FAILOVER|FAILBACK|re-apply|miimon|added))|^(ok|FAIL)\s' || true
+    { grep -E '^\s*(--- (PASS|FAIL)|\S+_test\.go:[0-9]+: (from scratch|converged|FAILOVER|FAILBACK|re-apply|miimon|added))|^(ok|FAIL)\s' || true; }
+  ((PIPESTATUS[0] == 0)) || { echo "the kernel lab run failed (see above)" >&2; exit 1; }
 fi
 
 if [[ ${DEMO_CLUSTER:-1} == 1 ]]; then

@@ -19,6 +19,7 @@ targets=(
   "./plugin FuzzParse 2m"
   "./plugin FuzzMACPrefix 30s"
   "./hooks FuzzHookInput 2m"
+  "./domains FuzzParseDomain 2m"
 )
 
 only=" ${FUZZ_TARGETS:-} "

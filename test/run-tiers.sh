@@ -40,6 +40,8 @@ for tier in "${tiers[@]}"; do
   esac
   p=$(grep -cE '^\s*--- PASS' "$log"); f=$(grep -cE '^\s*--- FAIL' "$log"); k=$(grep -cE '^\s*--- SKIP' "$log")
   if ((rc != 0 && f == 0)); then f=1; fi
+  # A tier that ran no test at all proves nothing.
+  if ((p == 0 && f == 0)); then echo "tier $tier ran no test" >&2; f=1; rc=1; fi
   passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + k))
   results+=("$(printf '%-5s %-4s %4ds  %d passed, %d failed, %d skipped  (log %s)' "$tier" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" $(( $(date +%s) - start )) "$p" "$f" "$k" "$log")")
   if [[ $tier == unit ]] && ((k > 0)); then

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,9 +56,7 @@ func goBinary(t *testing.T, cgo bool) string {
 	src := "package main\n\nfunc main() {}\n"
 	env := "CGO_ENABLED=0"
 	if cgo {
-		if _, err := exec.LookPath("gcc"); err != nil {
-			t.Skip("gcc missing: test/setup/deps.sh installs it")
-		}
+		testenv.NeedTool(t, "gcc", "test/setup/deps.sh installs it")
 		src = "package main\n\n// #include <stdlib.h>\nimport \"C\"\n\nfunc main() { C.free(nil) }\n"
 		env = "CGO_ENABLED=1"
 	}
@@ -95,14 +95,13 @@ func TestElfDependencies(t *testing.T) {
 	if err != nil || len(deps) != 0 {
 		t.Fatalf("debShlibDepends(static) = %q, %v; want none", deps, err)
 	}
-	if _, err := exec.LookPath("dpkg-shlibdeps"); err == nil {
-		deps, err = debShlibDepends(dyn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(deps) == 0 || !strings.HasPrefix(deps[0], "libc6") {
-			t.Fatalf("debShlibDepends(cgo binary) = %q; want libc6 first", deps)
-		}
+	testenv.NeedTool(t, "dpkg-shlibdeps", "dpkg-dev; test/setup/deps.sh installs it")
+	deps, err = debShlibDepends(dyn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deps) == 0 || !strings.HasPrefix(deps[0], "libc6") {
+		t.Fatalf("debShlibDepends(cgo binary) = %q; want libc6 first", deps)
 	}
 
 	// Overrides: written for a static binary only, with its reason.

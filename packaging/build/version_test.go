@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/gallium/gallium-net/test/testenv"
+
 	"os/exec"
 	"strings"
 	"testing"
@@ -46,10 +48,7 @@ func TestPackageVersion(t *testing.T) {
 // scheme is only useful if dpkg (and rpm, which orders ~ and + the same way
 // for these shapes) agrees with it.
 func TestVersionOrder(t *testing.T) {
-	dpkg, err := exec.LookPath("dpkg")
-	if err != nil {
-		t.Skip("dpkg not installed; the pkg tier runs on Debian where it is")
-	}
+	dpkg := testenv.NeedTool(t, "dpkg", "Debian's package manager")
 	ascending := []string{
 		"0.1.0~git20261124045300.f74a53c",
 		"0.1.0~git20261124045300.f74a53c.dirty",

@@ -81,10 +81,7 @@ func TestUnknownHypervisor(t *testing.T) {
 // TestDOTParses feeds the output to Graphviz when it is installed, so a
 // syntax slip in the writer cannot hide behind matching golden files.
 func TestDOTParses(t *testing.T) {
-	dot, err := exec.LookPath("dot")
-	if err != nil {
-		t.Skip("graphviz not installed (make deps installs it)")
-	}
+	dot := testenv.NeedTool(t, "dot", "graphviz; make deps installs it")
 	src, err := DOT(load(t, "cluster.yaml"), Options{NICs: []NIC{{Hypervisor: "hv3", Domain: `we"ird vm`, MAC: "52:54:00:aa:bb:cc", Network: "dev"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,22 @@ func NeedRoot(t testing.TB) {
 	t.Skip("needs root (network namespaces): run as root or via make test")
 }
 
+// NeedTool returns the path of program name, or skips a test that needs
+// it (in strict mode, fails: make test installs every tool through
+// test/setup/deps.sh). why says what installs it.
+func NeedTool(t testing.TB, name, why string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if Strict() {
+		t.Fatalf("%s is not installed (%s); make test needs it", name, why)
+	}
+	t.Skipf("%s not installed (%s)", name, why)
+	return ""
+}
+
 // NeedKernel skips a test whose kernel feature (a module name such as
 // "bonding", "8021q", or "vlan_filtering") this kernel lacks. Inside the
 // kernel lab the feature must be there, so its absence fails the test; on

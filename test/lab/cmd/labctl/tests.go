@@ -172,16 +172,18 @@ func runPackage(ctx context.Context, root, runDir, importPath string, s pkgSpec,
 	out, err := build.CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "no Go files in") {
-			fmt.Printf("?   \t%s\t[no test files]\n", importPath)
-			return true, nil
+			// Listed in packages.txt to run in the lab: losing its tests
+			// must not pass.
+			fmt.Printf("FAIL\t%s [no Go files: remove it from packages.txt or restore its tests]\n", importPath)
+			return false, nil
 		}
 		fmt.Print(string(out))
 		fmt.Printf("FAIL\t%s [build failed]\n", importPath)
 		return false, nil
 	}
 	if _, err := os.Stat(bin); err != nil {
-		fmt.Printf("?   \t%s\t[no test files]\n", importPath)
-		return true, nil
+		fmt.Printf("FAIL\t%s [no test files: remove it from packages.txt or restore its tests]\n", importPath)
+		return false, nil
 	}
 
 	var nics []lab.NIC
