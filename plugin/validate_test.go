@@ -508,28 +508,3 @@ func TestValueValidators(t *testing.T) {
 		}
 	}
 }
-
-// TestValidateLinear: validation time grows linearly with the number of
-// networks, not quadratically (the benchmark shows the absolute figure).
-func TestValidateLinear(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
-	}
-	measure := func(n int) float64 {
-		s, err := Parse(genSpec(n), "gen.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res := testing.Benchmark(func(b *testing.B) {
-			for b.Loop() {
-				Validate(s)
-			}
-		})
-		return float64(res.NsPerOp())
-	}
-	small, large := measure(400), measure(4000)
-	// 10x the networks; quadratic would be about 100x. Allow noise.
-	if ratio := large / small; ratio > 30 {
-		t.Errorf("validating 4000 networks takes %.0fx as long as 400: not linear", ratio)
-	}
-}

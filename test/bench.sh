@@ -17,6 +17,7 @@ export GOFLAGS=-buildvcs=false
 targets=(
   "./plugin BenchmarkLoadValidate1000Networks 20ms"
   "./plugin BenchmarkValidate1000Networks -"
+  "./plugin BenchmarkValidate4000Networks 1.5ms"
   "./plugin/store BenchmarkReadSnapshot 20ms"
   "./plugin/store/boltstore BenchmarkAllocateMAC 50ms"
   "./plugin/store/boltstore BenchmarkAllocateMACExisting 1ms"
