@@ -250,7 +250,7 @@ func nicRows(d *domainHandle) []nicRow {
 	}
 	var rows []nicRow
 	for _, n := range cur.ManagedNICs() {
-		r := nicRow{Domain: d.name, MAC: n.MAC, Network: nicNetworkOf(cur, n), Model: n.Model, Profile: cur.Meta.Profile, State: "off"}
+		r := nicRow{Domain: d.name, MAC: n.MAC, Network: cur.NetworkOf(n), Model: n.Model, Profile: cur.Meta.Profile, State: "off"}
 		if d.active {
 			r.State, r.Tap, r.Bridge = "running", n.Target, n.Bridge
 		}
@@ -260,14 +260,6 @@ func nicRows(d *domainHandle) []nicRow {
 		rows = append(rows, nicRow{Domain: d.name, MAC: m.MAC, Network: m.Network, Profile: cur.Meta.Profile, State: "missing: in metadata, not in the domain"})
 	}
 	return rows
-}
-
-// nicNetworkOf is the spec network of a managed NIC (the metadata's).
-func nicNetworkOf(dom *domains.Domain, n domains.NIC) string {
-	if m := dom.Meta.NIC(n.MAC); m != nil {
-		return m.Network
-	}
-	return n.Network
 }
 
 func nicRemove(c *cli.Context) error {
@@ -380,7 +372,7 @@ func nicSync(c *cli.Context) error {
 	for _, d := range doms {
 		if d.active && d.live.Managed {
 			for _, n := range d.live.ManagedNICs() {
-				row := syncRow{Domain: d.name, MAC: n.MAC, Network: nicNetworkOf(d.live, n), Changes: []string{}}
+				row := syncRow{Domain: d.name, MAC: n.MAC, Network: d.live.NetworkOf(n), Changes: []string{}}
 				res, err := syncRunningNIC(conn, s, snapshotPath(c), d.name, n.MAC)
 				row.Tap, row.Changes = res.tap, append(row.Changes, res.changes...)
 				if err != nil {
@@ -442,7 +434,7 @@ func syncRunningNIC(conn *libvirt.Connect, s *plugin.Spec, snapPath, name, mac s
 	if n == nil {
 		return res, fmt.Errorf("domain %s has no NIC %s live", name, mac)
 	}
-	network := nicNetworkOf(d.live, *n)
+	network := d.live.NetworkOf(*n)
 	sn, ok := snap.Networks[network]
 	if !ok {
 		return res, fmt.Errorf("network %s is not on this hypervisor (%s); run 'gallium-net network define'", network, snap.Hypervisor)

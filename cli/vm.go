@@ -72,7 +72,7 @@ func vmProfile(c *cli.Context) error {
 			if n.Model != prof.NICModel {
 				note = fmt.Sprintf("  (differs from the profile: 'gallium-net vm profile %s %s --update-nics')", name, prof.Name)
 			}
-			fmt.Fprintf(w, "  NIC %s on %s: model %s%s\n", n.MAC, nicNetworkOf(d.config, n), orDash(n.Model), note)
+			fmt.Fprintf(w, "  NIC %s on %s: model %s%s\n", n.MAC, d.config.NetworkOf(n), orDash(n.Model), note)
 		}
 		return nil
 	}

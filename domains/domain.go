@@ -63,6 +63,15 @@ func (d *Domain) NIC(mac string) *NIC {
 	return nil
 }
 
+// NetworkOf is the spec network of NIC n: gallium-net's metadata wins over
+// the interface's own source (which names a libvirt network or a bridge).
+func (d *Domain) NetworkOf(n NIC) string {
+	if m := d.Meta.NIC(n.MAC); m != nil {
+		return m.Network
+	}
+	return n.Network
+}
+
 // ManagedNICs returns the NICs gallium-net manages, in document order.
 func (d *Domain) ManagedNICs() []NIC {
 	var out []NIC

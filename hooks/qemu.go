@@ -54,15 +54,6 @@ func (h *hook) qemu() error {
 	return nil
 }
 
-// nicNetwork is the spec network of a managed NIC: the metadata's word
-// wins over the interface's own source.
-func nicNetwork(dom *domains.Domain, nic domains.NIC) string {
-	if m := dom.Meta.NIC(nic.MAC); m != nil && m.Network != "" {
-		return m.Network
-	}
-	return nic.Network
-}
-
 func fixNetworkHint(snap *plugin.HostSnapshot, network string) string {
 	return fmt.Sprintf("add network %s to the cluster spec on an adapter group of hypervisor %s and run 'gallium-net network define %s' on this host", network, snap.Hypervisor, network)
 }
@@ -75,14 +66,21 @@ func (h *hook) prepare(dom *domains.Domain) error {
 		return failf("gallium-net: cannot start domain %s: %v", dom.Name, err)
 	}
 	var problems []string
+	// One readiness check per network, however many NICs are on it.
+	ready := map[string]error{}
 	for _, nic := range dom.ManagedNICs() {
-		netName := nicNetwork(dom, nic)
+		netName := dom.NetworkOf(nic)
 		n, ok := snap.Networks[netName]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("NIC %s: network %s does not exist on hypervisor %s (networks here: %s); fix: %s", nic.MAC, netName, snap.Hypervisor, networkNames(snap), fixNetworkHint(snap, netName)))
 			continue
 		}
-		if err := netsetup.TapNetworkReady(h.env.Kernel, n.Bridge, n.Bond, n.VLAN); err != nil {
+		err, checked := ready[netName]
+		if !checked {
+			err = netsetup.TapNetworkReady(h.env.Kernel, n.Bridge, n.Bond, n.VLAN)
+			ready[netName] = err
+		}
+		if err != nil {
 			problems = append(problems, fmt.Sprintf("NIC %s: network %s is not ready on hypervisor %s: %v; fix: run 'gallium-net host apply' (bonds, bridges, VLANs), then 'gallium-net network define %s'", nic.MAC, netName, snap.Hypervisor, err, netName))
 		}
 	}
@@ -120,7 +118,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 	err = h.store().Update(func(st *records.State) error {
 		for _, nic := range dom.ManagedNICs() {
 			if other := st.MACOwner(nic.MAC, dom.UUID); other != nil {
-				err := failf("gallium-net: cannot start domain %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", dom.Name, nic.MAC, other.Name, dom.Name, nic.MAC, dom.Name, nicNetwork(dom, nic))
+				err := failf("gallium-net: cannot start domain %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", dom.Name, nic.MAC, other.Name, dom.Name, nic.MAC, dom.Name, dom.NetworkOf(nic))
 				if strict {
 					return err
 				}
@@ -133,7 +131,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 		// while it was off are dropped from the record.
 		rec.NICs = slices.DeleteFunc(rec.NICs, func(n records.NIC) bool { return dom.NIC(n.MAC) == nil })
 		for _, nic := range dom.ManagedNICs() {
-			netName := nicNetwork(dom, nic)
+			netName := dom.NetworkOf(nic)
 			r := records.NIC{MAC: nic.MAC, Network: netName, Tap: nic.Target, PortID: nic.PortID}
 			n, ok := snap.Networks[netName]
 			if !ok {
@@ -220,7 +218,7 @@ func (h *hook) rewrite(dom *domains.Domain) error {
 	}
 	var missing []string
 	out, changed, err := domains.RewriteDomain(h.stdin, func(nic *domains.NIC) bool {
-		netName := nicNetwork(dom, *nic)
+		netName := dom.NetworkOf(*nic)
 		n, ok := snap.Networks[netName]
 		if !ok {
 			missing = append(missing, fmt.Sprintf("NIC %s: network %s does not exist on hypervisor %s; fix: %s", nic.MAC, netName, snap.Hypervisor, fixNetworkHint(snap, netName)))

@@ -201,36 +201,27 @@ func TapProgram(k TapKernel, cfg TapConfig) (TapResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("tap %s: %w", cfg.Tap, err)
 	}
-	for _, op := range TapPlan(tap, br, cfg) {
-		if err := applyTapOp(k, op); err != nil {
-			return res, fmt.Errorf("tap %s: %s: %w", cfg.Tap, op, err)
+	// Plan, apply, read back; a second pass covers a port whose VLANs the
+	// kernel set on enslaving differently from the bridge's default (a
+	// racing writer, say). A third plan must be empty.
+	for pass := 0; ; pass++ {
+		ops := TapPlan(tap, br, cfg)
+		if len(ops) == 0 {
+			return res, nil
 		}
-		res.Ops = append(res.Ops, op)
-	}
-	if !res.Changed() {
-		return res, nil
-	}
-	got, err := k.TapLink(cfg.Tap, br.VlanFiltering)
-	if err != nil {
-		return res, fmt.Errorf("tap %s: read back: %w", cfg.Tap, err)
-	}
-	if rest := TapPlan(got, br, cfg); len(rest) > 0 {
-		// One more pass covers a port whose VLANs the kernel set on enslaving
-		// differently from the bridge's default (a racing writer, say).
-		for _, op := range rest {
+		if pass == 2 {
+			return res, fmt.Errorf("tap %s: still not as wanted after programming: %s", cfg.Tap, ops[0])
+		}
+		for _, op := range ops {
 			if err := applyTapOp(k, op); err != nil {
 				return res, fmt.Errorf("tap %s: %s: %w", cfg.Tap, op, err)
 			}
 			res.Ops = append(res.Ops, op)
 		}
-		if got, err = k.TapLink(cfg.Tap, br.VlanFiltering); err != nil {
+		if tap, err = k.TapLink(cfg.Tap, br.VlanFiltering); err != nil {
 			return res, fmt.Errorf("tap %s: read back: %w", cfg.Tap, err)
 		}
-		if rest := TapPlan(got, br, cfg); len(rest) > 0 {
-			return res, fmt.Errorf("tap %s: still not as wanted after programming: %s", cfg.Tap, rest[0])
-		}
 	}
-	return res, nil
 }
 
 func applyTapOp(k TapKernel, op TapOp) error {
