@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,12 +94,9 @@ func liveOf(st *netsetup.HostStatus, obs *netsetup.Snapshot, vip string) diagram
 			}
 		}
 	}
-	want := net.ParseIP(vip)
 	for _, l := range obs.Links {
-		for _, a := range l.Addrs {
-			if ip, _, err := net.ParseCIDR(a); err == nil && want != nil && ip.Equal(want) {
-				live.HoldsVIP = true
-			}
+		if netsetup.HasIP(l.Addrs, strings.TrimSpace(vip)) {
+			live.HoldsVIP = true
 		}
 	}
 	return live

@@ -107,8 +107,8 @@ type target struct {
 	manageRoute bool
 	// removeOwned deletes owned links that are not in links.
 	removeOwned bool
-	// keepAddrs are, per link, IPs another daemon manages there
-	// (GroupState.KeepAddrs): never deleted.
+	// keepAddrs are, per link, IPs another daemon manages there (the VIP):
+	// never deleted, never added.
 	keepAddrs map[string][]string
 }
 
@@ -138,17 +138,6 @@ func (h *HostState) target() *target {
 func restoreTarget(snap *Snapshot) *target {
 	t := &target{restore: true, route: snap.DefaultRoute, manageRoute: true, removeOwned: true, keepAddrs: snap.KeepAddrs}
 	s := snap.Clone()
-	// A kept address (the VIP) is the other daemon's: never re-added.
-	for i := range s.Links {
-		l := &s.Links[i]
-		var addrs []string
-		for _, a := range l.Addrs {
-			if !keptAddr(snap.KeepAddrs[l.Name], a) {
-				addrs = append(addrs, a)
-			}
-		}
-		l.Addrs = addrs
-	}
 	for _, kind := range []string{"bond", "bridge"} {
 		for _, l := range s.Links {
 			if plugin.Owned(l.Name) && l.Kind == kind {
@@ -228,7 +217,7 @@ func (p *planner) emit(op Op, disruptive bool, why string) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	post := p.cur()
-	undo, err := undoOps(op, pre, post)
+	undo, err := undoOps(op, pre, post, p.t.keepAddrs)
 	if err != nil {
 		return err
 	}
@@ -534,7 +523,7 @@ func (p *planner) run() error {
 			continue
 		}
 		for _, a := range w.Addrs {
-			if !contains(have.Addrs, a) {
+			if !contains(have.Addrs, a) && !p.kept(w.Name, a) {
 				if err := p.emit(Op{Kind: OpAddrAdd, Link: w.Name, Addr: a}, false, ""); err != nil {
 					return err
 				}
@@ -577,7 +566,7 @@ func (p *planner) delAddrs(links []Link) error {
 			continue
 		}
 		for _, a := range have.Addrs {
-			if !contains(w.Addrs, a) && !keptAddr(p.t.keepAddrs[w.Name], a) {
+			if !contains(w.Addrs, a) && !p.kept(w.Name, a) {
 				if err := p.emit(Op{Kind: OpAddrDel, Link: w.Name, Addr: a}, false, ""); err != nil {
 					return err
 				}
@@ -587,15 +576,23 @@ func (p *planner) delAddrs(links []Link) error {
 	return nil
 }
 
-// keptAddr reports whether addr (CIDR) is one of the IPs in keep, whatever
-// its prefix length: keepalived adds the VIP as /24 or /32 as configured.
-func keptAddr(keep []string, addr string) bool {
-	ip, _, err := net.ParseCIDR(addr)
-	if err != nil {
-		return false
+// kept reports whether addr (CIDR) on link is another daemon's (the VIP):
+// the one rule for both directions, deleting and adding.
+func (p *planner) kept(link, addr string) bool {
+	for _, ip := range p.t.keepAddrs[link] {
+		if HasIP([]string{addr}, ip) {
+			return true
+		}
 	}
-	for _, k := range keep {
-		if kip := net.ParseIP(k); kip != nil && kip.Equal(ip) {
+	return false
+}
+
+// HasIP reports whether one of addrs (CIDR, as a Snapshot lists them) is
+// ip, whatever its prefix length: keepalived adds the VIP as /24 or /32.
+func HasIP(addrs []string, ip string) bool {
+	want := net.ParseIP(ip)
+	for _, a := range addrs {
+		if got, _, err := net.ParseCIDR(a); err == nil && want != nil && got.Equal(want) {
 			return true
 		}
 	}
@@ -666,7 +663,7 @@ func contains(list []string, s string) bool {
 
 // undoOps returns the writes that take the host from post back to pre after
 // op. A deleted link is re-created by a restore plan of its neighbourhood.
-func undoOps(op Op, pre, post *Snapshot) ([]Op, error) {
+func undoOps(op Op, pre, post *Snapshot, keep map[string][]string) ([]Op, error) {
 	var out []Op
 	preL, postL := pre.Link(op.Link), post.Link(op.Link)
 	switch op.Kind {
@@ -683,7 +680,7 @@ func undoOps(op Op, pre, post *Snapshot) ([]Op, error) {
 		if preL.Master != "" {
 			names = append(names, preL.Master)
 		}
-		sub := &Snapshot{DefaultRoute: pre.DefaultRoute}
+		sub := &Snapshot{DefaultRoute: pre.DefaultRoute, KeepAddrs: keep}
 		for _, n := range names {
 			sub.Links = append(sub.Links, *pre.Link(n))
 		}

@@ -26,7 +26,6 @@ func TestDesiredExample(t *testing.T) {
 		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		Addrs:       []string{"192.168.1.102/24"},
-		KeepAddrs:   []string{"192.168.1.100"},
 	}
 	if !reflect.DeepEqual(infra, want) {
 		t.Errorf("infra:\n got %+v\nwant %+v", infra, want)
@@ -35,8 +34,8 @@ func TestDesiredExample(t *testing.T) {
 	if !reflect.DeepEqual(vm.PortVLANs, wantVLANs) || vm.BridgeVLANs != nil || vm.Addrs != nil || vm.BondConfig.Primary != "eno3" {
 		t.Errorf("vmgroup: got %+v", vm)
 	}
-	if hs.ManagementBridge != "gbr-infra" || hs.ManagementIP != "192.168.1.102/24" {
-		t.Errorf("management: %s on %s", hs.ManagementIP, hs.ManagementBridge)
+	if hs.ManagementBridge != "gbr-infra" || hs.ManagementIP != "192.168.1.102/24" || hs.VIP != "192.168.1.100" {
+		t.Errorf("management: %s on %s, VIP %q", hs.ManagementIP, hs.ManagementBridge, hs.VIP)
 	}
 	if hs.DefaultRoute == nil || *hs.DefaultRoute != (Route{Gateway: "192.168.1.1", Dev: "gbr-infra"}) {
 		t.Errorf("default route: %+v", hs.DefaultRoute)
@@ -168,15 +167,23 @@ func TestVIPOnTheInfrastructureBridgeIsKept(t *testing.T) {
 			if !p.Empty() {
 				t.Errorf("the VIP holder is not converged: %v", p.Lines())
 			}
-			if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: "192.168.1.77/24"}); err != nil {
+			// .10 sorts before the management IP .101: the plan must
+			// know that it is a secondary (added last), not the primary.
+			if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: "192.168.1.10/24"}); err != nil {
 				t.Fatal(err)
 			}
 			obs, _ = f.Observe()
 			if p, err = MakePlan(hs, obs); err != nil {
 				t.Fatal(err)
 			}
-			if got := p.Lines(); len(got) != 1 || got[0] != "ip addr del 192.168.1.77/24 dev gbr-infra" {
+			if got := p.Lines(); len(got) != 1 || got[0] != "ip addr del 192.168.1.10/24 dev gbr-infra" {
 				t.Errorf("a stray address next to the VIP: plan %q, want only its removal", got)
+			}
+			if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if obs, _ = f.Observe(); !HasIP(obs.Link("gbr-infra").Addrs, "192.168.1.100") {
+				t.Errorf("converging removed the VIP: %v", obs.Link("gbr-infra").Addrs)
 			}
 		})
 	}
@@ -228,6 +235,44 @@ func TestRestoreLeavesTheVIPAlone(t *testing.T) {
 	}
 	if !p.Empty() {
 		t.Errorf("restore plan touches the VIP keepalived added: %v", p.Lines())
+	}
+}
+
+// TestManagementIPChangeOnTheVIPHolder: the VIP (.100) sorts before the
+// old management IP (.101) but is its secondary; deleting .101 takes the
+// VIP and the default route with it, which the plan must foresee (a sorted
+// snapshot made it think .100 was the primary, and the route was lost).
+func TestManagementIPChangeOnTheVIPHolder(t *testing.T) {
+	f, spec := converged(t)
+	if err := f.Do(Op{Kind: OpAddrAdd, Link: "gbr-infra", Addr: "192.168.1.100/24"}); err != nil {
+		t.Fatal(err)
+	}
+	spec.Hypervisors[0].ManagementIP = "192.168.1.111/24"
+	hs, err := Desired(spec, "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Converge(f, hs, ApplyOptions{AllowDisruptive: true}); err != nil {
+		t.Fatalf("converge: %v", err)
+	}
+	obs, _ := f.Observe()
+	if !HasIP(obs.Link("gbr-infra").Addrs, "192.168.1.111") || obs.DefaultRoute == nil {
+		t.Errorf("after the change: addresses %v, default route %+v", obs.Link("gbr-infra").Addrs, obs.DefaultRoute)
+	}
+}
+
+// TestDesiredCanonicalVIP: the VIP is read as the validator reads it
+// (surrounding space allowed), so the planner still recognises it.
+func TestDesiredCanonicalVIP(t *testing.T) {
+	spec := loadExample(t, "cluster.yaml")
+	spec.Cluster.VIP = " 192.168.1.100 "
+	hs, err := Desired(spec, "hv1")
+	if err != nil || hs.VIP != "192.168.1.100" {
+		t.Fatalf("Desired: VIP %q, %v", hs.VIP, err)
+	}
+	spec.Cluster.VIP = "192.168.1.x"
+	if _, err := Desired(spec, "hv1"); err == nil || !strings.Contains(err.Error(), "cluster.vip") {
+		t.Errorf("a bad VIP: %v", err)
 	}
 }
 

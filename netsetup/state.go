@@ -56,6 +56,7 @@ package netsetup
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -155,8 +156,8 @@ type Snapshot struct {
 	// NoBridgeVLANs is set when the kernel has no bridge VLAN support
 	// (CONFIG_BRIDGE_VLAN_FILTERING off).
 	NoBridgeVLANs bool `json:"noBridgeVlans,omitempty" yaml:"noBridgeVlans,omitempty"`
-	// KeepAddrs are, per link, IPs another daemon manages there (the VIP:
-	// GroupState.KeepAddrs), recorded with a snapshot saved for a
+	// KeepAddrs are, per link, IPs another daemon manages there (the VIP,
+	// HostState.KeepAddrsByLink), recorded with a snapshot saved for a
 	// rollback: restoring it neither removes nor re-adds them, since the
 	// VIP may have moved to or from this host in the meantime.
 	KeepAddrs map[string][]string `json:"keepAddrs,omitempty" yaml:"keepAddrs,omitempty"`
@@ -174,7 +175,13 @@ func (s *Snapshot) Link(name string) *Link {
 
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
-	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs, KeepAddrs: s.KeepAddrs}
+	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs}
+	if s.KeepAddrs != nil {
+		out.KeepAddrs = map[string][]string{}
+		for l, ips := range s.KeepAddrs {
+			out.KeepAddrs[l] = append([]string(nil), ips...)
+		}
+	}
 	for i, l := range s.Links {
 		l.VLANs = append([]VLAN(nil), l.VLANs...)
 		l.Addrs = append([]string(nil), l.Addrs...)
@@ -223,13 +230,15 @@ func (s *Snapshot) Subset(names []string) *Snapshot {
 }
 
 // normalize sorts everything that has no meaningful order, so that two
-// snapshots of the same state compare equal.
+// snapshots of the same state compare equal. Addresses keep the kernel's
+// order: the first of a subnet is its primary, and deleting a primary
+// deletes its secondaries, which the planner's simulation must know
+// (Restorable sorts them for comparing).
 func (s *Snapshot) normalize() {
 	sort.Slice(s.Links, func(i, j int) bool { return s.Links[i].Name < s.Links[j].Name })
 	for i := range s.Links {
 		l := &s.Links[i]
 		sort.Slice(l.VLANs, func(a, b int) bool { return l.VLANs[a].VID < l.VLANs[b].VID })
-		sort.Strings(l.Addrs)
 		if len(l.VLANs) == 0 {
 			l.VLANs = nil
 		}
@@ -246,6 +255,7 @@ func (s *Snapshot) Restorable() *Snapshot {
 	for i := range out.Links {
 		l := &out.Links[i]
 		l.Carrier, l.OperState, l.ActiveSlave = false, "", ""
+		sort.Strings(l.Addrs)
 	}
 	out.normalize()
 	return out
@@ -259,6 +269,10 @@ type HostState struct {
 	// ManagementIP (CIDR) lives untagged on ManagementBridge.
 	ManagementIP     string `json:"managementIP" yaml:"managementIP"`
 	ManagementBridge string `json:"managementBridge,omitempty" yaml:"managementBridge,omitempty"`
+	// VIP is the cluster's floating IP (no prefix), which keepalived adds
+	// to and removes from ManagementBridge of whichever hypervisor holds
+	// it: gallium-net never removes or adds it.
+	VIP string `json:"vip,omitempty" yaml:"vip,omitempty"`
 	// DefaultRoute is set when the cluster has a gateway.
 	DefaultRoute *Route `json:"defaultRoute,omitempty" yaml:"defaultRoute,omitempty"`
 }
@@ -282,11 +296,6 @@ type GroupState struct {
 	// Addrs are the bridge's addresses (the management IP on the
 	// infrastructure bridge).
 	Addrs []string `json:"addrs,omitempty" yaml:"addrs,omitempty"`
-	// KeepAddrs are IPs that another daemon manages on the bridge: the
-	// cluster VIP, which keepalived adds to and removes from the
-	// infrastructure bridge of whichever hypervisor holds it. gallium-net
-	// never removes them (with any prefix length) and never adds them.
-	KeepAddrs []string `json:"keepAddrs,omitempty" yaml:"keepAddrs,omitempty"`
 }
 
 // Group returns the group named name, or nil.
@@ -308,18 +317,13 @@ func (h *HostState) Adapters() []string {
 	return out
 }
 
-// KeepAddrsByLink are the groups' KeepAddrs by bridge (nil when none).
+// KeepAddrsByLink are the IPs another daemon manages, by link: the VIP on
+// the management bridge (nil when the cluster has no VIP).
 func (h *HostState) KeepAddrsByLink() map[string][]string {
-	var out map[string][]string
-	for _, g := range h.Groups {
-		if len(g.KeepAddrs) > 0 {
-			if out == nil {
-				out = map[string][]string{}
-			}
-			out[g.Bridge] = append([]string(nil), g.KeepAddrs...)
-		}
+	if h.VIP == "" || h.ManagementBridge == "" {
+		return nil
 	}
-	return out
+	return map[string][]string{h.ManagementBridge: {h.VIP}}
 }
 
 // ManagementLinks names the links whose change may cut the host off: the
@@ -422,10 +426,16 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 		if gs.Infrastructure {
 			gs.BridgeVLANs = []VLAN{{VID: NativeVID, PVID: true, Untagged: true}}
 			gs.Addrs = []string{mgmt}
-			if spec.Cluster.VIP != "" {
-				gs.KeepAddrs = []string{spec.Cluster.VIP}
-			}
 			hs.ManagementBridge = gs.Bridge
+			if v := strings.TrimSpace(spec.Cluster.VIP); v != "" {
+				// The validator's reading of the VIP, kept canonical so
+				// that the planner recognises it on the bridge.
+				vip, err := netip.ParseAddr(v)
+				if err != nil {
+					return nil, fmt.Errorf("cluster.vip %q is not an IP address", spec.Cluster.VIP)
+				}
+				hs.VIP = vip.String()
+			}
 			if spec.Cluster.Gateway != "" {
 				if net.ParseIP(spec.Cluster.Gateway) == nil {
 					return nil, fmt.Errorf("cluster.gateway %q is not an IP address", spec.Cluster.Gateway)
