@@ -195,15 +195,13 @@ func (s ConfirmStore) Prune(keep int) {
 // It returns the process ID (0 with systemd-run).
 func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) (int, error) {
 	if systemdAfter > 0 {
-		if HasSystemd() {
-			if sr, err := exec.LookPath("systemd-run"); err == nil {
-				args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
-				out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
-				if err != nil {
-					return 0, fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
-				}
-				return 0, nil
+		if sr := systemdRun(); sr != "" {
+			args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
+			out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
+			if err != nil {
+				return 0, fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
 			}
+			return 0, nil
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
@@ -227,12 +225,15 @@ func Detach(argv []string, logPath string, systemdAfter time.Duration, unit stri
 
 // HasSystemd reports whether systemd runs this host and systemd-run is
 // there, so a rollback timer can be a transient systemd unit.
-func HasSystemd() bool {
+func HasSystemd() bool { return systemdRun() != "" }
+
+// systemdRun is systemd-run's path when systemd runs this host, else "".
+func systemdRun() string {
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
-		return false
+		return ""
 	}
-	_, err := exec.LookPath("systemd-run")
-	return err == nil
+	p, _ := exec.LookPath("systemd-run")
+	return p
 }
 
 // RollbackIfUnconfirmed waits until the rollback of id is due (after), and

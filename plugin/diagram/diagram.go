@@ -149,6 +149,29 @@ func (h host) title(vip, sep string) string {
 	return t
 }
 
+// edges are a hypervisor's links between layers, top to bottom, as node
+// ids: VM NIC -> network, management IP and networks -> group, group ->
+// adapters. Both renderers draw the same ones.
+func (h host) edges() [][2]string {
+	var out [][2]string
+	for _, n := range h.nics {
+		out = append(out, [2]string{id(h.name, "nic", n.Domain, n.MAC), id(h.name, "net", n.Network)})
+	}
+	for _, g := range h.groups {
+		grp := id(h.name, "grp", g.name)
+		if g.infra {
+			out = append(out, [2]string{id(h.name, "mgmt"), grp})
+		}
+		for _, n := range g.networks {
+			out = append(out, [2]string{id(h.name, "net", n.name), grp})
+		}
+		for _, a := range g.adapters {
+			out = append(out, [2]string{grp, id(h.name, "ad", a.name)})
+		}
+	}
+	return out
+}
+
 // lines are an adapter's label lines.
 func (a adapter) lines() []string {
 	l := []string{a.name, speedLabel(a.speed)}

@@ -68,19 +68,8 @@ func DOT(s *plugin.Spec, opt Options) (string, error) {
 				fmt.Fprintf(&b, "    { rank=same; %s; }\n", strings.Join(r, "; "))
 			}
 		}
-		for _, n := range h.nics {
-			fmt.Fprintf(&b, "    %s -> %s;\n", id(h.name, "nic", n.Domain, n.MAC), id(h.name, "net", n.Network))
-		}
-		for _, g := range h.groups {
-			if g.infra {
-				fmt.Fprintf(&b, "    %s -> %s;\n", id(h.name, "mgmt"), id(h.name, "grp", g.name))
-			}
-			for _, n := range g.networks {
-				fmt.Fprintf(&b, "    %s -> %s;\n", id(h.name, "net", n.name), id(h.name, "grp", g.name))
-			}
-			for _, a := range g.adapters {
-				fmt.Fprintf(&b, "    %s -> %s;\n", id(h.name, "grp", g.name), id(h.name, "ad", a.name))
-			}
+		for _, e := range h.edges() {
+			fmt.Fprintf(&b, "    %s -> %s;\n", e[0], e[1])
 		}
 		b.WriteString("  }\n")
 	}
@@ -125,19 +114,8 @@ func Mermaid(s *plugin.Spec, opt Options) (string, error) {
 				fmt.Fprintf(&b, "    %s[(%s)]\n", id(h.name, "ad", a.name), q(a.lines()...))
 			}
 		}
-		for _, n := range h.nics {
-			fmt.Fprintf(&b, "    %s --- %s\n", id(h.name, "nic", n.Domain, n.MAC), id(h.name, "net", n.Network))
-		}
-		for _, g := range h.groups {
-			if g.infra {
-				fmt.Fprintf(&b, "    %s --- %s\n", id(h.name, "mgmt"), id(h.name, "grp", g.name))
-			}
-			for _, n := range g.networks {
-				fmt.Fprintf(&b, "    %s --- %s\n", id(h.name, "net", n.name), id(h.name, "grp", g.name))
-			}
-			for _, a := range g.adapters {
-				fmt.Fprintf(&b, "    %s --- %s\n", id(h.name, "grp", g.name), id(h.name, "ad", a.name))
-			}
+		for _, e := range h.edges() {
+			fmt.Fprintf(&b, "    %s --- %s\n", e[0], e[1])
 		}
 		b.WriteString("  end\n")
 	}
