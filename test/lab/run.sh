@@ -4,6 +4,7 @@
 #   test/lab/run.sh -run 'TestBond'      only matching tests (guest and host)
 #   test/lab/run.sh --guest [PKG...]     only the in-guest package tests (packages.txt, or PKG...)
 #   test/lab/run.sh --host               only the host-side tests (they boot VMs)
+#   test/lab/run.sh --guest -run T -count 40 netsetup   chase a flaky test
 # Fetches the Debian kernel (cached), builds the initramfs (cached), runs
 # each package of test/lab/packages.txt as a static test binary inside its
 # own lab VM (GALLIUM_LAB=1), then the host-side tests of test/lab
@@ -14,13 +15,14 @@ cd "$(dirname "$0")/../.."
 export GOFLAGS=-buildvcs=false
 export GALLIUM_STRICT=1
 
-run_re="" guest=1 host=1 pkgs=()
+run_re="" count=1 guest=1 host=1 pkgs=()
 while (($#)); do
   case $1 in
     -run) run_re=$2; shift 2 ;;
+    -count) count=$2; shift 2 ;;
     --guest) host=0; shift ;;
     --host) guest=0; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) pkgs+=("$1"); shift ;;
   esac
 done
@@ -48,6 +50,7 @@ rc=0
 if ((guest)); then
   args=()
   [[ -n $run_re ]] && args+=(-run "$run_re")
+  args+=(-count "$count")
   step "$build/labctl" test "${args[@]}" "${pkgs[@]}" || rc=1
 fi
 
@@ -57,7 +60,7 @@ if ((host)); then
     echo "FAIL	github.com/gallium/gallium-net/test/lab [build failed]"
     rc=1
   else
-    args=(-test.v -test.count=1 -test.timeout 20m)
+    args=(-test.v -test.count="$count" -test.timeout 20m)
     [[ -n $run_re ]] && args+=(-test.run "$run_re")
     t0=$(date +%s%N)
     export GALLIUM_LAB_HOST=1

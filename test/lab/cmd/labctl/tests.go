@@ -89,6 +89,7 @@ func runTests(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("test", flag.ExitOnError)
 	list := fs.String("list", "test/lab/packages.txt", "package list")
 	run := fs.String("run", "", "only tests matching this regexp (-test.run)")
+	count := fs.Int("count", 1, "run each test `N` times (-test.count), to chase a flaky one")
 	fs.Parse(args)
 	root, err := lab.RepoRoot()
 	if err != nil {
@@ -127,7 +128,7 @@ func runTests(ctx context.Context, args []string) (int, error) {
 	failed := 0
 	for _, s := range specs {
 		importPath := strings.TrimSuffix(module+filepath.Clean("/"+s.Dir), "/")
-		ok, err := runPackage(ctx, root, runDir, importPath, s, *run)
+		ok, err := runPackage(ctx, root, runDir, importPath, s, *run, *count)
 		if err != nil {
 			fmt.Printf("--- FAIL: %s (kernel lab)\n    %v\n", importPath, strings.ReplaceAll(err.Error(), "\n", "\n    "))
 		}
@@ -156,7 +157,7 @@ func modulePath(root string) (string, error) {
 	return string(m[1]), nil
 }
 
-func runPackage(ctx context.Context, root, runDir, importPath string, s pkgSpec, runRE string) (bool, error) {
+func runPackage(ctx context.Context, root, runDir, importPath string, s pkgSpec, runRE string, count int) (bool, error) {
 	start := time.Now()
 	name := regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(strings.TrimPrefix(filepath.Clean(s.Dir), "./")), "-")
 	name = strings.Trim(name, "-")
@@ -213,7 +214,7 @@ func runPackage(ctx context.Context, root, runDir, importPath string, s pkgSpec,
 	defer vm.Close()
 	fmt.Printf("=== lab: %s: VM %s booted in %s; running %s\n", importPath, vm.Name, vm.BootTime.Round(time.Millisecond), filepath.Base(bin))
 
-	cmd := fmt.Sprintf("/host/bin/%s -test.v -test.count=1 -test.timeout %s", filepath.Base(bin), s.Timeout)
+	cmd := fmt.Sprintf("/host/bin/%s -test.v -test.count=%d -test.timeout %s", filepath.Base(bin), count, s.Timeout)
 	if runRE != "" {
 		cmd += " -test.run '" + strings.ReplaceAll(runRE, "'", `'\''`) + "'"
 	}
