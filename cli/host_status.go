@@ -170,13 +170,16 @@ func hostVerifyTopologyCommand() *cli.Command {
 		Usage: "prove that every adapter of each group reaches every other one at layer 2 (probe frames, ethertype 0x88B5)",
 		Description: `Any adapter of a group may become active, so each must reach every other
 one at layer 2. Sends a probe frame out of each adapter and reports, for
-every ordered pair, whether it arrived. Exit status 1 when a pair fails.
+every ordered pair, whether it arrived. Links still coming up (right after
+host apply) get --settle to carry a probe, so a failing pair takes that
+long to report. Exit status 1 when a pair fails.
 
 Example:
    gallium-net host verify-topology -o table`,
 		Flags: []cli.Flag{
 			specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml"),
 			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "listen `DURATION` after the last probe"},
+			&cli.DurationFlag{Name: "settle", Value: 2 * time.Second, Usage: "give links coming up (just after host apply) `DURATION` to carry probes: a failing pair is probed again until then"},
 		},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
@@ -189,7 +192,7 @@ Example:
 					groups = append(groups, netsetup.ProbeGroup{Name: g.Name, Adapters: g.Adapters})
 				}
 			}
-			rs, err := netsetup.VerifyTopology(groups, netsetup.ProbeOptions{Sender: hs.hv, Wait: c.Duration("wait")})
+			rs, err := netsetup.VerifyTopology(groups, netsetup.ProbeOptions{Sender: hs.hv, Wait: c.Duration("wait"), Settle: c.Duration("settle")})
 			if err != nil {
 				return err
 			}
@@ -204,7 +207,11 @@ Example:
 				for _, r := range rs {
 					res := "ok"
 					if !r.OK {
-						res = "FAILED (no probe arrived)"
+						why := "no probe arrived"
+						if r.Detail != "" {
+							why = r.Detail
+						}
+						res = "FAILED (" + why + ")"
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Group, r.From, r.To, res)
 				}

@@ -105,10 +105,21 @@ func TestHostVerifyTopologyCommand(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "vmgroup: eno3 -> eno4") {
 		t.Fatalf("broken pair: %v", err)
 	}
-	for _, want := range []string{"GROUP", "infra    eno1  eno2  ok", "vmgroup  eno4  eno3  FAILED"} {
+	for _, want := range []string{"GROUP", "infra    eno1  eno2  ok", "vmgroup  eno4  eno3  FAILED (no probe arrived)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	// eno3's switch port goes down: the table names the adapter without
+	// carrier instead of only saying that no probe arrived.
+	p, _ = netlink.LinkByName("gc-p3")
+	netlink.LinkSetDown(p)
+	out, err = runHost(t, "verify-topology", "-f", spec, "--hypervisor", "hv1", "--settle", "200ms")
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("adapter without carrier: %v", err)
+	}
+	if want := "vmgroup  eno3  eno4  FAILED (eno3 without carrier)"; !strings.Contains(out, want) {
+		t.Errorf("table lacks %q:\n%s", want, out)
 	}
 }
 

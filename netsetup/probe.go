@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -27,6 +28,9 @@ type ProbeResult struct {
 	From  string `json:"from" yaml:"from"`
 	To    string `json:"to" yaml:"to"`
 	OK    bool   `json:"ok" yaml:"ok"`
+	// Detail says why a pair failed when this host can tell (an adapter
+	// without carrier); empty when the frames simply never arrived.
+	Detail string `json:"detail,omitempty" yaml:"detail,omitempty"`
 }
 
 // ProbeGroup is one adapter group's adapters on this host.
@@ -44,6 +48,13 @@ type ProbeOptions struct {
 	// Rounds is how many probes each adapter sends (default 3), so that one
 	// lost frame does not fail a pair.
 	Rounds int
+	// Settle is how long a link may take to come up: the adapters get this
+	// long to have carrier before the first probe, and a pair that failed
+	// is probed again until this much time has passed since the first
+	// round (default 2 s; a negative value probes once). Right after
+	// `host apply` enslaved an adapter, its switch port may not forward
+	// yet: without a second chance a sound pair would be reported broken.
+	Settle time.Duration
 }
 
 type probeSock struct {
@@ -60,7 +71,9 @@ type probeSock struct {
 // handle them, so it works on bond slaves, active or backup (the bond drops
 // a backup slave's frames only after packet taps have seen them). Frames
 // are broadcast with a random locally administered source MAC, so a switch
-// never learns the bond's MAC on the wrong port.
+// never learns the bond's MAC on the wrong port. Links still coming up get
+// opts.Settle to do so (see ProbeOptions.Settle); a pair that fails costs
+// that long.
 func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, error) {
 	if opts.Wait == 0 {
 		opts.Wait = 500 * time.Millisecond
@@ -68,6 +81,14 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 	if opts.Rounds == 0 {
 		opts.Rounds = 3
 	}
+	if opts.Settle == 0 {
+		opts.Settle = 2 * time.Second
+	}
+	var names []string
+	for _, g := range groups {
+		names = append(names, g.Adapters...)
+	}
+	down := waitRunning(names, opts.Settle)
 	var socks []*probeSock
 	defer func() {
 		for _, s := range socks {
@@ -89,15 +110,28 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 	}
 	tag := hex.EncodeToString(nonce)
 	got := map[[2]string]bool{} // from/to, both "group/adapter"
-	for round := 0; round < opts.Rounds; round++ {
-		for _, s := range socks {
-			if err := sendProbe(s, tag, opts.Sender); err != nil {
-				return nil, err
+	settled := time.Now().Add(opts.Settle)
+	senders := socks
+	for {
+		for round := 0; round < opts.Rounds; round++ {
+			for _, s := range senders {
+				// An adapter that is down cannot send: its pairs fail
+				// (and say so through down), the others are still probed.
+				if err := sendProbe(s, tag, opts.Sender); err != nil && !errors.Is(err, unix.ENETDOWN) {
+					return nil, err
+				}
 			}
+			receiveProbes(socks, tag, got, 50*time.Millisecond)
 		}
-		receiveProbes(socks, tag, got, 50*time.Millisecond)
+		receiveProbes(socks, tag, got, opts.Wait)
+		// Only the senders of pairs still failing probe again; their
+		// frames still reach every receiver.
+		senders = failingSenders(socks, got)
+		if len(senders) == 0 || time.Now().After(settled) {
+			break
+		}
+		receiveProbes(socks, tag, got, 200*time.Millisecond)
 	}
-	receiveProbes(socks, tag, got, opts.Wait)
 	var out []ProbeResult
 	for _, g := range groups {
 		for _, from := range g.Adapters {
@@ -105,11 +139,57 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 				if from == to {
 					continue
 				}
-				out = append(out, ProbeResult{Group: g.Name, From: from, To: to, OK: got[[2]string{g.Name + "/" + from, g.Name + "/" + to}]})
+				r := ProbeResult{Group: g.Name, From: from, To: to, OK: got[[2]string{g.Name + "/" + from, g.Name + "/" + to}]}
+				if !r.OK {
+					var dead []string
+					for _, a := range []string{from, to} {
+						if down[a] {
+							dead = append(dead, a)
+						}
+					}
+					if len(dead) > 0 {
+						r.Detail = strings.Join(dead, " and ") + " without carrier"
+					}
+				}
+				out = append(out, r)
 			}
 		}
 	}
 	return out, nil
+}
+
+// failingSenders returns the sockets whose adapter has a pair, as sender,
+// that no frame has proven yet.
+func failingSenders(socks []*probeSock, got map[[2]string]bool) []*probeSock {
+	var out []*probeSock
+	for _, from := range socks {
+		for _, to := range socks {
+			if from != to && from.group == to.group && !got[[2]string{from.group + "/" + from.name, to.group + "/" + to.name}] {
+				out = append(out, from)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// waitRunning waits up to settle for every named link to be up with
+// carrier (IFF_UP and IFF_RUNNING) and returns those that are not.
+func waitRunning(names []string, settle time.Duration) map[string]bool {
+	deadline := time.Now().Add(settle)
+	for {
+		down := map[string]bool{}
+		for _, n := range names {
+			ifi, err := net.InterfaceByName(n)
+			if err != nil || ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
+				down[n] = true
+			}
+		}
+		if len(down) == 0 || time.Now().After(deadline) {
+			return down
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

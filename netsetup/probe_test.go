@@ -3,8 +3,10 @@ package netsetup
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // switchWith builds a plain bridge "switch" joining the peers of n veth
@@ -58,6 +60,81 @@ func TestVerifyTopologyFindsBrokenPair(t *testing.T) {
 	want := []string{"gt-a1>gt-a3", "gt-a2>gt-a3", "gt-a3>gt-a1", "gt-a3>gt-a2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("failures %v, want %v", got, want)
+	}
+}
+
+// A switch port that starts forwarding only after the first probes (as
+// right after `host apply` enslaved the adapter) must not fail its pairs:
+// failing pairs are probed again until Settle has passed.
+func TestVerifyTopologyWaitsForAPortComingUp(t *testing.T) {
+	inNetns(t)
+	adapters := switchWith(t, 3)
+	p, _ := netlink.LinkByName("gt-s3")
+	if err := netlink.LinkSetNoMaster(p); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns) // the goroutine runs on another thread
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	plugged := make(chan error, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond) // after the first pass (3 rounds + 500 ms)
+		sw, err := h.LinkByName("gt-sw")
+		if err == nil {
+			err = h.LinkSetMaster(p, sw)
+		}
+		plugged <- err
+	}()
+	rs, err := VerifyTopology([]ProbeGroup{{Name: "g", Adapters: adapters}}, ProbeOptions{Sender: "test", Settle: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-plugged; err != nil {
+		t.Fatal(err)
+	}
+	if f := ProbeFailures(rs); len(rs) != 6 || len(f) != 0 {
+		t.Fatalf("the port came up within Settle, yet: %+v", f)
+	}
+}
+
+// An adapter without carrier (its switch port is down) or down itself
+// fails its pairs and the result says which adapter; the other pairs of
+// the group are still probed.
+func TestVerifyTopologyNamesAnAdapterWithoutCarrier(t *testing.T) {
+	inNetns(t)
+	adapters := switchWith(t, 4)
+	for _, n := range []string{"gt-s3", "gt-a4"} {
+		l, _ := netlink.LinkByName(n)
+		if err := netlink.LinkSetDown(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := VerifyTopology([]ProbeGroup{{Name: "g", Adapters: adapters}}, ProbeOptions{Sender: "test", Settle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rs {
+		if !r.OK {
+			got[r.From+">"+r.To] = r.Detail
+		}
+	}
+	want := map[string]string{
+		"gt-a1>gt-a3": "gt-a3 without carrier", "gt-a1>gt-a4": "gt-a4 without carrier",
+		"gt-a2>gt-a3": "gt-a3 without carrier", "gt-a2>gt-a4": "gt-a4 without carrier",
+		"gt-a3>gt-a1": "gt-a3 without carrier", "gt-a3>gt-a2": "gt-a3 without carrier",
+		"gt-a3>gt-a4": "gt-a3 and gt-a4 without carrier", "gt-a4>gt-a3": "gt-a4 and gt-a3 without carrier",
+		"gt-a4>gt-a1": "gt-a4 without carrier", "gt-a4>gt-a2": "gt-a4 without carrier",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("failed pairs\n got %v\nwant %v", got, want)
 	}
 }
 
