@@ -260,9 +260,7 @@ func nicImport(c *cli.Context) error {
 		}
 	}
 	fmt.Fprintf(c.App.Writer, "%d NICs imported, %d already in the ledger, %d conflicts\n", added, kept, failed)
-	if err := syncHostSnapshot(c, st); err != nil {
-		return err
-	}
+	refreshSnapshotAfter(c, st, "the import")
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d NICs conflict with the ledger", failed)}
 	}
@@ -304,7 +302,7 @@ func macAllocate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return syncHostSnapshot(c, st)
+	return refreshSnapshotAfter(c, st, fmt.Sprintf("MAC %s of %s", nic.MAC, nic.ID()))
 }
 
 func macRelease(c *cli.Context) error {
@@ -318,5 +316,5 @@ func macRelease(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "released %s of %s\n", nic.MAC, nic.ID())
-	return syncHostSnapshot(c, st)
+	return refreshSnapshotAfter(c, st, fmt.Sprintf("the release of %s", nic.MAC))
 }

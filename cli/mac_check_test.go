@@ -88,6 +88,21 @@ func TestMACAllocateRelease(t *testing.T) {
 	if strings.Contains(string(snap), m1) {
 		t.Errorf("host snapshot still lists the released MAC %s", m1)
 	}
+	// The snapshot cannot be written (its folder is a file): the MAC is
+	// allocated all the same, so the command succeeds, prints it and warns
+	// with the fix; a non-zero exit would tell a script it failed.
+	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o600)
+	bad := append(st[:len(st):len(st)], "--snapshot", filepath.Join(dir, "afile", "snap.json"))
+	out, errOut, code := run(t, append([]string{"mac", "allocate", "--domain-uuid", "u2", "--key", "net0", "--network", "prod"}, bad...)...)
+	if code != 0 || !strings.Contains(out, "allocated for u2/net0") {
+		t.Fatalf("allocation with a stale snapshot: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "is stored, but the hook's host snapshot") || !strings.Contains(errOut, "gallium-net state sync") {
+		t.Errorf("no warning naming the fix:\n%s", errOut)
+	}
+	if _, errOut, code := run(t, append([]string{"state", "sync"}, bad...)...); code == 0 {
+		t.Errorf("state sync must fail when it cannot write the snapshot:\n%s", errOut)
+	}
 }
 
 // TestMACCheckImportLibvirt runs mac check and state import against

@@ -133,7 +133,7 @@ func specPush(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(c.App.Writer, "pushed spec revision %d to %s\n", res.Record.Version, st)
 	}
-	return syncHostSnapshot(c, st)
+	return refreshSnapshotAfter(c, st, fmt.Sprintf("spec revision %d", res.Record.Version))
 }
 
 // storedRevision returns the current record, or --revision's.
