@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -162,16 +163,25 @@ func snapshotPath(c *cli.Context) string {
 	return firstNonEmpty(c.String("snapshot"), plugin.DefaultSnapshotPath)
 }
 
+// storedSpec reads the cluster spec the store holds, parsed.
+func storedSpec(ctx context.Context, st *store.Store) (*store.SpecRecord, *plugin.Spec, error) {
+	rec, err := st.Spec(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := rec.Spec()
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, spec, nil
+}
+
 // syncHostSnapshot rewrites this hypervisor's host snapshot after a change
 // of the cluster state, so the hook sees it. A host that is not (yet) a
 // hypervisor of the stored spec is told so and skipped: pushing a spec from
 // an admin machine is fine.
 func syncHostSnapshot(c *cli.Context, st *store.Store) error {
-	rec, err := st.Spec(c.Context)
-	if err != nil {
-		return err
-	}
-	spec, err := rec.Spec()
+	_, spec, err := storedSpec(c.Context, st)
 	if err != nil {
 		return err
 	}

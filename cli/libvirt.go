@@ -73,6 +73,19 @@ func (d *domainHandle) current() *domains.Domain {
 	return d.config
 }
 
+// openDomain connects to libvirt and looks domain name up; done frees the
+// handle and closes the connection.
+func openDomain(c *cli.Context, name string) (conn *libvirt.Connect, d *domainHandle, done func(), err error) {
+	if conn, err = openLibvirt(c); err != nil {
+		return nil, nil, nil, err
+	}
+	if d, err = lookupDomain(conn, name); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	return conn, d, func() { d.free(); conn.Close() }, nil
+}
+
 func lookupDomain(conn *libvirt.Connect, name string) (*domainHandle, error) {
 	dom, err := conn.LookupDomainByName(name)
 	if err != nil {

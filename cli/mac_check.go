@@ -220,11 +220,7 @@ func nicImport(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	rec, err := st.Spec(c.Context)
-	if err != nil {
-		return err
-	}
-	spec, err := rec.Spec()
+	_, spec, err := storedSpec(c.Context, st)
 	if err != nil {
 		return err
 	}
@@ -273,11 +269,7 @@ func macAllocate(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	rec, err := st.Spec(c.Context)
-	if err != nil {
-		return err
-	}
-	spec, err := rec.Spec()
+	rec, spec, err := storedSpec(c.Context, st)
 	if err != nil {
 		return err
 	}

@@ -271,16 +271,11 @@ func nicRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := openLibvirt(c)
+	conn, d, done, err := openDomain(c, name)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	d, err := lookupDomain(conn, name)
-	if err != nil {
-		return err
-	}
-	defer d.free()
+	defer done()
 	meta := d.metadata()
 	if meta.NIC(mac) == nil {
 		return fmt.Errorf("domain %s has no gallium-net NIC %s (see 'gallium-net nic list %s'); remove other NICs with virsh detach-interface", name, mac, name)

@@ -45,16 +45,11 @@ func vmProfile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := openLibvirt(c)
+	_, d, done, err := openDomain(c, name)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	d, err := lookupDomain(conn, name)
-	if err != nil {
-		return err
-	}
-	defer d.free()
+	defer done()
 	meta := d.metadata()
 	w := c.App.Writer
 	if want == "" {
