@@ -269,8 +269,11 @@ func TestBridgeVlanFiltering(t *testing.T) {
 func TestBridgeVlanIsolation(t *testing.T) {
 	needLab(t)
 	testenv.NeedKernel(t, "vlan_filtering")
+	// The veths go first, synchronously: a deleted namespace takes its end
+	// of them down asynchronously, and a test run right after (-count)
+	// found st-a-h still there ("File exists").
 	t.Cleanup(func() {
-		run("for n in st-a st-b st-c; do ip netns del $n; done; ip link del stbr1")
+		run("for n in st-a st-b st-c; do ip link del $n-h; ip netns del $n; done; ip link del stbr1")
 	})
 	sh(t, `set -e
 ip link add stbr1 type bridge vlan_filtering 1
