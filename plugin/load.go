@@ -217,39 +217,13 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 		t = t.Elem()
 	}
 	switch t.Kind() {
-	case reflect.Struct:
+	case reflect.Struct, reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return c.fail(n, path, "expected a mapping (key: value), got %s", kindName(n))
 		}
-		fields := yamlFields(t)
-		seen := make(map[string]*yaml.Node, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Kind != yaml.ScalarNode {
-				return c.fail(k, path, "mapping key must be a plain string")
-			}
-			if isMergeKey(k) {
-				if err := c.checkMerge(v, t, path, depth+1); err != nil {
-					return err
-				}
-				continue
-			}
-			kpath := path + "." + k.Value
-			ft, ok := fields[k.Value]
-			if !ok {
-				return c.fail(k, kpath, "unknown key %q%s (known keys: %s)", k.Value, suggest(k.Value, fields), strings.Join(sortedKeys(fields), ", "))
-			}
-			if first := seen[k.Value]; first != nil {
-				return c.fail(k, kpath, "duplicate key %q (first given at line %d); give each key once", k.Value, first.Line)
-			}
-			seen[k.Value] = k
-			if err := c.check(v, ft, kpath, depth+1); err != nil {
-				return err
-			}
-		}
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return c.fail(n, path, "expected a mapping (key: value), got %s", kindName(n))
+		var fields map[string]reflect.Type // a struct's keys; a map takes any
+		if t.Kind() == reflect.Struct {
+			fields = yamlFields(t)
 		}
 		seen := make(map[string]*yaml.Node, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -264,14 +238,24 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 				continue
 			}
 			kpath := path + "." + k.Value
-			if k.ShortTag() == "!!null" {
-				return c.fail(k, path, "a key is empty (null); write a name")
+			var vt reflect.Type
+			if fields != nil {
+				ft, ok := fields[k.Value]
+				if !ok {
+					return c.fail(k, kpath, "unknown key %q%s (known keys: %s)", k.Value, suggest(k.Value, fields), strings.Join(sortedKeys(fields), ", "))
+				}
+				vt = ft
+			} else {
+				if k.ShortTag() == "!!null" {
+					return c.fail(k, path, "a key is empty (null); write a name")
+				}
+				vt = t.Elem()
 			}
 			if first := seen[k.Value]; first != nil {
 				return c.fail(k, kpath, "duplicate key %q (first given at line %d); give each key once", k.Value, first.Line)
 			}
 			seen[k.Value] = k
-			if err := c.check(v, t.Elem(), kpath, depth+1); err != nil {
+			if err := c.check(v, vt, kpath, depth+1); err != nil {
 				return err
 			}
 		}
