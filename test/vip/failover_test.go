@@ -226,15 +226,19 @@ func (s *sampler) run(ctx context.Context, l *lab) {
 	}
 }
 
-func TestVIPFailover(t *testing.T) {
+// carrierCheck stands in for the bond liveness check: this kernel has no
+// bonding, the stand-in "bond" is a veth, so the check looks at its
+// carrier instead of the bond's active adapter. Everything else is the
+// rendered config.
+const carrierCheck = "grep -qx 1 /sys/class/net/gb-infra/carrier"
+
+// startCluster builds the namespaces and runs keepalived in each
+// hypervisor namespace with its rendered config, check being the liveness
+// check's shell command.
+func startCluster(t *testing.T, check string) *lab {
 	testenv.NeedRoot(t)
 	for _, tool := range []string{"keepalived", "arping", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if testenv.Strict() {
-				t.Fatalf("%s is not installed: run test/setup/deps.sh", tool)
-			}
-			t.Skipf("%s is not installed: run test/setup/deps.sh", tool)
-		}
+		testenv.NeedTool(t, tool, "the VIP tests run keepalived in namespaces: run test/setup/deps.sh")
 	}
 	spec, err := plugin.Parse([]byte(specYAML), "gviptest.yaml")
 	if err != nil {
@@ -242,15 +246,49 @@ func TestVIPFailover(t *testing.T) {
 	}
 	l := newLab(t)
 	for i, h := range spec.Hypervisors {
-		// This kernel has no bonding: the stand-in "bond" is a veth, so the
-		// liveness check looks at its carrier instead of the bond's
-		// active adapter. Everything else is the rendered config.
-		conf, err := vip.Render(spec, h.Name, vip.Options{CheckScript: "/bin/sh -c 'grep -qx 1 /sys/class/net/gb-infra/carrier'"})
+		conf, err := vip.Render(spec, h.Name, vip.Options{CheckScript: "/bin/sh -c '" + check + "'"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		l.start(i, conf)
 	}
+	return l
+}
+
+// singleHolder waits up to wait for exactly one namespace to hold the VIP.
+func (l *lab) singleHolder(wait time.Duration) int {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if h := l.holders(); len(h) == 1 {
+			return h[0]
+		}
+		time.Sleep(sampleEvery)
+	}
+	return -1
+}
+
+// A liveness check that takes longer than its interval (a host starved of
+// CPU: all three lab hypervisors were, once, under TCG) must not put the
+// hypervisors in FAULT: with the old check (1 s, 2 failures) every one of
+// them dropped the VIP at once. The bond's carrier is still tracked at
+// once through track_interface (TestVIPFailover).
+func TestVIPSurvivesASlowLivenessCheck(t *testing.T) {
+	l := startCluster(t, "sleep 3; "+carrierCheck)
+	first := l.singleHolder(25 * time.Second)
+	if first < 0 {
+		t.Fatalf("no single VIP holder within 25 s with a 3 s liveness check (holders: %v)", l.holders())
+	}
+	// Three check rounds: each takes 3 s, longer than the 2 s interval.
+	for end := time.Now().Add(9 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if h := l.holders(); len(h) != 1 || h[0] != first {
+			t.Fatalf("the VIP left hv%d while its slow liveness check still passed (holders now %v)", first+1, h)
+		}
+	}
+	t.Logf("hv%d held the VIP throughout three 3 s liveness checks", first+1)
+}
+
+func TestVIPFailover(t *testing.T) {
+	l := startCluster(t, carrierCheck)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var s sampler
@@ -259,15 +297,7 @@ func TestVIPFailover(t *testing.T) {
 	// The first election: all start BACKUP; after the master-down interval
 	// (about 3 s) the first to time out wins. With nopreempt that need not
 	// be hv1: the keepalived processes start a few ms apart.
-	first := -1
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if h := l.holders(); len(h) == 1 {
-			first = h[0]
-			break
-		}
-		time.Sleep(sampleEvery)
-	}
+	first := l.singleHolder(20 * time.Second)
 	if first < 0 {
 		t.Fatalf("no single VIP holder within 20 s (holders: %v)", l.holders())
 	}
