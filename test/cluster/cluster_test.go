@@ -31,6 +31,9 @@ func TestCluster(t *testing.T) {
 		if r.Failover.Sent == 0 || r.Failover.To == "" || r.Failover.To == r.Failover.From {
 			t.Errorf("bond failover not measured: %+v", r.Failover)
 		}
+		if r.Failover.BackTo != r.Failover.From || r.Failover.BackSent == 0 {
+			t.Errorf("bond failback not measured: %+v", r.Failover)
+		}
 		if r.Etcd.NewLeader == "" || r.Etcd.NewLeader == r.Etcd.Killed || r.Etcd.Writes == 0 {
 			t.Errorf("etcd leader loss not measured: %+v", r.Etcd)
 		}
@@ -43,7 +46,7 @@ func TestCluster(t *testing.T) {
 		if len(r.Hypervisors) != 3 {
 			t.Errorf("the report covers %d hypervisors, want 3", len(r.Hypervisors))
 		}
-		t.Logf("failover %s, etcd write gap %s, VIP gap ~%s (VIP seen on the new holder after %s)",
-			r.Failover.Switch, r.Etcd.WriteGap, r.VIP.Outage, r.VIP.SeenAfter)
+		t.Logf("failover %s, failback %s (%d probes lost), etcd write gap %s, VIP gap ~%s (VIP seen on the new holder after %s)",
+			r.Failover.Switch, r.Failover.Back, r.Failover.BackLost, r.Etcd.WriteGap, r.VIP.Outage, r.VIP.SeenAfter)
 	})
 }

@@ -70,6 +70,11 @@ type FailoverReport struct {
 	Switch                     time.Duration // carrier loss -> new active adapter, in the guest
 	Sent, Lost, MaxBurst       int
 	Interval, Outage           time.Duration
+	// The cable back in: the primary active again (BackTo) Back after
+	// its carrier returned (the bond's updelay), and the probes then.
+	BackTo                           string
+	Back                             time.Duration
+	BackSent, BackLost, BackMaxBurst int
 }
 
 type EtcdReport struct {
@@ -193,6 +198,8 @@ func (s *Scenario) Text() string {
 	fmt.Fprintln(&b, "Faults:")
 	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s; %d of %d probes lost at %s (longest gap ~%s); in the guest %s from carrier loss to the new active adapter\n",
 		f.Hypervisor, f.From, f.Bond, f.From, f.To, f.Lost, f.Sent, f.Interval, ms(f.Outage), ms(f.Switch))
+	fmt.Fprintf(&b, "     cable back   %s %s: bond %s %s -> %s %s after carrier returned (updelay); %d of %d probes lost\n",
+		f.Hypervisor, f.From, f.Bond, f.To, f.BackTo, ms(f.Back), f.BackLost, f.BackSent)
 	e := r.Etcd
 	fmt.Fprintf(&b, "  2. etcd leader %s killed: new leader %s; longest time without a successful write %s (%d of %d writes failed); gallium-net on %s with its member dead: %s; rejoined in %s\n",
 		e.Killed, e.NewLeader, ms(e.WriteGap), e.Failed, e.Writes, e.Killed, ms(e.AllocWithMemberDown), e.Rejoin.Round(100*time.Millisecond))

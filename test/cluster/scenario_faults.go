@@ -94,30 +94,13 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var carrier, changed *bondEvent
-	sc := bufio.NewScanner(strings.NewReader(out))
-	var events []bondEvent
-	for sc.Scan() {
-		var e bondEvent
-		if json.Unmarshal(sc.Bytes(), &e) == nil {
-			events = append(events, e)
-		}
-	}
-	for i := range events {
-		e := &events[i]
-		switch {
-		case e.Event == "carrier" && e.Dev == from && !e.Up && carrier == nil:
-			carrier = e
-		case e.Event == "active" && carrier != nil && e.Active != "" && e.Active != from && changed == nil:
-			changed = e
-		}
-	}
-	if carrier == nil || changed == nil {
+	to, took, ok := bondSwitch(out, from, false, func(active string) bool { return active != from })
+	if !ok {
 		return fmt.Errorf("%s: bond %s did not change its active adapter after %s lost carrier: %s", h.Name, bond, from, out)
 	}
 	f := FailoverReport{
-		Hypervisor: h.Name, Bond: bond, From: from, To: changed.Active,
-		Switch: time.Duration((changed.Ms - carrier.Ms) * float64(time.Millisecond)),
+		Hypervisor: h.Name, Bond: bond, From: from, To: to,
+		Switch: took,
 		Sent:   r.Stats.Sent, Lost: r.Stats.Lost, Interval: interval,
 		Outage:   time.Duration(r.Stats.MaxBurst) * interval,
 		MaxBurst: r.Stats.MaxBurst,
@@ -136,7 +119,84 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.checkStatus(h.Name, st, map[string]string{"infra": f.To})
+	if err := s.checkStatus(h.Name, st, map[string]string{"infra": f.To}); err != nil {
+		return err
+	}
+	return s.failback(ctx, h, peer, bond, nic, from, to)
+}
+
+// failback plugs the cable back in (probing as for the failover): the
+// bond makes its primary adapter active again after its updelay
+// (primary_reselect always), without losing traffic if the updelay
+// covers the time the switch port takes to forward.
+func (s *Scenario) failback(ctx context.Context, h, peer *Hypervisor, bond, nic, from, to string) error {
+	primary := ""
+	if g := s.spec.InfrastructureGroup(); g != nil && len(g.Adapters[h.Name]) > 0 {
+		primary = g.Adapters[h.Name][0]
+	}
+	if primary == "" || primary == to {
+		return fmt.Errorf("%s: bond %s was on %s, not on its primary %q, before the cable pull: with every adapter up and primary_reselect always it must be on the primary", h.Name, bond, from, primary)
+	}
+	if err := background(ctx, h, "labtool watch-bond -bond "+bond+" -changes 1 -timeout 60s -poll 2ms", "/tmp/watch-back.json"); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	interval := 10 * time.Millisecond
+	res := probe(ctx, peer, mgmtIP(*s.spec.Hypervisor(h.Name))+":7777", interval, 6*time.Second)
+	time.Sleep(2 * time.Second)
+	if err := h.SetLink(nic, true); err != nil {
+		return err
+	}
+	s.logf("  cable of %s %s plugged back", h.Name, from)
+	r := <-res
+	if r.Err != nil {
+		return r.Err
+	}
+	out, err := run(ctx, h, "i=0; until [ $(grep -c '\"event\":\"active\"' /tmp/watch-back.json) -ge 2 ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done; cat /tmp/watch-back.json")
+	if err != nil {
+		return err
+	}
+	back, took, ok := bondSwitch(out, primary, true, func(active string) bool { return active == primary })
+	if !ok {
+		return fmt.Errorf("%s: bond %s did not make its primary %s active again after its cable came back: %s", h.Name, bond, primary, out)
+	}
+	f := &s.Report.Failover
+	f.Back, f.BackTo = took, back
+	f.BackSent, f.BackLost, f.BackMaxBurst = r.Stats.Sent, r.Stats.Lost, r.Stats.MaxBurst
+	s.logf("  failback on %s: %s -> %s %s after carrier came back (updelay); %d probes lost of %d (longest burst %d)",
+		h.Name, to, back, took.Round(time.Millisecond), f.BackLost, f.BackSent, f.BackMaxBurst)
+	if err := answeredBefore(r.Stats); err != nil {
+		return err
+	}
+	if r.Stats.Received == 0 || r.Stats.Lost > r.Stats.Sent/2 {
+		return fmt.Errorf("traffic did not survive the failback: %+v", r.Stats)
+	}
+	st, err := status(ctx, h)
+	if err != nil {
+		return err
+	}
+	return s.checkStatus(h.Name, st, map[string]string{"infra": primary})
+}
+
+// bondSwitch reads labtool watch-bond's events (out): dev's carrier going
+// up (or down), then the first active-adapter change after it that want
+// accepts. It returns the new active adapter and the time between the two.
+func bondSwitch(out, dev string, up bool, want func(active string) bool) (string, time.Duration, bool) {
+	var carrier *bondEvent
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var e bondEvent
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Event == "carrier" && e.Dev == dev && e.Up == up && carrier == nil:
+			carrier = &e
+		case e.Event == "active" && carrier != nil && e.Active != "" && want(e.Active):
+			return e.Active, time.Duration((e.Ms - carrier.Ms) * float64(time.Millisecond)), true
+		}
+	}
+	return "", 0, false
 }
 
 // etcdLeader asks the store which member leads.
