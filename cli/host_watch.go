@@ -18,11 +18,13 @@ import (
 func hostWatchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "watch",
-		Usage: "after each bond failover or failback, tell the switch at once where this host's and its VMs' MACs are now (run as a service)",
+		Usage: "after each bond failover or failback, tell the switch at once where this host's and its VMs' MACs are now (the package runs it as gallium-net-watch.service)",
 		Description: `The kernel's bond announces a failover only for addresses on the bond
 itself; gallium-net's management IP lives on the bridge above it and the VMs
 behind it, so without this a failback to the primary adapter loses traffic
-until the switch relearns. watch runs until stopped (SIGINT/SIGTERM).
+until the switch relearns. watch runs until stopped (SIGINT/SIGTERM); the
+package enables it as gallium-net-watch.service ('systemctl status
+gallium-net-watch').
 
 Example:
    gallium-net host watch`,

@@ -202,6 +202,7 @@ rpm_metadata() {
 /etc/libvirt/hooks/qemu.d/gallium-net l--------- root:root  ->../../../../usr/libexec/gallium-net/gallium-net-hook
 /usr/bin/gallium-net -rwxr-xr-x root:root  ->
 /usr/lib/systemd/system/gallium-net-host.service -rw-r--r-- root:root  ->
+/usr/lib/systemd/system/gallium-net-watch.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/keepalived.service.d/gallium-net.conf -rw-r--r-- root:root  ->
 /usr/libexec/gallium-net drwxr-xr-x root:root  ->
 /usr/libexec/gallium-net/gallium-net-hook -rwxr-xr-x root:root  ->
@@ -248,7 +249,9 @@ EOF
   "${q[@]}" --qf '%{POSTIN}' "$rpm" | grep -q 'reload_libvirt_hooks$' || die "%post does not make libvirt re-read its hooks"
   "${q[@]}" --qf '%{PREUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%preun acts on upgrades too (missing \$1 -eq 0 guard)"
   "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%postun does not tell erase from upgrade"
-  ! "${q[@]}" --scripts "$rpm" | grep -qE 'try-restart|systemctl (re)?start' || die "rpm scriptlets (re)start units; upgrades must not touch host networking"
+  # Only the failover announcer may be (re)started; host networking never.
+  ! "${q[@]}" --scripts "$rpm" | grep -E 'try-restart|systemctl (re)?start' | grep -qv 'gallium-net-watch\.service' || die "rpm scriptlets (re)start a unit other than gallium-net-watch.service; upgrades must not touch host networking"
+  "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q 'try-restart gallium-net-watch.service' || die "%postun does not restart the failover announcer after an upgrade"
   note "$(wc -l <"$work/rpm.files") files, $(wc -l <"$work/rpm.requires") requires"
 }
 run rpm-metadata rpm_metadata
@@ -372,16 +375,21 @@ install_deb() {
   zcat /usr/share/man/man1/gallium-net.1.gz | grep -q '^\.TH ' || die "man page has no .TH header"
   grep -q 'complete .*gallium-net' /usr/share/bash-completion/completions/gallium-net || die "bash completion does not complete gallium-net"
   grep -q '^#compdef gallium-net' /usr/share/zsh/vendor-completions/_gallium-net || die "zsh completion missing"
-  # The unit: enabled for boot by deb-systemd-helper, never started here.
-  [[ -L /etc/systemd/system/multi-user.target.wants/gallium-net-host.service ]] || die "gallium-net-host.service is not enabled (no multi-user.target.wants link)"
-  if command -v systemd-analyze >/dev/null; then
-    # Works without systemd as PID 1. Units it cannot find (libvirt's modular
-    # daemons are not installed here) are fine: Before= only orders.
-    systemd-analyze verify /lib/systemd/system/gallium-net-host.service >"$work/verify.out" 2>&1 || true
-    if grep -vE "(virtqemud|virtnetworkd|libvirtd|keepalived)\.service.*(not found|No such file)" "$work/verify.out" | grep -q .; then
-      die "systemd-analyze verify gallium-net-host.service: $(cat "$work/verify.out")"
+  # The units: enabled for boot by deb-systemd-helper (the host unit is
+  # never started by the package; the announcer is, under systemd).
+  local unit
+  for unit in gallium-net-host.service gallium-net-watch.service; do
+    [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || die "$unit is not enabled (no multi-user.target.wants link)"
+    if command -v systemd-analyze >/dev/null; then
+      # Works without systemd as PID 1. Units it cannot find (libvirt's modular
+      # daemons are not installed here) are fine: Before= only orders.
+      systemd-analyze verify "/lib/systemd/system/$unit" >"$work/verify.out" 2>&1 || true
+      if grep -vE "(virtqemud|virtnetworkd|libvirtd|keepalived)\.service.*(not found|No such file)" "$work/verify.out" | grep -q .; then
+        die "systemd-analyze verify $unit: $(cat "$work/verify.out")"
+      fi
     fi
-  fi
+  done
+  ! grep -E 'deb-systemd-invoke (re)?start|systemctl (re)?start' /var/lib/dpkg/info/"$pkg".postinst | grep -q 'gallium-net-host' || die "postinst starts gallium-net-host.service; a package transaction must not apply host networking"
   /usr/bin/gallium-net --version >/dev/null || die "installed gallium-net does not run"
   # Active without a restart: postinst made libvirtd re-read its hooks.
   [[ $(libvirtd_pid) == "$pid_before" ]] || die "libvirtd was restarted (pid $pid_before -> $(libvirtd_pid)); a reload was expected"
@@ -484,12 +492,15 @@ remove_leaves_nothing_running() {
     [[ ! -e $l && ! -L $l ]] || die "$l still there after removal"
   done
   [[ ! -e /usr/bin/gallium-net && ! -e $hookbin ]] || die "binaries still there after removal"
-  [[ ! -e /lib/systemd/system/gallium-net-host.service ]] || die "unit file still there after removal"
+  [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service ]] || die "unit file still there after removal"
   [[ ! -e /lib/systemd/system/keepalived.service.d/gallium-net.conf ]] || die "keepalived drop-in still there after removal"
   # A removed-not-purged package leaves its enable link masked (as debhelper).
-  if [[ -L /etc/systemd/system/multi-user.target.wants/gallium-net-host.service ]]; then
-    [[ $(readlink /etc/systemd/system/gallium-net-host.service) == /dev/null ]] || die "enable link left and the unit is not masked"
-  fi
+  local unit
+  for unit in gallium-net-host.service gallium-net-watch.service; do
+    if [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]]; then
+      [[ $(readlink "/etc/systemd/system/$unit") == /dev/null ]] || die "enable link of $unit left and the unit is not masked"
+    fi
+  done
   ! pgrep -f '^(/usr/bin/gallium-net|/usr/libexec/gallium-net/)' >/dev/null || die "gallium-net processes still running: $(pgrep -af '^(/usr/bin/gallium-net|/usr/libexec/gallium-net/)')"
   [[ -f /etc/gallium-net/config.yaml ]] || die "dpkg -r removed the config (only purge may)"
   [[ $(libvirtd_pid) == "$pid_before" ]] || die "removal restarted libvirtd"
@@ -509,7 +520,7 @@ purge_removes_config() {
   [[ ! -e /etc/gallium-net ]] || die "/etc/gallium-net still there after purge: $(ls -A /etc/gallium-net)"
   [[ ! -e /var/lib/gallium-net ]] || die "/var/lib/gallium-net still there after purge"
   local f
-  for f in /etc/systemd/system/gallium-net-host.service /etc/systemd/system/multi-user.target.wants/gallium-net-host.service; do
+  for f in /etc/systemd/system/gallium-net-{host,watch}.service /etc/systemd/system/multi-user.target.wants/gallium-net-{host,watch}.service; do
     [[ ! -e $f && ! -L $f ]] || die "$f still there after purge"
   done
   ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed' || die "dpkg still knows $pkg: $(dpkg-query -W -f='${Status}' "$pkg")"

@@ -398,6 +398,9 @@ func status(ctx context.Context, h *Hypervisor) (*netsetup.HostStatus, error) {
 	return &st, err
 }
 
+// watchLog is where each hypervisor's `gallium-net host watch` logs.
+const watchLog = "/var/log/gallium-net-watch.log"
+
 func (s *Scenario) stepHostNetworking(ctx context.Context) error {
 	err := each(s.hvs, func(h *Hypervisor) error {
 		t0 := time.Now()
@@ -410,7 +413,19 @@ func (s *Scenario) stepHostNetworking(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.checkStatus(h.Name, st, nil)
+		if err := s.checkStatus(h.Name, st, nil); err != nil {
+			return err
+		}
+		// What the package's gallium-net-watch.service runs at boot (a lab
+		// hypervisor has no systemd): the failover announcer.
+		if err := background(ctx, h, "gallium-net host watch", watchLog); err != nil {
+			return err
+		}
+		_, err = run(ctx, h, "i=0; until grep -q 'watching gallium-net bonds' "+watchLog+"; do i=$((i+1)); [ $i -lt 100 ] || { cat "+watchLog+"; exit 1; }; sleep 0.1; done")
+		if err != nil {
+			return fmt.Errorf("gallium-net host watch did not start: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

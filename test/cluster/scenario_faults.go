@@ -171,6 +171,19 @@ func (s *Scenario) failback(ctx context.Context, h, peer *Hypervisor, bond, nic,
 	if r.Stats.Received == 0 || r.Stats.Lost > r.Stats.Sent/2 {
 		return fmt.Errorf("traffic did not survive the failback: %+v", r.Stats)
 	}
+	// The announcer told the switch at once, for the failover and the
+	// failback (without it the failback loses traffic until the switch
+	// relearns the MACs).
+	out, err = run(ctx, h, "grep 'announced' "+watchLog+" || true")
+	if err != nil {
+		return err
+	}
+	for _, a := range []string{to, primary} {
+		if !strings.Contains(out, "bond="+bond+" active="+a) {
+			return fmt.Errorf("%s: gallium-net host watch did not announce the change of bond %s to %s:\n%s", h.Name, bond, a, out)
+		}
+	}
+	s.logf("  gallium-net host watch announced both changes (%d announcement(s))", strings.Count(out, "announced"))
 	st, err := status(ctx, h)
 	if err != nil {
 		return err
