@@ -73,27 +73,14 @@ func (s *Scenario) stepBondFailover(ctx context.Context) error {
 	if from == "" {
 		return fmt.Errorf("%s: the infrastructure bond has no active adapter", h.Name)
 	}
-	if err := background(ctx, h, "labtool watch-bond -bond "+bond+" -changes 1 -timeout 60s -poll 2ms", "/tmp/watch-bond.json"); err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
-	interval := 10 * time.Millisecond
-	res := probe(ctx, peer, mgmtIP(*s.spec.Hypervisor(h.Name))+":7777", interval, 6*time.Second)
-	time.Sleep(2 * time.Second)
 	nic := h.Name + "-" + from
-	if err := h.SetLink(nic, false); err != nil {
-		return err
-	}
-	s.logf("  cable of %s %s pulled (active adapter of %s)", h.Name, from, bond)
-	r := <-res
-	if r.Err != nil {
-		return r.Err
-	}
-	// The bond's own account: carrier lost -> new active adapter.
-	out, err := run(ctx, h, "i=0; until grep -q '\"active\":\"[a-z]' /tmp/watch-bond.json && [ $(grep -c '\"event\":\"active\"' /tmp/watch-bond.json) -ge 2 ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done; cat /tmp/watch-bond.json")
+	interval := 10 * time.Millisecond
+	r, out, err := s.cable(ctx, h, peer, bond, nic, false, interval)
 	if err != nil {
 		return err
 	}
+	s.logf("  cable of %s %s pulled (active adapter of %s)", h.Name, from, bond)
+	// The bond's own account: carrier lost -> new active adapter.
 	to, took, ok := bondSwitch(out, from, false, func(active string) bool { return active != from })
 	if !ok {
 		return fmt.Errorf("%s: bond %s did not change its active adapter after %s lost carrier: %s", h.Name, bond, from, out)
@@ -137,25 +124,11 @@ func (s *Scenario) failback(ctx context.Context, h, peer *Hypervisor, bond, nic,
 	if primary == "" || primary == to {
 		return fmt.Errorf("%s: bond %s was on %s, not on its primary %q, before the cable pull: with every adapter up and primary_reselect always it must be on the primary", h.Name, bond, from, primary)
 	}
-	if err := background(ctx, h, "labtool watch-bond -bond "+bond+" -changes 1 -timeout 60s -poll 2ms", "/tmp/watch-back.json"); err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
-	interval := 10 * time.Millisecond
-	res := probe(ctx, peer, mgmtIP(*s.spec.Hypervisor(h.Name))+":7777", interval, 6*time.Second)
-	time.Sleep(2 * time.Second)
-	if err := h.SetLink(nic, true); err != nil {
-		return err
-	}
-	s.logf("  cable of %s %s plugged back", h.Name, from)
-	r := <-res
-	if r.Err != nil {
-		return r.Err
-	}
-	out, err := run(ctx, h, "i=0; until [ $(grep -c '\"event\":\"active\"' /tmp/watch-back.json) -ge 2 ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done; cat /tmp/watch-back.json")
+	r, out, err := s.cable(ctx, h, peer, bond, nic, true, 10*time.Millisecond)
 	if err != nil {
 		return err
 	}
+	s.logf("  cable of %s %s plugged back", h.Name, from)
 	back, took, ok := bondSwitch(out, primary, true, func(active string) bool { return active == primary })
 	if !ok {
 		return fmt.Errorf("%s: bond %s did not make its primary %s active again after its cable came back: %s", h.Name, bond, primary, out)
@@ -189,6 +162,30 @@ func (s *Scenario) failback(ctx context.Context, h, peer *Hypervisor, bond, nic,
 		return err
 	}
 	return s.checkStatus(h.Name, st, map[string]string{"infra": primary})
+}
+
+// cable pulls (up false) or plugs back h's cable nic while peer probes
+// h's management IP every interval for 6 s (the change 2 s in) and
+// labtool watch-bond records bond's events. It returns the probe's result
+// and the events, once they hold the bond's first active adapter and one
+// change (or after 10 s).
+func (s *Scenario) cable(ctx context.Context, h, peer *Hypervisor, bond, nic string, up bool, interval time.Duration) (probeResult, string, error) {
+	events := "/tmp/watch-bond-" + nic + map[bool]string{false: "-pull", true: "-plug"}[up] + ".json"
+	if err := background(ctx, h, "labtool watch-bond -bond "+bond+" -changes 1 -timeout 60s -poll 2ms", events); err != nil {
+		return probeResult{}, "", err
+	}
+	time.Sleep(time.Second)
+	res := probe(ctx, peer, mgmtIP(*s.spec.Hypervisor(h.Name))+":7777", interval, 6*time.Second)
+	time.Sleep(2 * time.Second)
+	if err := h.SetLink(nic, up); err != nil {
+		return probeResult{}, "", err
+	}
+	r := <-res
+	if r.Err != nil {
+		return r, "", r.Err
+	}
+	out, err := run(ctx, h, "i=0; until grep -q '\"active\":\"[a-z]' "+events+" && [ $(grep -c '\"event\":\"active\"' "+events+") -ge 2 ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done; cat "+events)
+	return r, out, err
 }
 
 // bondSwitch reads labtool watch-bond's events (out): dev's carrier going
