@@ -88,7 +88,7 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 	for _, g := range groups {
 		names = append(names, g.Adapters...)
 	}
-	down := waitRunning(names, opts.Settle)
+	waitRunning(names, opts.Settle)
 	var socks []*probeSock
 	defer func() {
 		for _, s := range socks {
@@ -132,6 +132,9 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 		}
 		receiveProbes(socks, tag, got, 200*time.Millisecond)
 	}
+	// Carrier as it is now, after the probes: a carrier lost just before
+	// the run shows only once the kernel's linkwatch has run.
+	down := linksDown(names)
 	var out []ProbeResult
 	for _, g := range groups {
 		for _, from := range g.Adapters {
@@ -174,22 +177,25 @@ func failingSenders(socks []*probeSock, got map[[2]string]bool) []*probeSock {
 }
 
 // waitRunning waits up to settle for every named link to be up with
-// carrier (IFF_UP and IFF_RUNNING) and returns those that are not.
-func waitRunning(names []string, settle time.Duration) map[string]bool {
+// carrier.
+func waitRunning(names []string, settle time.Duration) {
 	deadline := time.Now().Add(settle)
-	for {
-		down := map[string]bool{}
-		for _, n := range names {
-			ifi, err := net.InterfaceByName(n)
-			if err != nil || ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
-				down[n] = true
-			}
-		}
-		if len(down) == 0 || time.Now().After(deadline) {
-			return down
-		}
+	for len(linksDown(names)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// linksDown returns the named links that are not up with carrier (IFF_UP
+// and IFF_RUNNING).
+func linksDown(names []string) map[string]bool {
+	down := map[string]bool{}
+	for _, n := range names {
+		ifi, err := net.InterfaceByName(n)
+		if err != nil || ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
+			down[n] = true
+		}
+	}
+	return down
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
