@@ -206,9 +206,8 @@ func syncHostSnapshot(c *cli.Context, st *store.Store) error {
 // failure, since exiting non-zero would tell a script that the write did
 // not happen (and a retry only finds it done). The hook never refuses a
 // domain because of a stale NIC list, and the next refresh catches up.
-func refreshSnapshotAfter(c *cli.Context, st *store.Store, what string) error {
+func refreshSnapshotAfter(c *cli.Context, st *store.Store, what string) {
 	if err := syncHostSnapshot(c, st); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s is stored, but the hook's host snapshot %s is stale: %v; run 'gallium-net state sync' on this hypervisor\n", what, snapshotPath(c), err)
 	}
-	return nil
 }

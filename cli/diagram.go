@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -60,7 +59,7 @@ Examples:
 					return fmt.Errorf("--live: read this host's links: %w", err)
 				}
 				st := netsetup.Status(hs.desired, obs, netsetup.SysfsReader(netsetup.DefaultSysfs))
-				opt.Live = map[string]diagram.HostLive{hs.hv: liveOf(st, obs, s.Cluster.VIP)}
+				opt.Live = map[string]diagram.HostLive{hs.hv: liveOf(st, obs, hs.desired.VIP)}
 			}
 			var out string
 			switch c.String("format") {
@@ -95,7 +94,7 @@ func liveOf(st *netsetup.HostStatus, obs *netsetup.Snapshot, vip string) diagram
 		}
 	}
 	for _, l := range obs.Links {
-		if netsetup.HasIP(l.Addrs, strings.TrimSpace(vip)) {
+		if netsetup.HasIP(l.Addrs, vip) {
 			live.HoldsVIP = true
 		}
 	}

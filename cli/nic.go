@@ -178,15 +178,13 @@ func nicAdd(c *cli.Context) error {
 		release()
 		return fmt.Errorf("domain %s: attach NIC %s on network %s: %w", name, mac, network, err)
 	}
-	if err := ledger.synced(); err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
-	}
+	ledger.synced("MAC " + mac + " of domain " + name)
 	fmt.Fprintf(c.App.Writer, "added NIC %s on network %s to domain %s, model %s from profile %s%s\n", mac, network, name, prof.NICModel, prof.Name, profileNote)
 	if !d.active {
 		return nil
 	}
 	// Hot-plugged: program its tap now (the hook's waiter does it too).
-	res, err := syncRunningNIC(conn, s, snapshotPath(c), name, mac)
+	res, err := syncRunningNIC(conn, netsetup.NewTapNetlink(), s, snapshotPath(c), name, mac)
 	if err != nil {
 		return fmt.Errorf("NIC %s is attached, but its tap could not be programmed: %w; run 'gallium-net nic sync %s'", mac, err, name)
 	}
@@ -307,8 +305,8 @@ func nicRemove(c *cli.Context) error {
 	} else {
 		if err := ledger.release(mac); err != nil {
 			fmt.Fprintf(c.App.ErrWriter, "warning: NIC removed, but releasing MAC %s from the ledger failed: %v\n", mac, err)
-		} else if err := ledger.synced(); err != nil {
-			fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
+		} else {
+			ledger.synced("the release of MAC " + mac)
 		}
 		ledger.Close()
 	}
@@ -364,11 +362,12 @@ func nicSync(c *cli.Context) error {
 	}
 	rows := []syncRow{}
 	failed := 0
+	tk := netsetup.NewTapNetlink() // one netlink socket for every tap
 	for _, d := range doms {
 		if d.active && d.live.Managed {
 			for _, n := range d.live.ManagedNICs() {
 				row := syncRow{Domain: d.name, MAC: n.MAC, Network: d.live.NetworkOf(n), Changes: []string{}}
-				res, err := syncRunningNIC(conn, s, snapshotPath(c), d.name, n.MAC)
+				res, err := syncRunningNIC(conn, tk, s, snapshotPath(c), d.name, n.MAC)
 				row.Tap, row.Changes = res.tap, append(row.Changes, res.changes...)
 				if err != nil {
 					row.Error = err.Error()
@@ -405,7 +404,7 @@ type nicSyncResult struct {
 // syncRunningNIC brings one NIC of a running domain in line: the live
 // interface onto the network's current bridge (live device update) and its
 // tap programmed from the host snapshot.
-func syncRunningNIC(conn *libvirt.Connect, s *plugin.Spec, snapPath, name, mac string) (nicSyncResult, error) {
+func syncRunningNIC(conn *libvirt.Connect, tk netsetup.TapKernel, s *plugin.Spec, snapPath, name, mac string) (nicSyncResult, error) {
 	var res nicSyncResult
 	snap, err := plugin.ReadSnapshot(snapPath)
 	if err != nil {
@@ -460,7 +459,7 @@ func syncRunningNIC(conn *libvirt.Connect, s *plugin.Spec, snapPath, name, mac s
 	if n.Target == "" {
 		return res, fmt.Errorf("domain %s: NIC %s has no tap", name, mac)
 	}
-	tr, err := netsetup.TapProgram(netsetup.NewTapNetlink(), netsetup.TapConfig{Tap: n.Target, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
+	tr, err := netsetup.TapProgram(tk, netsetup.TapConfig{Tap: n.Target, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
 	for _, op := range tr.Ops {
 		res.changes = append(res.changes, op.String())
 	}
