@@ -109,7 +109,7 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 		return nil, err
 	}
 	tag := hex.EncodeToString(nonce)
-	got := map[[2]string]bool{} // from/to, both "group/adapter"
+	got := map[probePair]bool{}
 	settled := time.Now().Add(opts.Settle)
 	senders := socks
 	for {
@@ -142,17 +142,9 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 				if from == to {
 					continue
 				}
-				r := ProbeResult{Group: g.Name, From: from, To: to, OK: got[[2]string{g.Name + "/" + from, g.Name + "/" + to}]}
+				r := ProbeResult{Group: g.Name, From: from, To: to, OK: got[probePair{g.Name, from, to}]}
 				if !r.OK {
-					var dead []string
-					for _, a := range []string{from, to} {
-						if down[a] {
-							dead = append(dead, a)
-						}
-					}
-					if len(dead) > 0 {
-						r.Detail = strings.Join(dead, " and ") + " without carrier"
-					}
+					r.Detail = carrierDetail(down, from, to)
 				}
 				out = append(out, r)
 			}
@@ -161,13 +153,31 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 	return out, nil
 }
 
+// probePair is a frame's way within a group: sent out of from, seen on to.
+type probePair struct{ group, from, to string }
+
+// carrierDetail names the adapters of a failed pair that have no carrier
+// ("" when both have).
+func carrierDetail(down map[string]bool, from, to string) string {
+	var dead []string
+	for _, a := range []string{from, to} {
+		if down[a] {
+			dead = append(dead, a)
+		}
+	}
+	if len(dead) == 0 {
+		return ""
+	}
+	return strings.Join(dead, " and ") + " without carrier"
+}
+
 // failingSenders returns the sockets whose adapter has a pair, as sender,
 // that no frame has proven yet.
-func failingSenders(socks []*probeSock, got map[[2]string]bool) []*probeSock {
+func failingSenders(socks []*probeSock, got map[probePair]bool) []*probeSock {
 	var out []*probeSock
 	for _, from := range socks {
 		for _, to := range socks {
-			if from != to && from.group == to.group && !got[[2]string{from.group + "/" + from.name, to.group + "/" + to.name}] {
+			if from != to && from.group == to.group && !got[probePair{from.group, from.name, to.name}] {
 				out = append(out, from)
 				break
 			}
@@ -250,7 +260,7 @@ func sendProbe(s *probeSock, tag, sender string) error {
 	return nil
 }
 
-func receiveProbes(socks []*probeSock, tag string, got map[[2]string]bool, wait time.Duration) {
+func receiveProbes(socks []*probeSock, tag string, got map[probePair]bool, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	fds := make([]unix.PollFd, len(socks))
 	for i, s := range socks {
@@ -283,7 +293,7 @@ func receiveProbes(socks []*probeSock, tag string, got map[[2]string]bool, wait 
 				}
 				grp, sender, ok := parseProbe(buf[:m], tag)
 				if ok && grp == s.group && sender != s.name {
-					got[[2]string{grp + "/" + sender, s.group + "/" + s.name}] = true
+					got[probePair{grp, sender, s.name}] = true
 				}
 			}
 		}
