@@ -15,11 +15,12 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/lsm"
 )
 
 // Where the hook lives and where libvirt looks for it.
 const (
-	DefaultHookBinary = "/usr/libexec/gallium-net/gallium-net-hook"
+	DefaultHookBinary = "/usr/sbin/gallium-net-hook"
 	DefaultHooksDir   = "/etc/libvirt/hooks"
 	hookLinkName      = "gallium-net"
 	// reloadRecord notes when gallium-net last sent the daemons SIGHUP.
@@ -49,21 +50,34 @@ reloads. Idempotent. An existing file of that name that is not a link to a
 gallium-net hook is refused.
 
 Example:
-   gallium-net hook install --hook-binary /usr/libexec/gallium-net/gallium-net-hook`,
+   gallium-net hook install --hook-binary /usr/sbin/gallium-net-hook`,
 				Flags:  append(flags, &cli.BoolFlag{Name: "no-reload", Usage: "place the links only; reload the daemon yourself"}),
 				Action: hookInstall,
 			},
 			{
 				Name:  "status",
-				Usage: "the hook links, their target, and whether the daemon has re-read its hooks since",
+				Usage: "the hook links, whether libvirt may execute the hook here (AppArmor, SELinux), and whether the daemon has re-read its hooks",
 				Description: `Shows the two hook links and their target, each libvirt daemon that runs
 hooks, when it started and when gallium-net last reloaded it, and whether it
-runs the hook (started or reloaded after the links were placed). Exits 1
-when the hook is not active.
+runs the hook (started or reloaded after the links were placed).
 
-Example:
-   gallium-net hook status -o json`,
-				Flags:  append(flags, outputFlag("table", "json", "yaml")),
+It also tells whether libvirt's daemons may execute the hook at all. On a
+default Debian or Ubuntu host AppArmor confines libvirtd, and a hook its
+profile does not let it execute makes every domain and network start fail
+and a libvirtd restart stop running VMs. For each daemon confined by
+AppArmor this command tries it: it runs the hook link, as libvirt does,
+from a process under the daemon's profile (the hook ignores the probe and
+changes nothing). Under SELinux it reads the mode and the boolean
+virt_hooks_unconfined. Denials naming gallium-net that the kernel logged
+since the links were placed are listed.
+
+Exits 1 when the hook is not active or libvirt may not execute it.
+
+Examples:
+   gallium-net hook status -o json
+   gallium-net hook status --exec-only     # only "may libvirt execute it?" (the package's postinst)`,
+				Flags: append(flags, outputFlag("table", "json", "yaml"),
+					&cli.BoolFlag{Name: "exec-only", Usage: "only whether libvirt's daemons may execute the hook (no reload check)"}),
 				Action: hookStatus,
 			},
 		},
@@ -239,8 +253,10 @@ type hookDaemonStatus struct {
 type hookStatusOut struct {
 	Links   []hookLinkStatus   `json:"links" yaml:"links"`
 	Daemons []hookDaemonStatus `json:"daemons" yaml:"daemons"`
-	OK      bool               `json:"ok" yaml:"ok"`
-	Advice  string             `json:"advice,omitempty" yaml:"advice,omitempty"`
+	// Exec is whether the security modules let the daemons execute it.
+	Exec   hookExecStatus `json:"exec" yaml:"exec"`
+	OK     bool           `json:"ok" yaml:"ok"`
+	Advice string         `json:"advice,omitempty" yaml:"advice,omitempty"`
 }
 
 func hookStatus(c *cli.Context) error {
@@ -258,9 +274,12 @@ func hookStatus(c *cli.Context) error {
 			out.OK = false
 		default:
 			ls.Target, _ = os.Readlink(link)
-			ls.Installed = fi.ModTime().UTC().Format(time.RFC3339)
-			if fi.ModTime().After(installed) {
-				installed = fi.ModTime()
+			// The change time: a package sets the link's mtime to the
+			// archive's, but placing it (creation, dpkg's rename) sets ctime.
+			placed := changeTime(fi)
+			ls.Installed = placed.UTC().Format(time.RFC3339)
+			if placed.After(installed) {
+				installed = placed
 			}
 			if st, err := os.Stat(link); err != nil {
 				ls.State = "broken: target missing"
@@ -278,7 +297,8 @@ func hookStatus(c *cli.Context) error {
 	if data, err := os.ReadFile(reloadRecord); err == nil {
 		_ = json.Unmarshal(data, &rec)
 	}
-	for name, pid := range daemonPIDs() {
+	pids := daemonPIDs()
+	for name, pid := range pids {
 		ds := hookDaemonStatus{Name: name, PID: pid}
 		started, err := processStart(pid)
 		if err == nil {
@@ -305,6 +325,14 @@ func hookStatus(c *cli.Context) error {
 	case !out.OK:
 		out.Advice = "run 'gallium-net hook install' (it places the links and reloads the daemon)"
 	}
+	out.Exec = checkHookExec(lsm.System(), pids, c.String("hooks-dir"), installed, selfProbe)
+	if c.Bool("exec-only") {
+		return printHookExec(c, out.Exec)
+	}
+	if !out.Exec.OK {
+		out.OK = false
+		out.Advice = out.Exec.Advice
+	}
 	err := printOut(c, out, func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "LINK\tTARGET\tSTATE")
 		for _, l := range out.Links {
@@ -314,6 +342,8 @@ func hookStatus(c *cli.Context) error {
 		for _, d := range out.Daemons {
 			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", d.Name, d.PID, orDash(d.Started), orDash(d.Reloaded), yesNo(d.HookActive))
 		}
+		fmt.Fprintln(w)
+		hookExecTable(w, out.Exec)
 		if out.Advice != "" {
 			fmt.Fprintf(w, "\n%s\n", out.Advice)
 		}
@@ -321,8 +351,53 @@ func hookStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if !out.Exec.OK {
+		return &exitError{code: 1, err: errors.New("libvirt may not execute the hook here")}
+	}
 	if !out.OK {
 		return &exitError{code: 1, err: errors.New("the hook is not active")}
 	}
 	return nil
+}
+
+func printHookExec(c *cli.Context, st hookExecStatus) error {
+	err := printOut(c, st, func(w *tabwriter.Writer) {
+		hookExecTable(w, st)
+		if st.Advice != "" {
+			fmt.Fprintf(w, "\n%s\n", st.Advice)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !st.OK {
+		return &exitError{code: 1, err: errors.New("libvirt may not execute the hook here")}
+	}
+	return nil
+}
+
+func hookExecTable(w *tabwriter.Writer, st hookExecStatus) {
+	lsms := "AppArmor " + map[bool]string{true: "enabled", false: "off"}[st.AppArmor]
+	if st.SELinux != "" {
+		lsms += ", SELinux " + st.SELinux
+	}
+	fmt.Fprintf(w, "SECURITY: %s\n", lsms)
+	fmt.Fprintln(w, "DAEMON\tCONFINED BY\tMAY EXECUTE THE HOOK\tDETAIL")
+	for _, d := range st.Daemons {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Name, d.Confinement, d.CanExec, orDash(d.Detail))
+	}
+	if len(st.Denials) > 0 {
+		fmt.Fprintf(w, "\n%d denials naming gallium-net since the hook was installed:\n", len(st.Denials))
+		for _, d := range sortedDenials(st.Denials) {
+			fmt.Fprintf(w, "  %s\n", d.Line)
+		}
+	}
+}
+
+// changeTime is a file's ctime (its mtime where the platform has none).
+func changeTime(fi os.FileInfo) time.Time {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	return fi.ModTime()
 }

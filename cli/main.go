@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/plugin/lsm"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
@@ -21,6 +23,9 @@ var version = "dev"
 const DefaultSpecPath = "/etc/gallium-net/cluster.yaml"
 
 func main() {
+	// hook status probes the hook's exec under libvirt's AppArmor profile
+	// by running this program in two more stages (plugin/lsm).
+	lsm.RunProbeStage(os.Args)
 	app := newApp()
 	if err := app.Run(interspersedArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "gallium-net:", err)

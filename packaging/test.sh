@@ -28,7 +28,7 @@ dom=gtpkg-dom
 net=gtpkg-net
 cli_net=gtpkg-cli
 cli_br=gbr-gtpkg
-hookbin=/usr/libexec/gallium-net/gallium-net-hook
+hookbin=/usr/sbin/gallium-net-hook
 links=(/etc/libvirt/hooks/qemu.d/gallium-net /etc/libvirt/hooks/network.d/gallium-net)
 debuglog=$work/libvirtd-debug.log
 declare -A foreign=() # hook links that were there before and belong to no package
@@ -153,7 +153,7 @@ deb_metadata() {
     esac
   done
   dpkg-deb --ctrl-tarfile "$deb" | tar -t | sort | tr '\n' ' ' >"$work/deb.control"
-  for f in ./conffiles ./postinst ./prerm ./postrm; do
+  for f in ./conffiles ./preinst ./postinst ./prerm ./postrm; do
     grep -q " $f \|^$f " "$work/deb.control" || die "deb control archive lacks $f: $(cat "$work/deb.control")"
   done
   dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$work/deb.conffiles"
@@ -164,7 +164,7 @@ deb_metadata() {
   mkdir -p "$work/ctrl"
   dpkg-deb --control "$deb" "$work/ctrl"
   local sc rc
-  for sc in postinst prerm postrm; do
+  for sc in preinst postinst prerm postrm; do
     sh -n "$work/ctrl/$sc" || die "deb $sc is not valid sh"
     rc=0
     sh "$work/ctrl/$sc" no-such-action >/dev/null 2>&1 || rc=$?
@@ -198,27 +198,27 @@ rpm_metadata() {
 /etc/gallium-net drwxr-xr-x root:root  ->
 /etc/gallium-net/cluster.yaml.example -rw-r--r-- root:root cn ->
 /etc/gallium-net/config.yaml -rw-r--r-- root:root cn ->
-/etc/libvirt/hooks/network.d/gallium-net l--------- root:root  ->../../../../usr/libexec/gallium-net/gallium-net-hook
-/etc/libvirt/hooks/qemu.d/gallium-net l--------- root:root  ->../../../../usr/libexec/gallium-net/gallium-net-hook
+/etc/libvirt/hooks/network.d/gallium-net l--------- root:root  ->../../../../usr/sbin/gallium-net-hook
+/etc/libvirt/hooks/qemu.d/gallium-net l--------- root:root  ->../../../../usr/sbin/gallium-net-hook
 /usr/bin/gallium-net -rwxr-xr-x root:root  ->
 /usr/lib/systemd/system/gallium-net-host.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-watch.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/keepalived.service.d/gallium-net.conf -rw-r--r-- root:root  ->
-/usr/libexec/gallium-net drwxr-xr-x root:root  ->
-/usr/libexec/gallium-net/gallium-net-hook -rwxr-xr-x root:root  ->
+/usr/sbin/gallium-net-hook -rwxr-xr-x root:root  ->
 /usr/share/bash-completion/completions/gallium-net -rw-r--r-- root:root  ->
 /usr/share/doc/gallium-net/README.md -rw-r--r-- root:root d ->
 /usr/share/doc/gallium-net/examples/cluster.yaml -rw-r--r-- root:root d ->
 /usr/share/doc/gallium-net/examples/evaluation.yaml -rw-r--r-- root:root d ->
 /usr/share/licenses/gallium-net/copyright -rw-r--r-- root:root l ->
 /usr/share/man/man1/gallium-net.1.gz -rw-r--r-- root:root d ->
+/usr/share/man/man8/gallium-net-hook.8.gz -rw-r--r-- root:root d ->
 /usr/share/zsh/site-functions/_gallium-net -rw-r--r-- root:root  ->
 /var/lib/gallium-net drwx------ root:root  ->
 EOF
   diff -u "$work/rpm.want" "$work/rpm.files" >&2 || die "rpm file list differs from the expectation (- want, + got)"
   # The relative links must resolve to the hook once installed.
   local target
-  target=$(cd /etc/libvirt/hooks/qemu.d && realpath -m ../../../../usr/libexec/gallium-net/gallium-net-hook)
+  target=$(cd /etc/libvirt/hooks/qemu.d && realpath -m ../../../../usr/sbin/gallium-net-hook)
   [[ $target == "$hookbin" ]] || die "rpm hook link resolves to $target, want $hookbin"
 
   "${q[@]}" --qf '%{NAME} %{VERSION} %{RELEASE} %{ARCH}\n' "$rpm" >"$work/rpm.nvra"
@@ -239,14 +239,16 @@ EOF
 
   # Scriptlets: present, valid sh, and handling RPM's $1 as documented.
   local s body
-  for s in POSTIN PREUN POSTUN; do
+  for s in PREIN POSTIN PREUN POSTUN; do
     body=$("${q[@]}" --qf "%{$s}" "$rpm")
     [[ -n $body && $body != "(none)" ]] || die "rpm has no %$s scriptlet"
     sh -n <(printf '%s\n' "$body") || die "rpm %$s scriptlet is not valid sh"
     [[ $("${q[@]}" --qf "%{${s}PROG}" "$rpm") == /bin/sh ]] || die "rpm %$s scriptlet does not run with /bin/sh"
   done
   "${q[@]}" --qf '%{POSTIN}' "$rpm" | grep -q '"$1" -eq 1' || die "%post does not limit the preset to the first install (\$1 -eq 1)"
-  "${q[@]}" --qf '%{POSTIN}' "$rpm" | grep -q 'reload_libvirt_hooks$' || die "%post does not make libvirt re-read its hooks"
+  "${q[@]}" --qf '%{POSTIN}' "$rpm" | grep -q '^reload_libvirt_hooks$' || die "%post does not make libvirt re-read its hooks"
+  "${q[@]}" --qf '%{POSTIN}' "$rpm" | grep -q '^warn_if_hook_blocked$' || die "%post does not warn when libvirt may not execute the hook"
+  "${q[@]}" --qf '%{PREIN}' "$rpm" | grep -q '"$1" -ge 2' || die "%pre acts on first installs too (missing \$1 -ge 2 guard)"
   "${q[@]}" --qf '%{PREUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%preun acts on upgrades too (missing \$1 -eq 0 guard)"
   "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%postun does not tell erase from upgrade"
   # Only the failover announcer may be (re)started; host networking never.
@@ -501,7 +503,7 @@ remove_leaves_nothing_running() {
       [[ $(readlink "/etc/systemd/system/$unit") == /dev/null ]] || die "enable link of $unit left and the unit is not masked"
     fi
   done
-  ! pgrep -f '^(/usr/bin/gallium-net|/usr/libexec/gallium-net/)' >/dev/null || die "gallium-net processes still running: $(pgrep -af '^(/usr/bin/gallium-net|/usr/libexec/gallium-net/)')"
+  ! pgrep -f '^(/usr/bin/gallium-net|/usr/sbin/gallium-net-hook)' >/dev/null || die "gallium-net processes still running: $(pgrep -af '^(/usr/bin/gallium-net|/usr/sbin/gallium-net-hook)')"
   [[ -f /etc/gallium-net/config.yaml ]] || die "dpkg -r removed the config (only purge may)"
   [[ $(libvirtd_pid) == "$pid_before" ]] || die "removal restarted libvirtd"
   # libvirtd forgot the hook: a domain start no longer runs it, and works.

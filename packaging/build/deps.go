@@ -154,7 +154,7 @@ initial-upload-closes-no-bugs
 // lintian flags static binaries as errors and only exempts Go binaries of
 // packages built from a Debian source package that build-depends on golang-go.
 var staticReason = map[string]string{
-	"usr/libexec/gallium-net/gallium-net-hook": "# The hook is built with CGO_ENABLED=0 on purpose: libvirtd runs it during\n" +
+	"usr/sbin/gallium-net-hook": "# The hook is built with CGO_ENABLED=0 on purpose: libvirtd runs it during\n" +
 		"# every domain start with a minimal environment, and it must load fast and\n" +
 		"# depend on no shared library (DESIGN.md section 4).\n",
 	"usr/bin/gallium-net": "# This build of the CLI has no cgo code, so Go linked it statically; once it\n" +

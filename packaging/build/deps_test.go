@@ -107,14 +107,14 @@ func TestElfDependencies(t *testing.T) {
 	// Overrides: written for a static binary only, with its reason.
 	path := filepath.Join(t.TempDir(), "overrides")
 	if err := writeLintianOverrides(path, map[string]string{
-		"usr/libexec/gallium-net/gallium-net-hook": static,
-		"usr/bin/gallium-net":                      dyn,
+		"usr/sbin/gallium-net-hook": static,
+		"usr/bin/gallium-net":       dyn,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
 	text := string(data)
-	if !strings.Contains(text, "statically-linked-binary [usr/libexec/gallium-net/gallium-net-hook]") {
+	if !strings.Contains(text, "statically-linked-binary [usr/sbin/gallium-net-hook]") {
 		t.Errorf("overrides lack the static hook:\n%s", text)
 	}
 	if strings.Contains(text, "[usr/bin/gallium-net]") {

@@ -86,7 +86,7 @@ func run(binDir, outDir, pkgDir, version, arch string, formats []string, printVe
 	if hookBin, err = stripped(hookBin, stage); err != nil {
 		return err
 	}
-	if err := generateDocs(cliBin, stage); err != nil {
+	if err := generateDocs(cliBin, pkgDir, stage); err != nil {
 		return err
 	}
 	if err := writeChangelog(filepath.Join(stage, "changelog.yaml"), version); err != nil {
@@ -101,8 +101,8 @@ func run(binDir, outDir, pkgDir, version, arch string, formats []string, printVe
 		return err
 	}
 	if err := writeLintianOverrides(filepath.Join(stage, "lintian-overrides"), map[string]string{
-		"usr/bin/gallium-net":                      cliBin,
-		"usr/libexec/gallium-net/gallium-net-hook": hookBin,
+		"usr/bin/gallium-net":       cliBin,
+		"usr/sbin/gallium-net-hook": hookBin,
 	}); err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func writePackage(p nfpm.Packager, info *nfpm.Info, target string) error {
 // generateDocs runs the built CLI to produce the man page (gzipped at
 // maximum compression without a timestamp, as Debian policy and lintian
 // want) and the bash and zsh completion scripts.
-func generateDocs(cliBin, stage string) error {
+func generateDocs(cliBin, pkgDir, stage string) error {
 	page, err := output(cliBin, "man")
 	if err != nil {
 		return err
@@ -210,18 +210,16 @@ func generateDocs(cliBin, stage string) error {
 	if err != nil {
 		return fmt.Errorf("%s man: %w", cliBin, err)
 	}
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err := writeGzip(filepath.Join(stage, "gallium-net.man.gz"), page); err != nil {
+		return err
+	}
+	// The hook's page is written by hand: it has no command line to
+	// generate one from (libvirt runs it).
+	hookPage, err := os.ReadFile(filepath.Join(pkgDir, "man", "gallium-net-hook.8"))
 	if err != nil {
-		return err
+		return fmt.Errorf("the hook's man page: %w", err)
 	}
-	if _, err := zw.Write(page); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(stage, "gallium-net.man.gz"), gz.Bytes(), 0o644); err != nil {
+	if err := writeGzip(filepath.Join(stage, "gallium-net-hook.man.gz"), hookPage); err != nil {
 		return err
 	}
 	for _, shell := range []string{"bash", "zsh"} {
@@ -237,6 +235,22 @@ func generateDocs(cliBin, stage string) error {
 		}
 	}
 	return nil
+}
+
+// writeGzip writes data gzip-compressed (best compression: man pages).
+func writeGzip(path string, data []byte) error {
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	if _, err := zw.Write(data); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(path, gz.Bytes(), 0o644)
 }
 
 // manSection1 puts the page in section 1: urfave/cli's ToMan writes section

@@ -206,8 +206,8 @@ func TestLabHypervisor(t *testing.T) {
 		for _, d := range []string{"qemu.d", "network.d"} {
 			link := "/etc/libvirt/hooks/" + d + "/gallium-net"
 			got := strings.TrimSpace(run(t, "readlink "+link))
-			if got != "/usr/libexec/gallium-net/gallium-net-hook" {
-				t.Errorf("%s -> %q, want /usr/libexec/gallium-net/gallium-net-hook", link, got)
+			if got != "/usr/sbin/gallium-net-hook" {
+				t.Errorf("%s -> %q, want /usr/sbin/gallium-net-hook", link, got)
 			}
 			if _, code, _ := hv.Run(ctx, "test -x "+link); code != 0 {
 				t.Errorf("%s does not lead to an executable", link)

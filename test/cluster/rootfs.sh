@@ -32,10 +32,12 @@ labcache=${GALLIUM_LAB_CACHE:-$repo/test/lab/cache}
 suite=bookworm
 # What a lab hypervisor runs (DESIGN.md section 5: the end-to-end packages),
 # plus keepalived for the VIP, kmod for modprobe and procps (pgrep, ps) for
-# the tests, ping and arping (who answers for the VIP). This list is part
-# of the image's cache key.
-packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 keepalived iproute2 kmod procps
-  iputils-ping iputils-arping)
+# the tests, ping and arping (who answers for the VIP). libvirt-daemon-system
+# and apparmor as on a default Debian install: libvirtd confined by
+# libvirt's own AppArmor profile (gallium-init loads it, as apparmor.service
+# would). This list is part of the image's cache key.
+packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients qemu-system-x86 keepalived
+  iproute2 kmod procps iputils-ping iputils-arping apparmor)
 # Kernel module folders a hypervisor never needs (about half of the size).
 dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
   drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
@@ -173,6 +175,11 @@ EOF
     getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
     id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu'
   mkdir -p "$root"/var/log/libvirt "$root"/var/lib/libvirt/qemu "$root"/etc/libvirt/hooks/qemu.d "$root"/etc/libvirt/hooks/network.d
+  [[ -f $root/etc/apparmor.d/usr.sbin.libvirtd ]] || die "no libvirtd AppArmor profile in the image: libvirt-daemon-system did not install"
+  # libvirt-daemon-system autostarts its NAT network "default", which needs
+  # dnsmasq (a Recommends, not installed here) and is no part of a Gallium
+  # host; without the link libvirtd does not try it at every boot.
+  rm -f "$root/etc/libvirt/qemu/networks/autostart/default.xml"
   echo "lab-hypervisor" >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
   # The device nodes come from devtmpfs at boot.

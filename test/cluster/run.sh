@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export GOFLAGS=-buildvcs=false
-run_re='^(TestCluster|TestLabHypervisor)$'
+run_re='^(TestCluster|TestLabHypervisor|TestAppArmorHook)$'
 if [[ ${1:-} == -run ]]; then run_re=$2; fi
 if [[ $(id -u) != 0 ]]; then echo "test/cluster/run.sh: run it as root" >&2; exit 1; fi
 # The package of exactly this tree, as make packages builds it: the newest
