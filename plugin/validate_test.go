@@ -92,6 +92,20 @@ var ruleCases = []rule{
 	{"subnet without prefix length", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.0" }, SeverityError, "cluster.subnet", "add the prefix length"},
 	{"subnet with host bits", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.7/24" }, SeverityError, "cluster.subnet", "write the network address, 192.168.1.0/24"},
 	{"subnet too small", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.100/31" }, SeverityError, "cluster.subnet", "too small"},
+	// 3 hypervisors, the VIP and the gateway need 5 addresses: a /29 (the
+	// advice was "at most /30", which holds 2).
+	{"subnet /32 advice fits the cluster", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.100/32" }, SeverityError, "cluster.subnet", "needs 5 (3 hypervisor(s), the VIP and the gateway): use a prefix of at most /29"},
+	{"subnet /30 too small for 3 hypervisors", false, func(s *Spec) {
+		s.Cluster.Subnet, s.Cluster.Gateway = "192.168.1.100/30", ""
+	}, SeverityError, "cluster.subnet", "needs 4 (3 hypervisor(s) and the VIP): use a prefix of at most /29"},
+	// IPv6 management is refused, naming each missing part (issue 13 #1).
+	{"IPv6 subnet", false, func(s *Spec) { s.Cluster.Subnet = "fd00:1::/64" }, SeverityError, "cluster.subnet", "IPv6 management is not supported: host apply observes and manages only the IPv4 default route"},
+	{"IPv6 management IP (dual stack)", false, func(s *Spec) { hv(s, "hv2").ManagementIP = "fd00:1::2/64" }, SeverityError, "hypervisors[hv2].managementIP", "unsolicited neighbour advertisements"},
+	{"IPv6 VIP", false, func(s *Spec) { s.Cluster.VIP = "fd00:1::100" }, SeverityError, "cluster.vip", "keepalived configuration holds an IPv4 VIP only"},
+	{"IPv6 everywhere: the addresses point to the subnet's finding", false, func(s *Spec) {
+		s.Cluster.Subnet, s.Cluster.VIP = "fd00:1::/64", "fd00:1::100"
+	}, SeverityError, "cluster.vip", "IPv6 management is not supported (see cluster.subnet)"},
+	{"IPv6 gateway", false, func(s *Spec) { s.Cluster.Gateway = "fd00:1::1" }, SeverityError, "cluster.gateway", "IPv4 default route"},
 
 	// management IPs
 	{"management IP missing", false, func(s *Spec) { hv(s, "hv2").ManagementIP = "" }, SeverityError, "hypervisors[hv2].managementIP", "no management IP"},
@@ -341,10 +355,11 @@ func TestValidateAllowed(t *testing.T) {
 		{"extra adapters outside any group", func(s *Spec) {
 			hv(s, "hv1").Adapters = append(hv(s, "hv1").Adapters, Adapter{Name: "eno5"})
 		}},
-		{"IPv6 management subnet", func(s *Spec) {
-			s.Cluster.Subnet, s.Cluster.VIP, s.Cluster.Gateway = "fd00:1::/64", "fd00:1::100", "fd00:1::1"
+		{"subnet just large enough", func(s *Spec) {
+			// 3 hypervisors, the VIP and the gateway: 5 of a /29's 6.
+			s.Cluster.Subnet, s.Cluster.VIP, s.Cluster.Gateway = "192.168.1.0/29", "192.168.1.5", "192.168.1.6"
 			for i := range s.Hypervisors {
-				s.Hypervisors[i].ManagementIP = "fd00:1::" + string(rune('2'+i)) + "/64"
+				s.Hypervisors[i].ManagementIP = "192.168.1." + string(rune('1'+i)) + "/29"
 			}
 		}},
 		{"more profiles and another default", func(s *Spec) {
