@@ -56,6 +56,7 @@ Every command that reads the spec takes -f/--spec FILE after its own name
 		},
 		Commands: commands(),
 	}
+	guardUsage(app)
 	return app
 }
 
@@ -96,9 +97,12 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if isMissingRequiredFlag(err) {
+		return exitUsage
+	}
 	var ce cli.ExitCoder
 	if errors.As(err, &ce) {
 		return ce.ExitCode()
 	}
-	return 1
+	return exitFailure
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -27,7 +26,7 @@ func outputFlag(formats ...string) *cli.StringFlag {
 					return nil
 				}
 			}
-			return fmt.Errorf("-o %s: unknown output format; use one of %s", v, strings.Join(formats, ", "))
+			return usageErrorf("-o %s: unknown output format; use one of %s", v, strings.Join(formats, ", "))
 		},
 	}
 }

@@ -23,7 +23,7 @@ func validateCommand() *cli.Command {
 		Description: `Reads the spec, checks every rule (adapters per group, 10 Gbps infrastructure
 adapters, management IPs and VIP on one subnet, VLANs, names, NIC models...)
 and prints each finding with the object it concerns and what to change.
-Exit status: 0 valid (warnings allowed), 1 invalid.
+Exit status: 0 valid (warnings allowed), 1 invalid, 2 a usage error.
 
 Examples:
    gallium-net validate -f examples/cluster.yaml

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestUnexpectedArguments: a spec path given as an argument was ignored and
+// the default spec validated ("valid", exit 0); now it is a usage error that
+// names the -f form (issue 13 #2).
+func TestUnexpectedArguments(t *testing.T) {
+	broken := writeSpec(t, "cluster: {name: lab\n")
+	for _, args := range [][]string{
+		{"validate", broken},
+		{"list", "networks", broken},
+		{"host", "plan", broken},
+		{"diagram", broken},
+	} {
+		t.Run(strings.Join(args[:len(args)-1], " "), func(t *testing.T) {
+			out, errOut, code := run(t, args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d (usage)\nstdout: %s\nstderr: %s", code, exitUsage, out, errOut)
+			}
+			want := "-f " + broken
+			if !strings.Contains(errOut, "unexpected argument") || !strings.Contains(errOut, want) {
+				t.Errorf("want the argument refused and %q suggested, got:\n%s", want, errOut)
+			}
+			if strings.Contains(out, "valid") {
+				t.Errorf("validated something anyway:\n%s", out)
+			}
+		})
+	}
+	// Commands that take arguments still take them, and refuse one more.
+	_, errOut, code := run(t, "completion", "bash", "zsh")
+	if code != exitUsage || !strings.Contains(errOut, `unexpected argument "zsh"`) {
+		t.Errorf("completion bash zsh: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := run(t, "completion", "bash"); code != 0 {
+		t.Errorf("completion bash: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestExitCodes: usage errors exit 2, an invalid spec 1, success 0, and an
+// unknown command gets the closest one (issue 13 #9: "valdate" exited 3
+// with "No help topic").
+func TestExitCodes(t *testing.T) {
+	invalid := writeSpec(t, "cluster: {name: lab}\n")
+	type result struct {
+		Code   int
+		Phrase bool
+	}
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		phrase string
+	}{
+		{[]string{"validate", "-f", example}, exitOK, ""},
+		{[]string{"validate", "-f", invalid}, exitFailure, "INVALID"},
+		{[]string{"valdate", "-f", example}, exitUsage, "did you mean 'gallium-net validate'?"},
+		{[]string{"host", "plna"}, exitUsage, "did you mean 'gallium-net host plan'?"},
+		{[]string{"list", "netwroks"}, exitUsage, "did you mean 'gallium-net list networks'?"},
+		{[]string{"zzzzzz"}, exitUsage, "see 'gallium-net --help'"},
+		{[]string{"validate", "--sepc", example}, exitUsage, "did you mean --spec?"},
+		{[]string{"validate", "-f", example, "-o", "xml"}, exitUsage, "use one of text, json"},
+		{[]string{"xml", "interface", "-f", example}, exitUsage, `Required flag "network"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errOut, code := run(t, tc.args...)
+			got := result{code, strings.Contains(out+errOut, tc.phrase)}
+			if diff := cmp.Diff(result{tc.code, true}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s\nwanted phrase %q in:\n%s%s", diff, tc.phrase, out, errOut)
+			}
+		})
+	}
+}
+
+func TestMaxArgs(t *testing.T) {
+	got := map[string]int{}
+	for _, u := range []string{"", "NAME", "[ID]", "DOMAIN MAC", "DOMAIN [PROFILE]", "[NAME | --all]", "bash|zsh", "[DOMAIN | --all]"} {
+		got[u] = maxArgs(u)
+	}
+	want := map[string]int{"": 0, "NAME": 1, "[ID]": 1, "DOMAIN MAC": 2, "DOMAIN [PROFILE]": 2, "[NAME | --all]": 1, "bash|zsh": 1, "[DOMAIN | --all]": 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("maxArgs (-want +got):\n%s", diff)
+	}
+}
