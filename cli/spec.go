@@ -114,12 +114,31 @@ func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
 		return cfg.Hypervisor, nil
 	}
 	host, _ := os.Hostname()
-	short, _, _ := strings.Cut(host, ".")
-	if s.Hypervisor(short) != nil {
-		return short, nil
+	if hv := hypervisorNamed(s, host); hv != "" {
+		return hv, nil
 	}
 	addrs, _ := net.InterfaceAddrs()
-	return matchHypervisor(s, short, addrs, names)
+	return matchHypervisor(s, host, addrs, names)
+}
+
+// hypervisorNamed is the hypervisor of the spec that host (this host's
+// name) names, or "": the full name first, then its first label, both
+// without regard to case. validate accepts (and suggests) names like
+// hv1.example.com, and DNS names do not depend on case; validate refuses two
+// hypervisors whose names differ only in case, so at most one matches.
+func hypervisorNamed(s *plugin.Spec, host string) string {
+	short, _, _ := strings.Cut(host, ".")
+	for _, name := range []string{host, short} {
+		if name == "" {
+			continue
+		}
+		for _, h := range s.Hypervisors {
+			if strings.EqualFold(h.Name, name) {
+				return h.Name
+			}
+		}
+	}
+	return ""
 }
 
 func matchHypervisor(s *plugin.Spec, host string, addrs []net.Addr, names []string) (string, error) {

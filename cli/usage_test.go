@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gallium/gallium-net/plugin"
 )
 
 // TestUnexpectedArguments: a spec path given as an argument was ignored and
@@ -84,5 +86,29 @@ func TestMaxArgs(t *testing.T) {
 	want := map[string]int{"": 0, "NAME": 1, "[ID]": 1, "DOMAIN MAC": 2, "DOMAIN [PROFILE]": 2, "[NAME | --all]": 1, "bash|zsh": 1, "[DOMAIN | --all]": 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("maxArgs (-want +got):\n%s", diff)
+	}
+}
+
+// TestHypervisorNamed: this host finds its entry by its full name, then its
+// short one, without regard to case (issue 13 #3: only the short name was
+// tried, case-sensitively, although validate accepts hv1.example.com).
+func TestHypervisorNamed(t *testing.T) {
+	s := &plugin.Spec{Hypervisors: []plugin.Hypervisor{{Name: "hv1.example.com"}, {Name: "hv2"}, {Name: "hv1"}}}
+	got := map[string]string{}
+	for _, host := range []string{"hv1.example.com", "HV1.Example.COM", "hv2.example.com", "HV2", "hv1", "hv1.other.org", "hv3.example.com", ""} {
+		got[host] = hypervisorNamed(s, host)
+	}
+	want := map[string]string{
+		"hv1.example.com": "hv1.example.com", // the full name before the short one
+		"HV1.Example.COM": "hv1.example.com",
+		"hv2.example.com": "hv2",
+		"HV2":             "hv2",
+		"hv1":             "hv1",
+		"hv1.other.org":   "hv1",
+		"hv3.example.com": "",
+		"":                "",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("hypervisorNamed (-want +got):\n%s", diff)
 	}
 }

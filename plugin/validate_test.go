@@ -150,6 +150,7 @@ var ruleCases = []rule{
 	{"no hypervisors", false, func(s *Spec) { s.Hypervisors = nil }, SeverityError, "hypervisors", "no hypervisors"},
 	{"hypervisor name missing", false, func(s *Spec) { s.Hypervisors[0].Name = "" }, SeverityError, "hypervisors[0].name", "has no name"},
 	{"hypervisor name not a host name", false, func(s *Spec) { hv(s, "hv2").Name = "hv_2" }, SeverityError, "hypervisors[hv_2].name", "not a valid host name"},
+	{"hypervisor names differ only in case", false, func(s *Spec) { hv(s, "hv3").Name = "HV1" }, SeverityError, "hypervisors[HV1].name", `differs from "hv1" (entry 1) only in case`},
 	{"hypervisor names not unique", false, func(s *Spec) { hv(s, "hv3").Name = "hv1" }, SeverityError, "hypervisors[hv1]", "used by entries 1 and 3"},
 
 	// adapters
