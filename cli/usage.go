@@ -33,12 +33,12 @@ func usageErrorf(format string, args ...any) error {
 //   - a flag parse error is a usage error.
 func guardUsage(app *cli.App) {
 	app.Action = groupAction
-	app.OnUsageError = onUsageError
+	app.OnUsageError = onUsageError("")
 	var walk func(path string, cmds []*cli.Command)
 	walk = func(path string, cmds []*cli.Command) {
 		for _, cmd := range cmds {
 			full := strings.TrimSpace(path + " " + cmd.Name)
-			cmd.OnUsageError = onUsageError
+			cmd.OnUsageError = onUsageError(full)
 			if len(cmd.Subcommands) > 0 {
 				if cmd.Action == nil {
 					cmd.Action = groupAction
@@ -174,24 +174,24 @@ func takesSpec(cmd *cli.Command) bool {
 	return false
 }
 
-// onUsageError makes a flag parse error a usage error, with the closest
-// flag when the flag is unknown.
-func onUsageError(c *cli.Context, err error, _ bool) error {
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok && cli.SuggestFlag != nil {
-		flags := c.App.Flags
-		if c.Command != nil {
-			flags = c.Command.Flags
+// onUsageError makes a flag parse error of command full ("" for the app)
+// a usage error, with the closest flag when the flag is unknown. full is
+// known here, not from the context: urfave/cli has not set a command's
+// path yet when its flags fail to parse.
+func onUsageError(full string) cli.OnUsageErrorFunc {
+	return func(c *cli.Context, err error, _ bool) error {
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok && cli.SuggestFlag != nil {
+			flags := c.App.Flags
+			if c.Command != nil {
+				flags = c.Command.Flags
+			}
+			if s := cli.SuggestFlag(flags, strings.TrimLeft(name, "-"), true); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			}
 		}
-		if s := cli.SuggestFlag(flags, strings.TrimLeft(name, "-"), true); s != "" {
-			msg += fmt.Sprintf(" (did you mean %s?)", s)
-		}
+		return usageErrorf("%s; see '%s --help'", msg, strings.TrimSpace("gallium-net "+full))
 	}
-	where := "gallium-net"
-	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-		where += " " + c.Command.FullName()
-	}
-	return usageErrorf("%s; see '%s --help'", msg, where)
 }
 
 // isMissingRequiredFlag reports urfave/cli's error for a required flag not

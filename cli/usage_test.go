@@ -65,6 +65,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"list", "netwroks"}, exitUsage, "did you mean 'gallium-net list networks'?"},
 		{[]string{"zzzzzz"}, exitUsage, "see 'gallium-net --help'"},
 		{[]string{"validate", "--sepc", example}, exitUsage, "did you mean --spec?"},
+		{[]string{"host", "plan", "--hypervsor", "hv1"}, exitUsage, "(did you mean --hypervisor?); see 'gallium-net host plan --help'"},
 		{[]string{"validate", "-f", example, "-o", "xml"}, exitUsage, "use one of text, json"},
 		{[]string{"xml", "interface", "-f", example}, exitUsage, `Required flag "network"`},
 	} {
