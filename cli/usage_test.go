@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -111,5 +113,27 @@ func TestHypervisorNamed(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hypervisorNamed (-want +got):\n%s", diff)
+	}
+}
+
+// TestWarningsSummarisedOutsideValidate: every read-only command repeated
+// each warning in full (issue 13 #6); they now give one line, validate the
+// findings.
+func TestWarningsSummarisedOutsideValidate(t *testing.T) {
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every adapter without speedMbps: one warning each (12).
+	noSpeeds := writeSpec(t, regexp.MustCompile(`, speedMbps: \d+`).ReplaceAllString(string(data), ""))
+	_, errOut, code := run(t, "list", "profiles", "-f", noSpeeds)
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if code != 0 || len(lines) != 1 || !strings.Contains(lines[0], "warning: "+noSpeeds+": 12 warning(s) (hypervisors[hv1].adapters[eno1].speedMbps, ") ||
+		!strings.Contains(lines[0], "and 9 more); 'gallium-net validate -f "+noSpeeds+"' shows them") {
+		t.Errorf("list profiles: exit %d, want one summary line on stderr, got %d:\n%s", code, len(lines), errOut)
+	}
+	out, _, _ := run(t, "validate", "-f", noSpeeds)
+	if n := strings.Count(out, "warning "); n != 12 {
+		t.Errorf("validate: want the 12 warnings in full, got %d:\n%s", n, out)
 	}
 }
