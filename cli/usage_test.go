@@ -137,3 +137,19 @@ func TestWarningsSummarisedOutsideValidate(t *testing.T) {
 		t.Errorf("validate: want the 12 warnings in full, got %d:\n%s", n, out)
 	}
 }
+
+// TestValidateLoadErrorNamesTheFileOnce: "empty.yaml: empty.yaml: spec is
+// empty" (issue 13 #7).
+func TestValidateLoadErrorNamesTheFileOnce(t *testing.T) {
+	empty := writeSpec(t, "")
+	out, _, code := run(t, "validate", "-f", empty)
+	want := "error   " + empty + ": spec is empty"
+	if code != exitFailure || !strings.Contains(out, want) || strings.Count(out, empty) != 2 {
+		t.Errorf("exit %d, want %q and the file named once per line:\n%s", code, want, out)
+	}
+	tab := writeSpec(t, "cluster:\n\tname: lab\n")
+	out, _, _ = run(t, "validate", "-f", tab)
+	if want := "error   " + tab + ":2:1: a tab character"; !strings.Contains(out, want) {
+		t.Errorf("want %q:\n%s", want, out)
+	}
+}
