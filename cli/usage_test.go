@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/gallium/gallium-net/plugin"
 )
@@ -151,5 +152,30 @@ func TestValidateLoadErrorNamesTheFileOnce(t *testing.T) {
 	out, _, _ = run(t, "validate", "-f", tab)
 	if want := "error   " + tab + ":2:1: a tab character"; !strings.Contains(out, want) {
 		t.Errorf("want %q:\n%s", want, out)
+	}
+}
+
+// TestListNetworksUntagged: `list networks -o yaml` printed "vlan: 0" for
+// an untagged network, which the spec now refuses (issue 13 #8).
+func TestListNetworksUntagged(t *testing.T) {
+	out, errOut, code := run(t, "list", "networks", "-f", example, "-o", "yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rows []map[string]any
+	if err := yaml.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]any{}
+	for _, r := range rows {
+		got[r["name"].(string)] = map[string]any{"vlan": r["vlan"], "untagged": r["untagged"]}
+	}
+	want := map[string]map[string]any{
+		"prod": {"vlan": 100, "untagged": nil},
+		"dev":  {"vlan": 200, "untagged": nil},
+		"flat": {"vlan": nil, "untagged": true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("list networks -o yaml (-want +got):\n%s\n%s", diff, out)
 	}
 }

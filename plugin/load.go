@@ -311,6 +311,11 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 			if err := c.check(v, vt, kpath, depth+1); err != nil {
 				return err
 			}
+			if t == networkType && k.Value == "vlan" && isZero(v) {
+				// 0 is how the model says "untagged", but written out it
+				// reads as a VLAN ID, which 0 is not (802.1Q reserves it).
+				return c.fail(v, kpath, "vlan 0 is not a VLAN ID: leave vlan out for an untagged network (the group's native VLAN), or give a VLAN ID from %d to %d", NativeVLAN+1, MaxVLAN)
+			}
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -421,6 +426,18 @@ func kindName(n *yaml.Node) string {
 		return fmt.Sprintf("%q", v)
 	}
 	return "something else"
+}
+
+// networkType is the type of a networks[] entry.
+var networkType = reflect.TypeOf(Network{})
+
+// isZero reports whether a checked integer scalar is 0 (0, +0, 0x0...).
+func isZero(n *yaml.Node) bool {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" && err == nil && v == 0
 }
 
 // quoted reports whether a scalar was written in quotes (a string, whatever

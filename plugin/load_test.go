@@ -70,6 +70,8 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", "cluster:\n  name: a\n  name: b\n", 3, 3, "cluster.name", `duplicate key "name" (first given at line 2)`},
 		{"duplicate top-level key", "networks: []\nnetworks: []\n", 2, 1, "networks", "duplicate key"},
 		{"duplicate map key", "adapterGroups:\n  - adapters:\n      hv1: [a]\n      hv1: [b]\n", 4, 7, "adapterGroups[0].adapters.hv1", "duplicate key"},
+		{"vlan 0 (issue 13 #8)", "networks:\n  - {name: a, vlan: 0}\n", 2, 21, "networks[0].vlan", "vlan 0 is not a VLAN ID: leave vlan out for an untagged network"},
+		{"vlan 0x0", "networks:\n  - name: a\n    vlan: 0x0\n", 3, 11, "networks[0].vlan", "vlan 0 is not a VLAN ID"},
 		{"leading zero (octal)", "networks:\n  - {name: a, vlan: 0100}\n", 2, 21, "networks[0].vlan", "leading zero"},
 		{"number too large", "cluster: {mtu: 99999999999999999999}\n", 1, 16, "cluster.mtu", "expected a whole number"},
 		{"root is a list", "- a\n", 1, 1, "", "expected a mapping"},

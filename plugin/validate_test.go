@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // loadExample parses one of the examples/ specs; each call returns a fresh
@@ -250,6 +252,7 @@ var ruleCases = []rule{
 	{"VLAN 1 tagged (the native VLAN)", false, func(s *Spec) { netw(s, "prod").VLAN = 1 }, SeverityError, "networks[prod].vlan", "untagged (native) traffic"},
 	{"VLAN used twice on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 100 }, SeverityError, "networks[dev].vlan", `and so has network "prod"`},
 	{"two untagged networks on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 0 }, SeverityError, "networks[flat].vlan", "one untagged"},
+	{"network named like libvirt's NAT network", false, func(s *Spec) { netw(s, "dev").Name = "default" }, SeverityWarning, "networks[default].name", "libvirt's stock NAT network"},
 	{"untagged VM network on infrastructure group", false, func(s *Spec) { netw(s, "flat").AdapterGroup = "infra" }, SeverityWarning, "networks[flat].adapterGroup", "management VLAN"},
 	{"tagged VM network on infrastructure group", false, func(s *Spec) { netw(s, "prod").AdapterGroup = "infra" }, SeverityWarning, "networks[prod].adapterGroup", "infrastructure adapters"},
 
@@ -297,6 +300,26 @@ func TestValidateRules(t *testing.T) {
 			}
 			t.Fatalf("want a %s at %s saying %q, got:\n%s", tc.sev, tc.path, tc.phrase, dump(got))
 		})
+	}
+}
+
+// TestClusterMTUReportedOnce: a bad cluster MTU was reported three times,
+// at cluster.mtu and again for each group that inherited it (issue 13 #8).
+func TestClusterMTUReportedOnce(t *testing.T) {
+	data, err := os.ReadFile("../examples/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse([]byte(strings.Replace(string(data), "  name: lab\n", "  name: lab\n  mtu: 70000\n", 1)), "cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range Validate(s) {
+		got = append(got, f.Path)
+	}
+	if diff := cmp.Diff([]string{"cluster.mtu"}, got); diff != "" {
+		t.Errorf("finding paths (-want +got):\n%s", diff)
 	}
 }
 
