@@ -22,6 +22,13 @@ const DefaultSpecPath = "/etc/gallium-net/cluster.yaml"
 
 func main() {
 	app := newApp()
+	if len(os.Args) > 1 && os.Args[1] == completeCommand {
+		// Before parsing: the words are a command line being typed.
+		for _, w := range complete(app, os.Args[2:]) {
+			fmt.Println(w)
+		}
+		return
+	}
 	if err := app.Run(interspersedArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "gallium-net:", err)
 		os.Exit(exitCode(err))

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -177,5 +178,41 @@ func TestListNetworksUntagged(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("list networks -o yaml (-want +got):\n%s\n%s", diff, out)
+	}
+}
+
+// TestComplete: "--<TAB>" completed nothing and "-o <TAB>" offered
+// --output (issue 13 #9); flags, output formats and names from the spec
+// complete.
+func TestComplete(t *testing.T) {
+	app := newApp()
+	got := map[string][]string{}
+	cases := map[string][]string{
+		"":                                  nil, // checked by prefix below
+		"val":                               {"validate"},
+		"validate --":                       {"--spec", "--output", "--help"},
+		"validate -o ":                      {"text", "json"},
+		"list networks -o ":                 {"table", "json", "yaml"},
+		"list networks --output y":          {"yaml"},
+		"host plan -f SPEC --hypervisor ":   {"hv1", "hv2", "hv3"},
+		"host plan --hypervisor=":           nil, // "--flag=" is one word: files
+		"xml network -f SPEC ":              {"prod", "dev", "flat"},
+		"xml interface -f SPEC --profile l": {"legacy"},
+		"nic add vm1 -f SPEC --network ":    {"prod", "dev", "flat"},
+		"completion ":                       {"bash", "zsh"},
+		"host ":                             {"plan", "apply", "confirm", "rollback", "status", "check", "verify-topology", "watch"},
+		"validate -f ":                      nil, // a file: the shell's own completion
+		"xml network -f /nonexistent/spec ": nil,
+	}
+	for line := range cases {
+		words := strings.Split(strings.ReplaceAll(line, "SPEC", example), " ")
+		got[line] = complete(app, words)
+	}
+	if !slices.Contains(got[""], "validate") || slices.Contains(got[""], "man") {
+		t.Errorf("top level: %v, want the visible commands", got[""])
+	}
+	cases[""], got[""] = nil, nil
+	if diff := cmp.Diff(cases, got); diff != "" {
+		t.Errorf("complete (-want +got):\n%s", diff)
 	}
 }
