@@ -206,7 +206,9 @@ func manCommand() *cli.Command {
 		Usage:  "print the gallium-net(1) man page (roff)",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
-			page, err := c.App.ToMan()
+			// Section 1: the command is a user command in /usr/bin (ToMan
+			// says 8, and the packages shipped it as man1).
+			page, err := manText(c.App).ToManWithSection(1)
 			if err != nil {
 				return fmt.Errorf("man page: %w", err)
 			}
@@ -214,6 +216,23 @@ func manCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// manText returns app with the help texts escaped for ToMan, which reads
+// them as Markdown: "<interface>" was taken for an HTML tag and dropped
+// ("domain  XML"). A backslash makes "<" literal in Markdown.
+func manText(app *cli.App) *cli.App {
+	esc := strings.NewReplacer("<", `\<`).Replace
+	app.Usage, app.Description = esc(app.Usage), esc(app.Description)
+	var walk func([]*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.Usage, c.Description, c.UsageText, c.ArgsUsage = esc(c.Usage), esc(c.Description), esc(c.UsageText), esc(c.ArgsUsage)
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+	return app
 }
 
 func completionCommand() *cli.Command {

@@ -216,3 +216,29 @@ func TestComplete(t *testing.T) {
 		t.Errorf("complete (-want +got):\n%s", diff)
 	}
 }
+
+// TestManPage: the page dropped "<interface>" ("domain  XML") and said
+// section 8 while it ships as section 1 (issue 13 #10).
+func TestManPage(t *testing.T) {
+	out, errOut, code := run(t, "man")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	type page struct {
+		Section1, Interface, NoDoubleSpace, NoBackslashLT bool
+	}
+	got := page{
+		Section1:      strings.Contains(out, ".TH gallium-net 1\n"),
+		Interface:     strings.Contains(out, "print libvirt network or domain <interface> XML generated from the spec") && strings.Contains(out, "VM <interface> devices"),
+		NoDoubleSpace: !strings.Contains(out, "domain  XML"),
+		NoBackslashLT: !strings.Contains(out, `\<`),
+	}
+	if diff := cmp.Diff(page{true, true, true, true}, got); diff != "" {
+		t.Errorf("man page (-want +got):\n%s", diff)
+	}
+	// --help keeps the text as written.
+	out, _, _ = run(t, "xml", "--help")
+	if !strings.Contains(out, "domain <interface> XML") || strings.Contains(out, `\<`) {
+		t.Errorf("xml --help:\n%s", out)
+	}
+}
