@@ -39,7 +39,7 @@ func readSpec(c *cli.Context) (*plugin.Spec, error) {
 	s, err := plugin.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see examples/cluster.yaml)", path)
+			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see %s)", path, plugin.ExampleSpec)
 		}
 		return nil, err
 	}

@@ -16,6 +16,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// ExampleSpec is where the packages install the example spec; hints name
+// it, since examples/cluster.yaml exists only in the source tree.
+const ExampleSpec = "/usr/share/doc/gallium-net/examples/cluster.yaml"
+
 // MaxSpecBytes caps the size of a spec file. A real cluster spec is tens of
 // kilobytes; anything this large is a mistake or an attack.
 const MaxSpecBytes = 4 << 20
@@ -108,7 +112,7 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
+			return nil, &LoadError{File: name, Msg: "spec is empty; see " + ExampleSpec + " for the format"}
 		}
 		return nil, yamlLoadError(name, err).locateAnchor(data).locateTab(data)
 	}
@@ -124,7 +128,7 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 	}
 	if root.Kind == yaml.DocumentNode || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 		// Only comments, "---" or "~": nothing to describe a cluster.
-		return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
+		return nil, &LoadError{File: name, Msg: "spec is empty; see " + ExampleSpec + " for the format"}
 	}
 	if n := expandedSize(root, map[*yaml.Node]int{}, 0); n > maxSpecValues {
 		return nil, &LoadError{File: name, Msg: fmt.Sprintf("spec expands to more than %d YAML values (an alias counts each time it is used); a cluster spec is far smaller: remove the aliases that repeat large parts", maxSpecValues)}

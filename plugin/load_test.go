@@ -377,3 +377,20 @@ adapterGroups:
 		t.Errorf("undefaulted Updelay() with miimon 300 = %d, want 1200", got)
 	}
 }
+
+// TestExampleSpecIsWhatThePackagesInstall: hints named examples/cluster.yaml,
+// which exists only in the source tree (issue 13 #12); they name the
+// installed copy, which must be where the packages put it.
+func TestExampleSpecIsWhatThePackagesInstall(t *testing.T) {
+	nfpm, err := os.ReadFile("../packaging/nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(nfpm), "dst: "+ExampleSpec+"\n") {
+		t.Errorf("packaging/nfpm.yaml installs no %s: update ExampleSpec", ExampleSpec)
+	}
+	le := loadErr(t, "f.yaml", "")
+	if want := "see " + ExampleSpec + " for the format"; !strings.Contains(le.Msg, want) {
+		t.Errorf("empty spec: %q, want %q", le.Msg, want)
+	}
+}
