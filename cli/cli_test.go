@@ -109,7 +109,7 @@ func TestValidateUnloadableSpec(t *testing.T) {
 		t.Errorf("want the key path and line:col of the unknown key, got:\n%s", out)
 	}
 	out, _, code = run(t, "validate", "-f", "/nonexistent/cluster.yaml")
-	if code == 0 || !strings.Contains(out, "no cluster spec at /nonexistent/cluster.yaml") {
+	if code == 0 || !strings.Contains(out, "no cluster spec at /nonexistent/cluster.yaml") || !strings.Contains(out, "(see "+plugin.ExampleSpec+")") {
 		t.Errorf("missing file: exit %d, want the path and what to do:\n%s", code, out)
 	}
 }

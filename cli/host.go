@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -87,12 +88,15 @@ Example:
 			if err != nil {
 				return err
 			}
-			p, err := netsetup.MakePlan(hs.desired, obs)
+			p, err := netsetup.Preview(hs.desired, obs)
 			if err != nil {
 				return err
 			}
 			if c.String("output") != "text" {
-				return printOut(c, p, nil)
+				if err := printOut(c, p, nil); err != nil {
+					return err
+				}
+				return refusedErr(p)
 			}
 			fmt.Fprintf(c.App.Writer, "# hypervisor %s: %d step(s)\n", hs.hv, len(p.Steps))
 			fmt.Fprint(c.App.Writer, p.String())
@@ -102,9 +106,19 @@ Example:
 			if p.Touches(managementLinks(hs.desired, obs), true) {
 				fmt.Fprintln(c.App.Writer, "# the plan changes the management link: apply will ask for 'gallium-net host confirm'")
 			}
-			return nil
+			return refusedErr(p)
 		},
 	}
+}
+
+// refusedErr is the finding of a plan that apply would refuse, after the
+// plan was printed: the host cannot converge here, so the exit status says
+// so (1) although the preview itself worked.
+func refusedErr(p *netsetup.Plan) error {
+	if p.Refused == "" {
+		return nil
+	}
+	return &exitError{code: exitFailure, err: errors.New(p.Refused)}
 }
 
 // managementLinks are the links whose change may cut this host off: the

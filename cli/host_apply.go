@@ -60,15 +60,20 @@ func hostApply(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := netsetup.MakePlan(hs.desired, obs)
+	// Preview, not MakePlan: the plan is printed before a refusal, so that
+	// --dry-run shows it also on a kernel that cannot run it.
+	p, err := netsetup.Preview(hs.desired, obs)
 	if err != nil {
 		return err
 	}
-	if p.Empty() {
+	if p.Empty() && p.Refused == "" {
 		fmt.Fprintf(w, "hypervisor %s is converged: nothing to do\n", hs.hv)
 		return nil
 	}
 	fmt.Fprintf(w, "# hypervisor %s: %d step(s)\n%s", hs.hv, len(p.Steps), p)
+	if err := refusedErr(p); err != nil {
+		return err
+	}
 	if c.Bool("dry-run") {
 		return nil
 	}

@@ -88,9 +88,14 @@ func statusTable(w *tabwriter.Writer, st *netsetup.HostStatus) {
 	if st.DefaultRoute != nil {
 		fmt.Fprintf(w, "default route via %s dev %s\n", st.DefaultRoute.Gateway, st.DefaultRoute.Dev)
 	}
-	if st.Converged {
+	switch {
+	case st.Converged:
 		fmt.Fprintln(w, "converged: yes")
-	} else {
+	case st.Blocked != "" && len(st.Pending) > 0:
+		fmt.Fprintf(w, "converged: no (%d step(s) pending, which apply cannot run: %s)\n", len(st.Pending), st.Blocked)
+	case st.Blocked != "":
+		fmt.Fprintf(w, "converged: no (cannot plan: %s)\n", st.Blocked)
+	default:
 		fmt.Fprintf(w, "converged: no (%d step(s) pending: gallium-net host plan)\n", len(st.Pending))
 	}
 }

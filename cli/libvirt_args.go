@@ -34,6 +34,12 @@ func interspersedArgs(app *cli.App, argv []string) []string {
 			}
 		}
 		if next == nil {
+			if len(cmds) > 0 {
+				// Not a command of this group: keep the rest as written,
+				// so that the group reports the word itself (flags moved
+				// before it would fail as unknown flags of the group).
+				return append(out, argv[i:]...)
+			}
 			break
 		}
 		out = append(out, a)

@@ -137,18 +137,21 @@ func listGroups(c *cli.Context, s *plugin.Spec) error {
 }
 
 type networkRow struct {
-	Name   string `json:"name" yaml:"name"`
-	Group  string `json:"adapterGroup" yaml:"adapterGroup"`
-	VLAN   int    `json:"vlan" yaml:"vlan"`
-	Bridge string `json:"bridge" yaml:"bridge"`
-	MTU    int    `json:"mtu" yaml:"mtu"`
+	Name  string `json:"name" yaml:"name"`
+	Group string `json:"adapterGroup" yaml:"adapterGroup"`
+	// VLAN is left out for an untagged network ("vlan: 0" read as a
+	// VLAN ID, which the spec refuses).
+	VLAN     int    `json:"vlan,omitempty" yaml:"vlan,omitempty"`
+	Untagged bool   `json:"untagged,omitempty" yaml:"untagged,omitempty"`
+	Bridge   string `json:"bridge" yaml:"bridge"`
+	MTU      int    `json:"mtu" yaml:"mtu"`
 }
 
 func listNetworks(c *cli.Context, s *plugin.Spec) error {
 	rows := []networkRow{}
 	for i := range s.Networks {
 		n := &s.Networks[i]
-		rows = append(rows, networkRow{Name: n.Name, Group: n.AdapterGroup, VLAN: n.VLAN, Bridge: plugin.BridgeName(n.AdapterGroup), MTU: s.NetworkMTU(n)})
+		rows = append(rows, networkRow{Name: n.Name, Group: n.AdapterGroup, VLAN: n.VLAN, Untagged: !n.Tagged(), Bridge: plugin.BridgeName(n.AdapterGroup), MTU: s.NetworkMTU(n)})
 	}
 	return printOut(c, rows, func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "NETWORK\tVLAN\tGROUP\tBRIDGE\tMTU")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/plugin/lsm"
 )
 
@@ -27,6 +28,13 @@ func main() {
 	// by running this program in two more stages (plugin/lsm).
 	lsm.RunProbeStage(os.Args)
 	app := newApp()
+	if len(os.Args) > 1 && os.Args[1] == completeCommand {
+		// Before parsing: the words are a command line being typed.
+		for _, w := range complete(app, os.Args[2:]) {
+			fmt.Println(w)
+		}
+		return
+	}
 	if err := app.Run(interspersedArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "gallium-net:", err)
 		os.Exit(exitCode(err))
@@ -45,8 +53,8 @@ VM <interface> devices), and keeps every VM NIC in sync through its libvirt hook
 Every command that reads the spec takes -f/--spec FILE after its own name
 (default ` + DefaultSpecPath + `). Start with:
 
-   gallium-net validate -f examples/cluster.yaml
-   gallium-net diagram -f examples/cluster.yaml --hypervisor hv1`,
+   gallium-net validate -f ` + plugin.ExampleSpec + `
+   gallium-net diagram -f ` + plugin.ExampleSpec + ` --hypervisor hv1`,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages to stderr"},
@@ -61,6 +69,7 @@ Every command that reads the spec takes -f/--spec FILE after its own name
 		},
 		Commands: commands(),
 	}
+	guardUsage(app)
 	return app
 }
 
@@ -101,9 +110,12 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if isMissingRequiredFlag(err) {
+		return exitUsage
+	}
 	var ce cli.ExitCoder
 	if errors.As(err, &ce) {
 		return ce.ExitCode()
 	}
-	return 1
+	return exitFailure
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -16,7 +15,7 @@ func outputFlag(formats ...string) *cli.StringFlag {
 	if len(formats) == 0 {
 		formats = []string{"table", "json", "yaml"}
 	}
-	return &cli.StringFlag{
+	f := &cli.StringFlag{
 		Name:    "output",
 		Aliases: []string{"o"},
 		Value:   formats[0],
@@ -27,9 +26,11 @@ func outputFlag(formats ...string) *cli.StringFlag {
 					return nil
 				}
 			}
-			return fmt.Errorf("-o %s: unknown output format; use one of %s", v, strings.Join(formats, ", "))
+			return usageErrorf("-o %s: unknown output format; use one of %s", v, strings.Join(formats, ", "))
 		},
 	}
+	flagChoices.Store(f, formats)
+	return f
 }
 
 // printOut writes v as JSON or YAML, or calls table for the table/text form.

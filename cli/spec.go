@@ -39,7 +39,7 @@ func readSpec(c *cli.Context) (*plugin.Spec, error) {
 	s, err := plugin.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see examples/cluster.yaml)", path)
+			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see %s)", path, plugin.ExampleSpec)
 		}
 		return nil, err
 	}
@@ -65,13 +65,34 @@ func loadSpec(c *cli.Context) (*plugin.Spec, error) {
 		return nil, err
 	}
 	findings := plugin.Validate(s)
-	for _, f := range findings.Warnings() {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %s: %s\n", f.Path, f.Message)
-	}
+	warnSummary(c, findings)
 	if err := findings.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
 	}
 	return s, nil
+}
+
+// warnSummary prints one line for the spec's warnings: every command that
+// reads the spec repeated each in full (20 three-line warnings on 'list
+// profiles' for 5 hypervisors without speeds); validate shows them.
+func warnSummary(c *cli.Context, findings plugin.Findings) {
+	warns := findings.Warnings()
+	if len(warns) == 0 {
+		return
+	}
+	var paths []string
+	seen := map[string]bool{}
+	for _, f := range warns {
+		if !seen[f.Path] {
+			seen[f.Path] = true
+			paths = append(paths, f.Path)
+		}
+	}
+	about := strings.Join(paths[:min(len(paths), 3)], ", ")
+	if len(paths) > 3 {
+		about += fmt.Sprintf(" and %d more", len(paths)-3)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "warning: %s: %d warning(s) (%s); 'gallium-net validate -f %s' shows them\n", specPath(c), len(warns), about, specPath(c))
 }
 
 // loadSpecHere loads and validates the spec and says which of its
@@ -114,12 +135,31 @@ func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
 		return cfg.Hypervisor, nil
 	}
 	host, _ := os.Hostname()
-	short, _, _ := strings.Cut(host, ".")
-	if s.Hypervisor(short) != nil {
-		return short, nil
+	if hv := hypervisorNamed(s, host); hv != "" {
+		return hv, nil
 	}
 	addrs, _ := net.InterfaceAddrs()
-	return matchHypervisor(s, short, addrs, names)
+	return matchHypervisor(s, host, addrs, names)
+}
+
+// hypervisorNamed is the hypervisor of the spec that host (this host's
+// name) names, or "": the full name first, then its first label, both
+// without regard to case. validate accepts (and suggests) names like
+// hv1.example.com, and DNS names do not depend on case; validate refuses two
+// hypervisors whose names differ only in case, so at most one matches.
+func hypervisorNamed(s *plugin.Spec, host string) string {
+	short, _, _ := strings.Cut(host, ".")
+	for _, name := range []string{host, short} {
+		if name == "" {
+			continue
+		}
+		for _, h := range s.Hypervisors {
+			if strings.EqualFold(h.Name, name) {
+				return h.Name
+			}
+		}
+	}
+	return ""
 }
 
 func matchHypervisor(s *plugin.Spec, host string, addrs []net.Addr, names []string) (string, error) {

@@ -113,9 +113,7 @@ func specPush(c *cli.Context) error {
 		return err
 	}
 	findings := plugin.Validate(s)
-	for _, f := range findings.Warnings() {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %s: %s\n", f.Path, f.Message)
-	}
+	warnSummary(c, findings)
 	if err := findings.Err(); err != nil {
 		return fmt.Errorf("refusing to push an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
 	}

@@ -23,7 +23,7 @@ func validateCommand() *cli.Command {
 		Description: `Reads the spec, checks every rule (adapters per group, 10 Gbps infrastructure
 adapters, management IPs and VIP on one subnet, VLANs, names, NIC models...)
 and prints each finding with the object it concerns and what to change.
-Exit status: 0 valid (warnings allowed), 1 invalid.
+Exit status: 0 valid (warnings allowed), 1 invalid, 2 a usage error.
 
 Examples:
    gallium-net validate -f examples/cluster.yaml
@@ -35,12 +35,19 @@ Examples:
 			if err != nil {
 				// A spec that does not even load is invalid; report it in
 				// the same shape so scripts need one code path.
-				path := specPath(c)
+				// The path names the key, or the place when there is
+				// none; the message does not repeat either ("empty.yaml:
+				// empty.yaml: spec is empty").
+				f := plugin.Finding{Severity: plugin.SeverityError, Path: specPath(c), Message: err.Error()}
 				var le *plugin.LoadError
-				if errors.As(err, &le) && le.Key != "" {
-					path = le.Key
+				if errors.As(err, &le) {
+					if le.Key != "" {
+						f.Path, f.Message = le.Key, le.Where()+": "+le.Msg
+					} else {
+						f.Path, f.Message = le.Where(), le.Msg
+					}
 				}
-				res.Findings = append(res.Findings, plugin.Finding{Severity: plugin.SeverityError, Path: path, Message: err.Error()})
+				res.Findings = append(res.Findings, f)
 			} else {
 				res.Findings = append(res.Findings, plugin.Validate(s).Sorted()...)
 			}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin"
@@ -334,5 +336,28 @@ func TestParseArgs(t *testing.T) {
 		if got := kindFromDocument([]byte(in)); got != want {
 			t.Errorf("kindFromDocument(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestReconnectFailureSaidOnceAboutARunningVM: a failed reconnect said
+// "cannot start domain" about a running VM, and said it twice (issue 13
+// #11).
+func TestReconnectFailureSaidOnceAboutARunningVM(t *testing.T) {
+	e := testEnv(t, newFakeKernel())
+	code, _, stderr := runHook(e, "qemu.d", "vm1", "start", "begin", domainXML("vm1", uuid1, true, 1, "flat"))
+	if code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, stderr)
+	}
+	// vm2 reconnects with vm1's MAC: a conflict it can only report.
+	code, _, stderr = runHook(e, "qemu.d", "vm2", "reconnect", "begin", domainXML("vm2", uuid2, true, 1, "flat"))
+	type result struct {
+		Code         int
+		CannotStart  bool
+		KeepsRunning int
+		Conflict     int
+	}
+	got := result{code, strings.Contains(stderr, "cannot start"), strings.Count(stderr, "keeps running"), strings.Count(stderr, "has the MAC of a NIC of running domain vm1")}
+	if diff := cmp.Diff(result{Code: 0, KeepsRunning: 1, Conflict: 1}, got); diff != "" {
+		t.Errorf("reconnect (-want +got):\n%s\nstderr:\n%s", diff, stderr)
 	}
 }

@@ -43,9 +43,11 @@ func (h *hook) qemu() error {
 		return h.program(dom, true)
 	case "reconnect":
 		if err := h.program(dom, false); err != nil {
-			// Never non-zero: libvirtd kills a VM whose reconnect hook fails.
-			h.log.Error("reconnect: could not re-assert the NICs; the VM keeps running", "error", err.Error())
-			fmt.Fprintf(h.stderr, "gallium-net hook: reconnect %s: %v\n", dom.Name, err)
+			// Never non-zero: libvirtd kills a VM whose reconnect hook
+			// fails. Said once on stderr (h.log writes there too, so the
+			// log record goes to the journal only).
+			h.quiet.Error("reconnect: could not re-assert the NICs; the VM keeps running", "error", err.Error())
+			fmt.Fprintf(h.stderr, "gallium-net hook: reconnect %s: could not re-assert its NICs, the VM keeps running: %v\n", dom.Name, err)
 		}
 		return nil
 	case "migrate", "restore":
@@ -110,15 +112,20 @@ func networkNames(snap *plugin.HostSnapshot) string {
 // running. With strict (start) a conflicting MAC or a tap that cannot be
 // programmed is an error; without (reconnect) it does what it can.
 func (h *hook) program(dom *domains.Domain, strict bool) error {
+	// On reconnect the domain is running: "cannot start" would be wrong.
+	subject := "cannot start domain " + dom.Name
+	if !strict {
+		subject = "running domain " + dom.Name
+	}
 	snap, err := h.snapshot()
 	if err != nil {
-		return failf("gallium-net: cannot start domain %s: %v", dom.Name, err)
+		return failf("gallium-net: %s: %v", subject, err)
 	}
 	var errs []error
 	err = h.store().Update(func(st *records.State) error {
 		for _, nic := range dom.ManagedNICs() {
 			if other := st.MACOwner(nic.MAC, dom.UUID); other != nil {
-				err := failf("gallium-net: cannot start domain %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", dom.Name, nic.MAC, other.Name, dom.Name, nic.MAC, dom.Name, dom.NetworkOf(nic))
+				err := failf("gallium-net: %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", subject, nic.MAC, other.Name, dom.Name, nic.MAC, dom.Name, dom.NetworkOf(nic))
 				if strict {
 					return err
 				}
@@ -151,7 +158,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 				if err != nil {
 					err = fmt.Errorf("NIC %s on network %s: %w", nic.MAC, netName, err)
 					if strict {
-						return failf("gallium-net: cannot start domain %s: %v; check the bridge with 'gallium-net host apply --dry-run'", dom.Name, err)
+						return failf("gallium-net: %s: %v; check the bridge with 'gallium-net host apply --dry-run'", subject, err)
 					}
 					errs = append(errs, err)
 				} else if res.Changed() {

@@ -38,6 +38,8 @@ type FakeKernel struct {
 	FailErr error
 	// NoVLANs simulates a kernel without bridge VLAN support.
 	NoVLANs bool
+	// NoBonds simulates a kernel without the bonding driver.
+	NoBonds bool
 }
 
 type fakeLink struct {
@@ -61,7 +63,7 @@ func NewFakeKernel(adapters ...string) *FakeKernel {
 
 // NewFakeFromSnapshot returns a fake kernel in the state of snap.
 func NewFakeFromSnapshot(snap *Snapshot) *FakeKernel {
-	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2, NoVLANs: snap.NoBridgeVLANs}
+	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2, NoVLANs: snap.NoBridgeVLANs, NoBonds: snap.NoBonding}
 	for _, l := range snap.Clone().Links {
 		fl := &fakeLink{Link: l, origMTU: l.MTU}
 		if l.Bond != nil {
@@ -119,7 +121,7 @@ func (f *FakeKernel) SeedRoute(r *Route) { f.route = r }
 
 // Observe returns the simulated state.
 func (f *FakeKernel) Observe() (*Snapshot, error) {
-	s := &Snapshot{NoBridgeVLANs: f.NoVLANs}
+	s := &Snapshot{NoBridgeVLANs: f.NoVLANs, NoBonding: f.NoBonds}
 	for _, l := range f.links {
 		c := l.Link
 		c.VLANs = append([]VLAN(nil), l.VLANs...)
@@ -248,6 +250,9 @@ func (f *FakeKernel) do(op Op) error {
 			nl.macRandom = true
 		}
 		if op.Kind == OpAddBond {
+			if f.NoBonds {
+				return errno(op, syscall.EOPNOTSUPP, "unknown device type (no bonding driver)")
+			}
 			nl.Kind = "bond"
 			b := *op.Bond
 			for _, d := range []*int{&b.PeerNotifyDelay, &b.Updelay, &b.Downdelay} {

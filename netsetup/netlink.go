@@ -143,20 +143,24 @@ func (n *Netlink) observe() (*Snapshot, error) {
 		s.DefaultRoute = &Route{Gateway: r.Gw.String(), Dev: names[r.LinkIndex]}
 		break
 	}
-	hasBridge := false
+	hasBridge, hasBond := false, false
 	for _, l := range s.Links {
 		hasBridge = hasBridge || l.Kind == "bridge"
+		hasBond = hasBond || l.Kind == "bond"
 	}
 	if !hasBridge && !bridgeVLANSupport() {
 		s.NoBridgeVLANs = true
+	}
+	if !hasBond && !bondingSupport() {
+		s.NoBonding = true
 	}
 	s.normalize()
 	return s, nil
 }
 
 var (
-	bridgeVLANOnce sync.Once
-	bridgeVLANs    bool
+	bridgeVLANOnce, bondingOnce sync.Once
+	bridgeVLANs, bonding        bool
 )
 
 // bridgeVLANSupport reports whether the kernel has bridge VLAN filtering,
@@ -165,33 +169,51 @@ var (
 // at, and answered once per process.
 func bridgeVLANSupport() bool {
 	bridgeVLANOnce.Do(func() {
-		bridgeVLANs = true // when the probe itself fails, assume a normal kernel
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			return
-		}
-		defer orig.Close()
-		tmp, err := netns.New()
-		if err != nil {
-			return
-		}
-		defer tmp.Close()
-		defer func() {
-			if err := netns.Set(orig); err != nil {
-				panic("netsetup: cannot return to the original network namespace: " + err.Error())
-			}
-		}()
 		on := true
 		a := netlink.NewLinkAttrs()
 		a.Name = "gn-probe"
-		err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: a, VlanFiltering: &on})
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			bridgeVLANs = false
-		}
+		bridgeVLANs = canCreate(&netlink.Bridge{LinkAttrs: a, VlanFiltering: &on})
 	})
 	return bridgeVLANs
+}
+
+// bondingSupport reports whether the kernel can create a bond (the bonding
+// driver built in, or a module it loads on demand), as bridgeVLANSupport
+// does; asked only when the host has no bond to look at. Without it a plan
+// was printed and only its first step failed at apply time.
+func bondingSupport() bool {
+	bondingOnce.Do(func() {
+		a := netlink.NewLinkAttrs()
+		a.Name = "gn-probe"
+		b := netlink.NewLinkBond(a)
+		b.Mode = netlink.BOND_MODE_ACTIVE_BACKUP
+		bonding = canCreate(b)
+	})
+	return bonding
+}
+
+// canCreate adds link in a throwaway network namespace and reports whether
+// the kernel knows its kind: false only for EOPNOTSUPP (an unknown kind or
+// option); when the probe itself fails it assumes a normal kernel.
+func canCreate(link netlink.Link) bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return true
+	}
+	defer orig.Close()
+	tmp, err := netns.New()
+	if err != nil {
+		return true
+	}
+	defer tmp.Close()
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic("netsetup: cannot return to the original network namespace: " + err.Error())
+		}
+	}()
+	return !errors.Is(netlink.LinkAdd(link), unix.EOPNOTSUPP)
 }
 
 func isDefault(n *net.IPNet) bool {

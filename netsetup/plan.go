@@ -43,6 +43,10 @@ type Plan struct {
 	Touched []string `json:"touched,omitempty" yaml:"touched,omitempty"`
 	// Route reports whether the plan changes the default route.
 	Route bool `json:"route,omitempty" yaml:"route,omitempty"`
+	// Refused says why apply refuses the plan (the running kernel lacks a
+	// feature it needs), "" when it can run it. Only Preview returns such
+	// a plan: it shows what apply would do on a kernel that has them.
+	Refused string `json:"refused,omitempty" yaml:"refused,omitempty"`
 }
 
 // Empty reports whether the host is converged.
@@ -160,23 +164,63 @@ func (e *PlanError) Error() string { return e.Msg }
 
 // MakePlan diffs observed against the desired state and returns the steps.
 // It runs every step on a simulated copy of the host to predict its effect.
+// A plan the running kernel cannot carry out is a PlanError that says what
+// the kernel lacks (Preview shows it anyway).
 func MakePlan(desired *HostState, observed *Snapshot) (*Plan, error) {
-	if observed.NoBridgeVLANs {
-		return nil, &PlanError{fmt.Sprintf("hypervisor %s: the running kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), which gallium-net's bridges need; boot a distribution kernel (Debian's has it)", desired.Hypervisor)}
+	p, err := Preview(desired, observed)
+	if err != nil {
+		return nil, err
 	}
+	if p.Refused != "" {
+		return nil, &PlanError{p.Refused}
+	}
+	return p, nil
+}
+
+// Preview is MakePlan for showing a plan: on a kernel that lacks bonding
+// or bridge VLAN filtering it still plans, as if the kernel had them, and
+// says in Plan.Refused why apply refuses the plan. `host plan` printed
+// nothing there and `host status` counted one pending step without saying
+// why.
+func Preview(desired *HostState, observed *Snapshot) (*Plan, error) {
+	var lacks []string
+	if observed.NoBonding {
+		lacks = append(lacks, "no bonding driver (CONFIG_BONDING), which the adapter groups' bonds need")
+	}
+	if observed.NoBridgeVLANs {
+		lacks = append(lacks, "no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), which gallium-net's bridges need")
+	}
+	if err := checkAdapters(desired, observed); err != nil {
+		return nil, err
+	}
+	if len(lacks) == 0 {
+		return plan(desired.target(), observed)
+	}
+	full := observed.Clone()
+	full.NoBonding, full.NoBridgeVLANs = false, false
+	p, err := plan(desired.target(), full)
+	if err != nil {
+		return nil, err
+	}
+	p.Refused = fmt.Sprintf("hypervisor %s: the running kernel has %s; apply refuses this plan: boot a distribution kernel (Debian's has both)", desired.Hypervisor, strings.Join(lacks, " and "))
+	return p, nil
+}
+
+// checkAdapters refuses a host whose adapters the spec cannot take over.
+func checkAdapters(desired *HostState, observed *Snapshot) error {
 	for _, a := range desired.Adapters() {
 		l := observed.Link(a)
 		if l == nil {
-			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s does not exist on this host; fix the adapter name in the spec or check the NIC", desired.Hypervisor, a)}
+			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s does not exist on this host; fix the adapter name in the spec or check the NIC", desired.Hypervisor, a)}
 		}
 		if l.Master != "" && !plugin.Owned(l.Master) {
-			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s is enslaved to %s, which gallium-net does not manage; release it first (ip link set %s nomaster) or remove it from the spec", desired.Hypervisor, a, l.Master, a)}
+			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s is enslaved to %s, which gallium-net does not manage; release it first (ip link set %s nomaster) or remove it from the spec", desired.Hypervisor, a, l.Master, a)}
 		}
 		if plugin.Owned(a) {
-			return nil, &PlanError{fmt.Sprintf("hypervisor %s: adapter %s has a name gallium-net uses for its own links", desired.Hypervisor, a)}
+			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s has a name gallium-net uses for its own links", desired.Hypervisor, a)}
 		}
 	}
-	return plan(desired.target(), observed)
+	return nil
 }
 
 // RestorePlan returns the steps that take the host from observed back to

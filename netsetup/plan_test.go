@@ -1,15 +1,16 @@
 package netsetup
 
 import (
-	"github.com/gallium/gallium-net/test/testenv"
-
 	"errors"
 	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/test/testenv"
 )
 
 func TestDesiredExample(t *testing.T) {
@@ -606,6 +607,63 @@ func TestKernelWithoutBridgeVLANsIsRefused(t *testing.T) {
 	_, err := MakePlan(desiredExample(t, "hv1"), obs)
 	if err == nil || !strings.Contains(err.Error(), "no bridge VLAN filtering") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPreviewOnAKernelWithoutBondingOrVLANs: on such a kernel `host plan`
+// printed nothing and `host status` said "1 step pending" without why
+// (issue 13 #5). Preview gives the plan a full kernel would run, with the
+// reason apply refuses it; MakePlan (apply) still refuses.
+func TestPreviewOnAKernelWithoutBondingOrVLANs(t *testing.T) {
+	full, _ := exampleHost().Observe()
+	want, err := MakePlan(desiredExample(t, "hv1"), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		noBonds, noVLs bool
+		lacks          []string
+	}{
+		{"no bonding", true, false, []string{"no bonding driver (CONFIG_BONDING)"}},
+		{"no VLAN filtering", false, true, []string{"no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"}},
+		{"neither", true, true, []string{"no bonding driver", "and no bridge VLAN filtering"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := exampleHost()
+			f.NoBonds, f.NoVLANs = tc.noBonds, tc.noVLs
+			obs, _ := f.Observe()
+			p, err := Preview(desiredExample(t, "hv1"), obs)
+			if err != nil {
+				t.Fatalf("preview: %v", err)
+			}
+			if diff := cmp.Diff(want.Lines(), p.Lines()); diff != "" {
+				t.Errorf("preview steps (-full kernel +this one):\n%s", diff)
+			}
+			for _, l := range tc.lacks {
+				if !strings.Contains(p.Refused, l) || !strings.Contains(p.Refused, "apply refuses this plan") {
+					t.Errorf("Refused = %q, want it to say %q and that apply refuses", p.Refused, l)
+				}
+			}
+			if _, err := MakePlan(desiredExample(t, "hv1"), obs); err == nil || err.Error() != p.Refused {
+				t.Errorf("MakePlan: %v, want the refusal %q", err, p.Refused)
+			}
+			st := Status(desiredExample(t, "hv1"), obs, func(string) AdapterFacts { return AdapterFacts{} })
+			got := struct {
+				Converged bool
+				Pending   int
+				Blocked   string
+			}{st.Converged, len(st.Pending), st.Blocked}
+			if got.Converged || got.Pending != len(want.Steps) || got.Blocked != p.Refused {
+				t.Errorf("status: %+v, want %d steps pending, blocked by %q", got, len(want.Steps), p.Refused)
+			}
+		})
+	}
+	// The fake kernel refuses a bond like a kernel without the driver.
+	f := exampleHost()
+	f.NoBonds = true
+	if err := f.Do(want.Steps[0].Op); err == nil || !strings.Contains(err.Error(), "no bonding driver") {
+		t.Errorf("fake kernel without bonding: %s: %v", want.Steps[0].Cmd, err)
 	}
 }
 

@@ -156,6 +156,9 @@ type Snapshot struct {
 	// NoBridgeVLANs is set when the kernel has no bridge VLAN support
 	// (CONFIG_BRIDGE_VLAN_FILTERING off).
 	NoBridgeVLANs bool `json:"noBridgeVlans,omitempty" yaml:"noBridgeVlans,omitempty"`
+	// NoBonding is set when the kernel cannot create a bond (no bonding
+	// driver, built in or as a module).
+	NoBonding bool `json:"noBonding,omitempty" yaml:"noBonding,omitempty"`
 	// KeepAddrs are, per link, IPs another daemon manages there (the VIP,
 	// HostState.KeepAddrsByLink), recorded with a snapshot saved for a
 	// rollback: restoring it neither removes nor re-adds them, since the
@@ -175,7 +178,7 @@ func (s *Snapshot) Link(name string) *Link {
 
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
-	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs}
+	out := &Snapshot{Links: make([]Link, len(s.Links)), NoBridgeVLANs: s.NoBridgeVLANs, NoBonding: s.NoBonding}
 	if s.KeepAddrs != nil {
 		out.KeepAddrs = map[string][]string{}
 		for l, ips := range s.KeepAddrs {
@@ -216,7 +219,7 @@ func (s *Snapshot) Subset(names []string) *Snapshot {
 			keep[l.Name] = true
 		}
 	}
-	out := &Snapshot{NoBridgeVLANs: s.NoBridgeVLANs}
+	out := &Snapshot{NoBridgeVLANs: s.NoBridgeVLANs, NoBonding: s.NoBonding}
 	for _, l := range s.Clone().Links {
 		if keep[l.Name] {
 			out.Links = append(out.Links, l)

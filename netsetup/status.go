@@ -40,6 +40,9 @@ type HostStatus struct {
 	Converged bool `json:"converged" yaml:"converged"`
 	// Pending lists the plan's steps when not converged.
 	Pending []string `json:"pending,omitempty" yaml:"pending,omitempty"`
+	// Blocked says why apply cannot converge the host (the kernel lacks a
+	// feature, an adapter is missing or taken), "" when it can.
+	Blocked string `json:"blocked,omitempty" yaml:"blocked,omitempty"`
 }
 
 // Status combines the desired state, the observed one and adapter facts.
@@ -69,11 +72,12 @@ func Status(desired *HostState, obs *Snapshot, facts func(string) AdapterFacts) 
 		}
 		st.Groups = append(st.Groups, gs)
 	}
-	if p, err := MakePlan(desired, obs); err == nil {
-		st.Converged = p.Empty()
+	if p, err := Preview(desired, obs); err == nil {
+		st.Converged = p.Empty() && p.Refused == ""
 		st.Pending = p.Lines()
+		st.Blocked = p.Refused
 	} else {
-		st.Pending = []string{"# cannot plan: " + err.Error()}
+		st.Blocked = err.Error()
 	}
 	return st
 }

@@ -101,7 +101,9 @@ func SetDefaults(s *Spec) {
 				g.Bond.Primary = first
 			}
 		}
-		if g.MTU == 0 {
+		// An out-of-range cluster MTU is not copied: validate reports it
+		// once, at cluster.mtu, not again for every group that inherits it.
+		if g.MTU == 0 && IsMTU(s.Cluster.MTU) == nil {
 			g.MTU = s.Cluster.MTU
 		}
 	}

@@ -11,9 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
+
+// ExampleSpec is where the packages install the example spec; hints name
+// it, since examples/cluster.yaml exists only in the source tree.
+const ExampleSpec = "/usr/share/doc/gallium-net/examples/cluster.yaml"
 
 // MaxSpecBytes caps the size of a spec file. A real cluster spec is tens of
 // kilobytes; anything this large is a mistake or an attack.
@@ -42,6 +47,18 @@ type LoadError struct {
 
 func (e *LoadError) Error() string {
 	var b strings.Builder
+	b.WriteString(e.Where())
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Where is the place of the error: file[:line[:column]].
+func (e *LoadError) Where() string {
+	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
@@ -49,11 +66,6 @@ func (e *LoadError) Error() string {
 			fmt.Fprintf(&b, ":%d", e.Column)
 		}
 	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
 	return b.String()
 }
 
@@ -93,13 +105,16 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 			spec, err = nil, &LoadError{File: name, Msg: fmt.Sprintf("cannot parse YAML: %v", r)}
 		}
 	}()
+	if err := checkUTF8(name, data); err != nil {
+		return nil, err
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
+			return nil, &LoadError{File: name, Msg: "spec is empty; see " + ExampleSpec + " for the format"}
 		}
-		return nil, yamlLoadError(name, err).locateAnchor(data)
+		return nil, yamlLoadError(name, err).locateAnchor(data).locateTab(data)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -113,7 +128,7 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 	}
 	if root.Kind == yaml.DocumentNode || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 		// Only comments, "---" or "~": nothing to describe a cluster.
-		return nil, &LoadError{File: name, Msg: "spec is empty; see examples/cluster.yaml for the format"}
+		return nil, &LoadError{File: name, Msg: "spec is empty; see " + ExampleSpec + " for the format"}
 	}
 	if n := expandedSize(root, map[*yaml.Node]int{}, 0); n > maxSpecValues {
 		return nil, &LoadError{File: name, Msg: fmt.Sprintf("spec expands to more than %d YAML values (an alias counts each time it is used); a cluster spec is far smaller: remove the aliases that repeat large parts", maxSpecValues)}
@@ -149,6 +164,48 @@ func yamlLoadError(name string, err error) *LoadError {
 		}
 	}
 	return &LoadError{File: name, Line: line, Msg: msg}
+}
+
+// checkUTF8 refuses a spec that is not UTF-8 with the place of the first
+// bad byte: yaml.v3 says only "invalid leading UTF-8 octet", without a
+// line.
+func checkUTF8(name string, data []byte) error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	i := 0
+	for i < len(data) {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		i += size
+	}
+	line := 1 + bytes.Count(data[:i], []byte("\n"))
+	lineStart := bytes.LastIndexByte(data[:i], '\n') + 1
+	col := 1 + utf8.RuneCount(data[lineStart:i])
+	return &LoadError{File: name, Line: line, Column: col,
+		Msg: fmt.Sprintf("byte 0x%02x is not UTF-8: save the spec as UTF-8 (for example iconv -f LATIN1 -t UTF-8)", data[i])}
+}
+
+// locateTab turns yaml.v3's error for a tab in the indentation ("found
+// character that cannot start any token", line only) into one with the
+// tab's column that says tabs are not allowed.
+func (e *LoadError) locateTab(data []byte) *LoadError {
+	if e.Line < 1 || !strings.Contains(e.Msg, "cannot start any token") && !strings.Contains(e.Msg, "tab character") {
+		return e
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	if e.Line > len(lines) {
+		return e
+	}
+	i := bytes.IndexByte(lines[e.Line-1], '\t')
+	if i < 0 {
+		return e
+	}
+	e.Column = 1 + utf8.RuneCount(lines[e.Line-1][:i])
+	e.Msg = "a tab character: YAML does not allow tabs for indentation; indent with spaces"
+	return e
 }
 
 // locateAnchor fills in the position of an "unknown anchor" error, which
@@ -258,6 +315,11 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 			if err := c.check(v, vt, kpath, depth+1); err != nil {
 				return err
 			}
+			if t == networkType && k.Value == "vlan" && isZero(v) {
+				// 0 is how the model says "untagged", but written out it
+				// reads as a VLAN ID, which 0 is not (802.1Q reserves it).
+				return c.fail(v, kpath, "vlan 0 is not a VLAN ID: leave vlan out for an untagged network (the group's native VLAN), or give a VLAN ID from %d to %d", NativeVLAN+1, MaxVLAN)
+			}
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -274,7 +336,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 		}
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			return c.fail(n, path, "expected a whole number, got %s", kindName(n))
+			return c.fail(n, path, "expected a whole number, got %s%s", kindName(n), unquoteHint(n))
 		}
 		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err != nil {
 			return c.fail(n, path, "%s is not a whole number in range; give a plain decimal number", kindName(n))
@@ -285,7 +347,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			return c.fail(n, path, "expected true or false, got %s", kindName(n))
+			return c.fail(n, path, "expected true or false, got %s%s", kindName(n), unquoteHint(n))
 		}
 	}
 	return nil
@@ -361,9 +423,40 @@ func kindName(n *yaml.Node) string {
 		if len(v) > 40 {
 			v = v[:40] + "..."
 		}
+		if quoted(n) {
+			// `got "false"` read as if false were refused.
+			return fmt.Sprintf("the quoted string %q", v)
+		}
 		return fmt.Sprintf("%q", v)
 	}
 	return "something else"
+}
+
+// networkType is the type of a networks[] entry.
+var networkType = reflect.TypeOf(Network{})
+
+// isZero reports whether a checked integer scalar is 0 (0, +0, 0x0...).
+func isZero(n *yaml.Node) bool {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" && err == nil && v == 0
+}
+
+// quoted reports whether a scalar was written in quotes (a string, whatever
+// it looks like).
+func quoted(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+}
+
+// unquoteHint is what to do about a quoted scalar where a number or a
+// boolean belongs.
+func unquoteHint(n *yaml.Node) string {
+	if quoted(n) {
+		return "; remove the quotes"
+	}
+	return ""
 }
 
 // yamlFields maps each YAML key of struct type t to its field type.

@@ -70,6 +70,8 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", "cluster:\n  name: a\n  name: b\n", 3, 3, "cluster.name", `duplicate key "name" (first given at line 2)`},
 		{"duplicate top-level key", "networks: []\nnetworks: []\n", 2, 1, "networks", "duplicate key"},
 		{"duplicate map key", "adapterGroups:\n  - adapters:\n      hv1: [a]\n      hv1: [b]\n", 4, 7, "adapterGroups[0].adapters.hv1", "duplicate key"},
+		{"vlan 0 (issue 13 #8)", "networks:\n  - {name: a, vlan: 0}\n", 2, 21, "networks[0].vlan", "vlan 0 is not a VLAN ID: leave vlan out for an untagged network"},
+		{"vlan 0x0", "networks:\n  - name: a\n    vlan: 0x0\n", 3, 11, "networks[0].vlan", "vlan 0 is not a VLAN ID"},
 		{"leading zero (octal)", "networks:\n  - {name: a, vlan: 0100}\n", 2, 21, "networks[0].vlan", "leading zero"},
 		{"number too large", "cluster: {mtu: 99999999999999999999}\n", 1, 16, "cluster.mtu", "expected a whole number"},
 		{"root is a list", "- a\n", 1, 1, "", "expected a mapping"},
@@ -80,7 +82,14 @@ func TestParseErrors(t *testing.T) {
 		{"deep nesting", deep, 0, 0, "", "exceeded max depth"},
 		{"malformed: unclosed flow", "cluster: {name: lab\nhypervisors: []\n", 1, 0, "", "did not find expected"},
 		{"malformed: bad indentation", "cluster:\n  name: lab\n vip: x\n", 2, 0, "", "did not find expected key"},
-		{"malformed: tab", "cluster:\n\tname: lab\n", 2, 0, "", "found character that cannot start any token"},
+		// Issue 13 #7: tabs had a line only and no hint, non-UTF-8 no line,
+		// a quoted boolean read as if false were refused.
+		{"malformed: tab", "cluster:\n\tname: lab\n", 2, 1, "", "a tab character: YAML does not allow tabs for indentation; indent with spaces"},
+		{"malformed: tab after spaces", "cluster:\n  name: lab\nhypervisors:\n  \t- name: hv1\n", 4, 3, "", "YAML does not allow tabs"},
+		{"not UTF-8", "cluster:\n  name: l\xffab\n", 2, 10, "", "byte 0xff is not UTF-8: save the spec as UTF-8"},
+		{"not UTF-8 after multibyte", "# é\nx: \xc3\n", 2, 4, "", "byte 0xc3 is not UTF-8"},
+		{"wrong type: quoted boolean", "cluster: {evaluation: \"false\"}\n", 1, 23, "cluster.evaluation", `expected true or false, got the quoted string "false"; remove the quotes`},
+		{"wrong type: single-quoted number", "networks:\n  - {name: a, vlan: '10'}\n", 2, 21, "networks[0].vlan", `got the quoted string "10"; remove the quotes`},
 		{"malformed: undefined alias", "networks: *nope\n", 1, 11, "", `unknown anchor 'nope'`},
 		{"multi-document", "cluster: {name: a}\n---\ncluster: {name: b}\n", 2, 1, "", "more than one YAML document"},
 		{"multi-document, broken second", "cluster: {name: a}\n---\n[\n", 3, 0, "", "did not find expected node content"},
@@ -366,5 +375,22 @@ adapterGroups:
 	}
 	if got := (BondTuning{Miimon: 300}).Updelay(); got != 1200 {
 		t.Errorf("undefaulted Updelay() with miimon 300 = %d, want 1200", got)
+	}
+}
+
+// TestExampleSpecIsWhatThePackagesInstall: hints named examples/cluster.yaml,
+// which exists only in the source tree (issue 13 #12); they name the
+// installed copy, which must be where the packages put it.
+func TestExampleSpecIsWhatThePackagesInstall(t *testing.T) {
+	nfpm, err := os.ReadFile("../packaging/nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(nfpm), "dst: "+ExampleSpec+"\n") {
+		t.Errorf("packaging/nfpm.yaml installs no %s: update ExampleSpec", ExampleSpec)
+	}
+	le := loadErr(t, "f.yaml", "")
+	if want := "see " + ExampleSpec + " for the format"; !strings.Contains(le.Msg, want) {
+		t.Errorf("empty spec: %q, want %q", le.Msg, want)
 	}
 }

@@ -97,6 +97,9 @@ type validator struct {
 	// subnet is the parsed cluster subnet, valid only when subnetOK.
 	subnet   prefix
 	subnetOK bool
+	// subnet6: the subnet is IPv6, refused once in full at cluster.subnet;
+	// the addresses in it only point there.
+	subnet6 bool
 	// hvNameList caches hvNames.
 	hvNameList []string
 	// addrs maps each management IP, the VIP and the gateway to who has it.

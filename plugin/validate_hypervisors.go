@@ -11,6 +11,10 @@ func checkHypervisorNames(v *validator) {
 		v.errorf("hypervisors", "no hypervisors: list every host of the cluster under hypervisors, with its name, managementIP and adapters")
 		return
 	}
+	// Host names do not depend on case, and a host finds its own entry
+	// without regard to case (cli's hypervisorNamed): two names that differ
+	// only in case would both be this host.
+	folded := make(map[string]int, len(v.s.Hypervisors))
 	for i := range v.s.Hypervisors {
 		h := &v.s.Hypervisors[i]
 		if err := IsHostname(h.Name); err != nil {
@@ -19,7 +23,15 @@ func checkHypervisorNames(v *validator) {
 		if !v.firstHV(h) && h.Name != "" {
 			v.errorf(hvPath(h, i), "hypervisor name %s is used by entries %d and %d: give every hypervisor its own name",
 				show(h.Name), v.hvIdx[h.Name]+1, i+1)
+			continue
 		}
+		key := strings.ToLower(h.Name)
+		if j, dup := folded[key]; dup && h.Name != "" {
+			v.errorf(hvPath(h, i)+".name", "hypervisor name %s differs from %s (entry %d) only in case, and host names do not depend on case: give every hypervisor its own name",
+				show(h.Name), show(v.s.Hypervisors[j].Name), j+1)
+			continue
+		}
+		folded[key] = i
 	}
 }
 

@@ -3,6 +3,9 @@ package plugin
 // Rules on networks: names, the adapter group they name, VLANs, MTU, and
 // VM networks on the infrastructure group.
 
+// LibvirtDefaultNetwork is the NAT network libvirt's packages define.
+const LibvirtDefaultNetwork = "default"
+
 // checkNetworkNames: every network has a plain, unique name.
 func checkNetworkNames(v *validator) {
 	first := make(map[string]int, len(v.s.Networks))
@@ -15,6 +18,10 @@ func checkNetworkNames(v *validator) {
 		first[n.Name] = i
 		if err := IsObjectName(n.Name); err != nil {
 			v.errorf(netPath(n, i)+".name", "network %v", err)
+		}
+		if n.Name == LibvirtDefaultNetwork {
+			// Caught only at 'network define' before, on the hypervisor.
+			v.warnf(netPath(n, i)+".name", "network %s has the name of libvirt's stock NAT network, which most libvirt installs define: 'gallium-net network define' never touches a network it does not own and fails on such a host; give the network another name", show(n.Name))
 		}
 	}
 }

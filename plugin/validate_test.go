@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // loadExample parses one of the examples/ specs; each call returns a fresh
@@ -92,6 +94,20 @@ var ruleCases = []rule{
 	{"subnet without prefix length", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.0" }, SeverityError, "cluster.subnet", "add the prefix length"},
 	{"subnet with host bits", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.7/24" }, SeverityError, "cluster.subnet", "write the network address, 192.168.1.0/24"},
 	{"subnet too small", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.100/31" }, SeverityError, "cluster.subnet", "too small"},
+	// 3 hypervisors, the VIP and the gateway need 5 addresses: a /29 (the
+	// advice was "at most /30", which holds 2).
+	{"subnet /32 advice fits the cluster", false, func(s *Spec) { s.Cluster.Subnet = "192.168.1.100/32" }, SeverityError, "cluster.subnet", "needs 5 (3 hypervisor(s), the VIP and the gateway): use a prefix of at most /29"},
+	{"subnet /30 too small for 3 hypervisors", false, func(s *Spec) {
+		s.Cluster.Subnet, s.Cluster.Gateway = "192.168.1.100/30", ""
+	}, SeverityError, "cluster.subnet", "needs 4 (3 hypervisor(s) and the VIP): use a prefix of at most /29"},
+	// IPv6 management is refused, naming each missing part (issue 13 #1).
+	{"IPv6 subnet", false, func(s *Spec) { s.Cluster.Subnet = "fd00:1::/64" }, SeverityError, "cluster.subnet", "IPv6 management is not supported: host apply observes and manages only the IPv4 default route"},
+	{"IPv6 management IP (dual stack)", false, func(s *Spec) { hv(s, "hv2").ManagementIP = "fd00:1::2/64" }, SeverityError, "hypervisors[hv2].managementIP", "unsolicited neighbour advertisements"},
+	{"IPv6 VIP", false, func(s *Spec) { s.Cluster.VIP = "fd00:1::100" }, SeverityError, "cluster.vip", "keepalived configuration holds an IPv4 VIP only"},
+	{"IPv6 everywhere: the addresses point to the subnet's finding", false, func(s *Spec) {
+		s.Cluster.Subnet, s.Cluster.VIP = "fd00:1::/64", "fd00:1::100"
+	}, SeverityError, "cluster.vip", "IPv6 management is not supported (see cluster.subnet)"},
+	{"IPv6 gateway", false, func(s *Spec) { s.Cluster.Gateway = "fd00:1::1" }, SeverityError, "cluster.gateway", "IPv4 default route"},
 
 	// management IPs
 	{"management IP missing", false, func(s *Spec) { hv(s, "hv2").ManagementIP = "" }, SeverityError, "hypervisors[hv2].managementIP", "no management IP"},
@@ -136,6 +152,7 @@ var ruleCases = []rule{
 	{"no hypervisors", false, func(s *Spec) { s.Hypervisors = nil }, SeverityError, "hypervisors", "no hypervisors"},
 	{"hypervisor name missing", false, func(s *Spec) { s.Hypervisors[0].Name = "" }, SeverityError, "hypervisors[0].name", "has no name"},
 	{"hypervisor name not a host name", false, func(s *Spec) { hv(s, "hv2").Name = "hv_2" }, SeverityError, "hypervisors[hv_2].name", "not a valid host name"},
+	{"hypervisor names differ only in case", false, func(s *Spec) { hv(s, "hv3").Name = "HV1" }, SeverityError, "hypervisors[HV1].name", `differs from "hv1" (entry 1) only in case`},
 	{"hypervisor names not unique", false, func(s *Spec) { hv(s, "hv3").Name = "hv1" }, SeverityError, "hypervisors[hv1]", "used by entries 1 and 3"},
 
 	// adapters
@@ -235,6 +252,7 @@ var ruleCases = []rule{
 	{"VLAN 1 tagged (the native VLAN)", false, func(s *Spec) { netw(s, "prod").VLAN = 1 }, SeverityError, "networks[prod].vlan", "untagged (native) traffic"},
 	{"VLAN used twice on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 100 }, SeverityError, "networks[dev].vlan", `and so has network "prod"`},
 	{"two untagged networks on a group", false, func(s *Spec) { netw(s, "dev").VLAN = 0 }, SeverityError, "networks[flat].vlan", "one untagged"},
+	{"network named like libvirt's NAT network", false, func(s *Spec) { netw(s, "dev").Name = "default" }, SeverityWarning, "networks[default].name", "libvirt's stock NAT network"},
 	{"untagged VM network on infrastructure group", false, func(s *Spec) { netw(s, "flat").AdapterGroup = "infra" }, SeverityWarning, "networks[flat].adapterGroup", "management VLAN"},
 	{"tagged VM network on infrastructure group", false, func(s *Spec) { netw(s, "prod").AdapterGroup = "infra" }, SeverityWarning, "networks[prod].adapterGroup", "infrastructure adapters"},
 
@@ -282,6 +300,26 @@ func TestValidateRules(t *testing.T) {
 			}
 			t.Fatalf("want a %s at %s saying %q, got:\n%s", tc.sev, tc.path, tc.phrase, dump(got))
 		})
+	}
+}
+
+// TestClusterMTUReportedOnce: a bad cluster MTU was reported three times,
+// at cluster.mtu and again for each group that inherited it (issue 13 #8).
+func TestClusterMTUReportedOnce(t *testing.T) {
+	data, err := os.ReadFile("../examples/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse([]byte(strings.Replace(string(data), "  name: lab\n", "  name: lab\n  mtu: 70000\n", 1)), "cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range Validate(s) {
+		got = append(got, f.Path)
+	}
+	if diff := cmp.Diff([]string{"cluster.mtu"}, got); diff != "" {
+		t.Errorf("finding paths (-want +got):\n%s", diff)
 	}
 }
 
@@ -341,10 +379,11 @@ func TestValidateAllowed(t *testing.T) {
 		{"extra adapters outside any group", func(s *Spec) {
 			hv(s, "hv1").Adapters = append(hv(s, "hv1").Adapters, Adapter{Name: "eno5"})
 		}},
-		{"IPv6 management subnet", func(s *Spec) {
-			s.Cluster.Subnet, s.Cluster.VIP, s.Cluster.Gateway = "fd00:1::/64", "fd00:1::100", "fd00:1::1"
+		{"subnet just large enough", func(s *Spec) {
+			// 3 hypervisors, the VIP and the gateway: 5 of a /29's 6.
+			s.Cluster.Subnet, s.Cluster.VIP, s.Cluster.Gateway = "192.168.1.0/29", "192.168.1.5", "192.168.1.6"
 			for i := range s.Hypervisors {
-				s.Hypervisors[i].ManagementIP = "fd00:1::" + string(rune('2'+i)) + "/64"
+				s.Hypervisors[i].ManagementIP = "192.168.1." + string(rune('1'+i)) + "/29"
 			}
 		}},
 		{"more profiles and another default", func(s *Spec) {
