@@ -96,7 +96,7 @@ func TestAppArmorHook(t *testing.T) {
 	}
 	t.Cleanup(func() { hv.Close() })
 	a := &aaHost{hv: hv, ctx: ctx}
-	t.Logf("hv1: libvirtd ready after %s", hv.Ready.Round(100*time.Millisecond))
+	t.Logf("hv1: libvirtd ready after %s; AppArmor %s", hv.Ready.Round(100*time.Millisecond), strings.TrimSpace(a.try("tail -1 /run/apparmor-load.log")))
 
 	t.Run("libvirtd-confined", func(t *testing.T) {
 		if got := a.must(t, "cat /sys/module/apparmor/parameters/enabled"); strings.TrimSpace(got) != "Y" {
