@@ -31,9 +31,18 @@ if [[ ${1:-} == reload ]]; then
   exit 0
 fi
 
-running virtlogd || virtlogd -d
+# The daemons outlive this script: they must not keep its caller's
+# descriptors (a lock held around a test run, a pipe a runner waits on).
+daemon() { (
+  for fd in /proc/$BASHPID/fd/*; do
+    n=${fd##*/}
+    ((n > 2)) && eval "exec $n>&-"
+  done
+  exec "$@" -d
+); }
+running virtlogd || daemon virtlogd
 if ! running libvirtd; then
-  libvirtd -d
+  daemon libvirtd
 fi
 for _ in $(seq 1 100); do
   if virsh -c qemu:///system version >/dev/null 2>&1; then
