@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/gallium/gallium-net/plugin"
 )
 
 // Exit codes of gallium-net (README "Exit codes"). A script must be able to
@@ -83,7 +85,7 @@ func closestCommand(cmds []*cli.Command, word string) string {
 			continue
 		}
 		for _, n := range c.Names() {
-			d := editDistance(strings.ToLower(word), n)
+			d := plugin.EditDistance(strings.ToLower(word), n)
 			if best == "" || d < bestDist {
 				best, bestDist = n, d
 			}
@@ -98,28 +100,6 @@ func closestCommand(cmds []*cli.Command, word string) string {
 		return best
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes; command
-// names are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // maxArgs is how many positional arguments an ArgsUsage line names:

@@ -497,7 +497,7 @@ func sortedKeys(m map[string]reflect.Type) []string {
 func suggest(key string, fields map[string]reflect.Type) string {
 	lkey := strings.ToLower(key)
 	for _, k := range sortedKeys(fields) {
-		if strings.EqualFold(k, key) || editDistance(strings.ToLower(k), lkey) <= 2 {
+		if strings.EqualFold(k, key) || EditDistance(strings.ToLower(k), lkey) <= 2 {
 			return fmt.Sprintf("; did you mean %q?", k)
 		}
 	}
@@ -505,7 +505,7 @@ func suggest(key string, fields map[string]reflect.Type) string {
 	if len(lkey) >= 3 {
 		for _, k := range sortedKeys(fields) {
 			lk := strings.ToLower(k)
-			if len(lk) > 4 && editDistance(lk[:min(len(lk), len(lkey))], lkey) <= 1 {
+			if len(lk) > 4 && EditDistance(lk[:min(len(lk), len(lkey))], lkey) <= 1 {
 				return fmt.Sprintf("; did you mean %q?", k)
 			}
 		}
@@ -513,7 +513,10 @@ func suggest(key string, fields map[string]reflect.Type) string {
 	return ""
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (bytes: keys and
+// command names are ASCII), for "did you mean" hints; strings longer than
+// 64 bytes are never close (99).
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 99
 	}

@@ -79,12 +79,7 @@ func TestAppArmorHook(t *testing.T) {
 	l := newLab(ctx, t)
 	hv, err := Boot(ctx, l, img, Config{
 		Name: "hv1",
-		NICs: []lab.NIC{
-			{ID: "hv1-eno1", Segment: "infra", Guest: "eno1"},
-			{ID: "hv1-eno2", Segment: "infra", Guest: "eno2"},
-			{ID: "hv1-eno3", Segment: "vms", Guest: "eno3"},
-			{ID: "hv1-eno4", Segment: "vms", Guest: "eno4"},
-		},
+		NICs: issue7NICs("hv1"),
 		Shares: []lab.Share{
 			{Host: filepath.Dir(deb), Guest: "/dist", ReadOnly: true},
 			{Host: filepath.Dir(legacy), Guest: "/legacy", ReadOnly: true},

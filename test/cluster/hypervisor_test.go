@@ -130,12 +130,7 @@ func TestLabHypervisor(t *testing.T) {
 		Name: "hv1",
 		// Issue 7's wiring: two NICs on the infrastructure segment, two on
 		// the VM segment.
-		NICs: []lab.NIC{
-			{ID: "hv1-eno1", Segment: "infra", Guest: "eno1"},
-			{ID: "hv1-eno2", Segment: "infra", Guest: "eno2"},
-			{ID: "hv1-eno3", Segment: "vms", Guest: "eno3"},
-			{ID: "hv1-eno4", Segment: "vms", Guest: "eno4"},
-		},
+		NICs:   issue7NICs("hv1"),
 		Shares: []lab.Share{{Host: filepath.Dir(deb), Guest: "/dist", ReadOnly: true}},
 	})
 	if err != nil {
@@ -269,6 +264,17 @@ func TestLabHypervisor(t *testing.T) {
 	})
 }
 
+// issue7NICs is issue 7's wiring of a lab hypervisor: eno1 and eno2 on the
+// infrastructure segment, eno3 and eno4 on the VM segment.
+func issue7NICs(name string) []lab.NIC {
+	return []lab.NIC{
+		{ID: name + "-eno1", Segment: "infra", Guest: "eno1"},
+		{ID: name + "-eno2", Segment: "infra", Guest: "eno2"},
+		{ID: name + "-eno3", Segment: "vms", Guest: "eno3"},
+		{ID: name + "-eno4", Segment: "vms", Guest: "eno4"},
+	}
+}
+
 // traceHook records each qemu.d hook call (libvirt passes NAME OP SUBOP
 // EXTRA) in /run/hook-trace.log.
 const traceHook = `#!/bin/sh
@@ -310,12 +316,7 @@ func TestThreeHypervisors(t *testing.T) {
 	start := time.Now()
 	for i, n := range names {
 		go func() {
-			hvs[i], errs[i] = Boot(ctx, l, img, Config{Name: n, NICs: []lab.NIC{
-				{ID: n + "-eno1", Segment: "infra", Guest: "eno1"},
-				{ID: n + "-eno2", Segment: "infra", Guest: "eno2"},
-				{ID: n + "-eno3", Segment: "vms", Guest: "eno3"},
-				{ID: n + "-eno4", Segment: "vms", Guest: "eno4"},
-			}})
+			hvs[i], errs[i] = Boot(ctx, l, img, Config{Name: n, NICs: issue7NICs(n)})
 			done <- i
 		}()
 	}
