@@ -736,13 +736,13 @@ func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 			logMu.Unlock()
 			cancel()
 		}()
-		err := Watch(ctx, func(bond, active string, n int, err error) {
+		_, err := Watch(ctx, func(bond, active string, n int, err error) {
 			logMu.Lock()
 			defer logMu.Unlock()
 			if !finished {
 				t.Logf("watch: %s active %s: announced %d frame(s), err %v", bond, active, n, err)
 			}
-		})
+		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
