@@ -244,7 +244,7 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 			t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
 		}
 	}
-	// The kernel counts the delays in miimon intervals, as FakeKernel
+	// The kernel counts the delays in miimon intervals, as SimKernel
 	// does (the planner predicts with it): a miimon change alone scales
 	// them, and changing it back restores them.
 	mustDo(t, k, Op{Kind: OpSetBond, Link: "gb-vm", Option: "miimon", Value: "200"})
@@ -814,7 +814,7 @@ func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	before := observe(t, k)
 	// The target of the "apply": the converged lab host, computed on a
 	// simulated copy (the real one must not change before the CLI runs).
-	f := NewFakeFromSnapshot(before)
+	f := NewSimKernelFrom(before)
 	hs := labDesired(t, labSpec())
 	if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
 		t.Fatal(err)

@@ -231,14 +231,14 @@ func RestorePlan(snap, observed *Snapshot) (*Plan, error) {
 
 type planner struct {
 	t       *target
-	sim     *FakeKernel
+	sim     *SimKernel
 	plan    *Plan
 	touched map[string]bool
 	created map[string]bool
 }
 
 func plan(t *target, observed *Snapshot) (*Plan, error) {
-	p := &planner{t: t, sim: NewFakeFromSnapshot(observed), plan: &Plan{}, touched: map[string]bool{}, created: map[string]bool{}}
+	p := &planner{t: t, sim: NewSimKernelFrom(observed), plan: &Plan{}, touched: map[string]bool{}, created: map[string]bool{}}
 	if err := p.run(); err != nil {
 		return nil, err
 	}
