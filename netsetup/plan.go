@@ -273,7 +273,9 @@ func (p *planner) emit(op Op, disruptive bool, why string) error {
 			p.touched[pre.DefaultRoute.Dev] = true
 		}
 		p.touched[op.Route.Dev] = true
-	default:
+	case OpAddBond, OpAddBridge, OpDel, OpSetBond, OpSetFiltering, OpSetMTU, OpSetUp, OpSetMaster, OpSetMAC, OpVLANAdd, OpVLANDel, OpAddrAdd, OpAddrDel:
+		// Every other kind, by name: TestOpKindSwitches then makes a new
+		// kind choose between a link and the route here.
 		p.touched[op.Link] = true
 		if op.Master != "" {
 			p.touched[op.Master] = true
