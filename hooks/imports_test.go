@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -18,10 +16,8 @@ func TestHookImportGraph(t *testing.T) {
 	if testenv.InLab() {
 		t.Skip("the lab guest has no go tool; the unit tier checks the import graph")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	// go test puts its GOROOT/bin first in PATH (Go 1.19 and later).
+	goTool := testenv.NeedTool(t, "go", "the Go toolchain")
 	cmd := exec.Command(goTool, "list", "-deps", ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
