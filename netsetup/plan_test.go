@@ -28,8 +28,8 @@ func TestDesiredExample(t *testing.T) {
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		Addrs:       []string{"192.168.1.102/24"},
 	}
-	if !reflect.DeepEqual(infra, want) {
-		t.Errorf("infra:\n got %+v\nwant %+v", infra, want)
+	if diff := cmp.Diff(want, infra); diff != "" {
+		t.Errorf("infra (-want +got):\n%s", diff)
 	}
 	wantVLANs := []VLAN{{VID: 1, PVID: true, Untagged: true}, {VID: 100}, {VID: 200}}
 	if !reflect.DeepEqual(vm.PortVLANs, wantVLANs) || vm.BridgeVLANs != nil || vm.Addrs != nil || vm.BondConfig.Primary != "eno3" {
@@ -385,8 +385,8 @@ func TestChangesInPlace(t *testing.T) {
 				t.Errorf("not converged after the change: %v\n%s", err, again)
 			}
 			for _, g := range hs.Groups {
-				if got := obs.Link(g.Bond).Bond; !reflect.DeepEqual(*got, g.BondConfig) {
-					t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
+				if diff := cmp.Diff(g.BondConfig, *obs.Link(g.Bond).Bond); diff != "" {
+					t.Errorf("%s reads back (-want +got):\n%s", g.Bond, diff)
 				}
 			}
 			after := indexes(t, f)
@@ -593,8 +593,8 @@ func TestRestorePlanReturnsToSnapshot(t *testing.T) {
 			}
 			after, _ := f.Observe()
 			got := after.Subset(hs.Adapters()).Restorable()
-			if !reflect.DeepEqual(got, snap.Restorable()) {
-				t.Errorf("restore:\nwant %+v\ngot  %+v", snap.Restorable(), got)
+			if diff := cmp.Diff(snap.Restorable(), got); diff != "" {
+				t.Errorf("restore (-want +got):\n%s", diff)
 			}
 		})
 	}
