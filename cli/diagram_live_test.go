@@ -1,8 +1,9 @@
 package main
 
 import (
-	"reflect"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin/diagram"
@@ -34,8 +35,8 @@ func TestLiveOf(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			obs := &netsetup.Snapshot{Links: []netsetup.Link{{Name: "gbr-infra", Kind: "bridge", Addrs: c.addrs}}}
-			if got := liveOf(st, obs, "192.168.1.100"); !reflect.DeepEqual(got, c.want) {
-				t.Errorf("got %+v, want %+v", got, c.want)
+			if diff := cmp.Diff(c.want, liveOf(st, obs, "192.168.1.100")); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}

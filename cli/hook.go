@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/plugin"
@@ -171,66 +173,48 @@ type reloads map[string]time.Time
 // daemonPIDs finds the running libvirt daemons that run hooks, by /proc.
 func daemonPIDs() map[string]int {
 	out := map[string]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return out
+	}
+	procs, _ := fs.AllProcs()
+	for _, p := range procs {
+		// A process that exited since the listing has no comm: skip it.
+		name, err := p.Comm()
 		if err != nil {
 			continue
 		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil {
-			continue
-		}
-		name := strings.TrimSpace(string(comm))
 		for _, d := range hookDaemons {
 			if name == d {
-				out[name] = pid
+				out[name] = p.PID
 			}
 		}
 	}
 	return out
 }
 
-// processStart is when process pid started, from /proc/PID/stat (field 22,
-// clock ticks after boot) and the boot time.
+// processStart is when process pid started: the boot time plus its start
+// in clock ticks after boot (/proc/PID/stat, /proc/stat).
 func processStart(pid int) (time.Time, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("start of process %d: %w", pid, err)
 	}
-	// The command name (field 2) may hold spaces; fields after its ')'.
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 20 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ticks, err := strconv.ParseInt(fields[19], 10, 64)
+	p, err := fs.Proc(pid)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("start of process %d: %w", pid, err)
 	}
-	boot, err := bootTime()
+	st, err := p.Stat()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("start of process %d: %w", pid, err)
 	}
-	const clkTck = 100 // USER_HZ on Linux
-	return boot.Add(time.Duration(ticks) * time.Second / clkTck), nil
-}
-
-func bootTime() (time.Time, error) {
-	data, err := os.ReadFile("/proc/stat")
+	sec, err := st.StartTime()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("start of process %d: %w", pid, err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return time.Time{}, err
-			}
-			return time.Unix(sec, 0), nil
-		}
-	}
-	return time.Time{}, errors.New("/proc/stat: no btime")
+	// Clock ticks are 10 ms: rounding to the microsecond undoes the
+	// float's error without losing a tick.
+	return time.UnixMicro(int64(math.Round(sec * 1e6))), nil
 }
 
 type hookLinkStatus struct {

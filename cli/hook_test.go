@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 func TestPlaceLink(t *testing.T) {
@@ -52,11 +54,15 @@ func TestProcessStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	boot, err := bootTime()
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if start.Before(boot) {
+	st, err := fs.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if boot := time.Unix(int64(st.BootTime), 0); start.Before(boot) {
 		t.Errorf("this process started at %s, before boot %s", start, boot)
 	}
 	if d := time.Since(start); d < 0 || d > time.Hour {

@@ -31,18 +31,24 @@ Example:
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			err := netsetup.Watch(ctx, func(bond, active string, n int, err error) {
+			stopped, err := netsetup.Watch(ctx, func(bond, active string, n int, err error) {
 				if err != nil {
 					slog.Error("announce after failover", "bond", bond, "active", active, "err", err)
 					return
 				}
 				slog.Info("bond changed active adapter: announced", "bond", bond, "active", active, "frames", n)
+			}, func(cause error) {
+				slog.Warn("lost the netlink link subscription; subscribed again and re-read every bond", "err", cause)
 			})
 			if err != nil {
 				return fmt.Errorf("watch bonds: %w", err)
 			}
 			slog.Info("watching gallium-net bonds for failovers")
-			<-ctx.Done()
+			// A watch that stopped on its own must not look healthy:
+			// exit non-zero, and systemd restarts the service.
+			if err := <-stopped; err != nil {
+				return fmt.Errorf("watch bonds: %w", err)
+			}
 			return nil
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sergi/go-diff/diffmatchpatch"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/plugin"
@@ -231,45 +232,11 @@ func specHistory(c *cli.Context) error {
 	})
 }
 
-// unifiedDiff returns a unified diff of two texts ("" when equal), from a
-// longest-common-subsequence of lines: specs are small, so O(n*m) is fine.
+// unifiedDiff returns a unified diff of two texts ("" when equal): the
+// line edits come from go-diff (Myers), the hunks with context are drawn
+// here, as diff -u draws them.
 func unifiedDiff(nameA, nameB, a, b string, context int) string {
-	la, lb := splitLines(a), splitLines(b)
-	n, m := len(la), len(lb)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if la[i] == lb[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	type line struct {
-		op   byte
-		text string
-		ai   int // line numbers (0-based) in a and b before this line
-		bi   int
-	}
-	var ops []line
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && la[i] == lb[j]:
-			ops = append(ops, line{' ', la[i], i, j})
-			i, j = i+1, j+1
-		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
-			ops = append(ops, line{'-', la[i], i, j}) // removals first, as diff -u
-			i++
-		default:
-			ops = append(ops, line{'+', lb[j], i, j})
-			j++
-		}
-	}
+	ops := lineDiff(splitLines(a), splitLines(b))
 	var out strings.Builder
 	for k := 0; k < len(ops); {
 		if ops[k].op == ' ' {
@@ -321,4 +288,61 @@ func splitLines(s string) []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// diffLine is one line of a diff: op is ' ', '-' or '+'; ai and bi count
+// the lines of a and b before it.
+type diffLine struct {
+	op     byte
+	text   string
+	ai, bi int
+}
+
+// lineDiff returns the edit script from la to lb, line by line, with the
+// removals of each change before its additions, as diff -u orders them.
+func lineDiff(la, lb []string) []diffLine {
+	dmp := diffmatchpatch.New()
+	ca, cb, lines := dmp.DiffLinesToChars(joinLines(la), joinLines(lb))
+	diffs := dmp.DiffCharsToLines(dmp.DiffMain(ca, cb, false), lines)
+	var ops []diffLine
+	var del, add []string
+	i, j := 0, 0
+	flush := func() {
+		for _, t := range del {
+			ops = append(ops, diffLine{'-', t, i, j})
+			i++
+		}
+		for _, t := range add {
+			ops = append(ops, diffLine{'+', t, i, j})
+			j++
+		}
+		del, add = nil, nil
+	}
+	for _, d := range diffs {
+		text := splitLines(d.Text)
+		switch d.Type {
+		case diffmatchpatch.DiffDelete:
+			del = append(del, text...)
+		case diffmatchpatch.DiffInsert:
+			add = append(add, text...)
+		case diffmatchpatch.DiffEqual:
+			flush()
+			for _, t := range text {
+				ops = append(ops, diffLine{' ', t, i, j})
+				i, j = i+1, j+1
+			}
+		}
+	}
+	flush()
+	return ops
+}
+
+// joinLines ends every line with a newline, so that go-diff compares a
+// last line without one equal to the same line with one (as splitLines
+// does).
+func joinLines(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.Join(lines, "\n") + "\n"
 }

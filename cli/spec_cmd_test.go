@@ -1,8 +1,10 @@
 package main
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -96,5 +98,37 @@ func TestSpecPushShowDiffHistory(t *testing.T) {
 	os.WriteFile(edited, []byte(strings.Replace(shown, "vlan: 200", "vlan: 201", 1)), 0o644)
 	if out, errOut, code := run(t, append([]string{"spec", "push", "-f", edited}, state...)...); code != 0 || !strings.Contains(out, "revision 3") {
 		t.Fatalf("push of an edited show: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestLineDiffReconstructs: the edit script of lineDiff gives back both
+// texts (its ' ' and '-' lines are a, its ' ' and '+' lines b) and counts
+// lines as the hunk headers need, on texts that share lines in many ways.
+func TestLineDiffReconstructs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"a", "b", "c", "", "  vlan: 100"}
+	for n := range 300 {
+		var la, lb []string
+		for range rng.IntN(12) {
+			la = append(la, words[rng.IntN(len(words))])
+		}
+		for range rng.IntN(12) {
+			lb = append(lb, words[rng.IntN(len(words))])
+		}
+		var ga, gb []string
+		for k, o := range lineDiff(la, lb) {
+			if o.ai != len(ga) || o.bi != len(gb) {
+				t.Fatalf("case %d line %d %q: at a %d b %d, want a %d b %d", n, k, o.text, o.ai, o.bi, len(ga), len(gb))
+			}
+			if o.op != '+' {
+				ga = append(ga, o.text)
+			}
+			if o.op != '-' {
+				gb = append(gb, o.text)
+			}
+		}
+		if !slices.Equal(ga, la) || !slices.Equal(gb, lb) {
+			t.Fatalf("case %d: diff of %q and %q gives back %q and %q", n, la, lb, ga, gb)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseDomainSamples(t *testing.T) {
@@ -50,13 +52,8 @@ func TestParseDomainSamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, &c.want) {
-				t.Errorf("got  %+v\nwant %+v", got, c.want)
-				for i := range min(len(got.NICs), len(c.want.NICs)) {
-					if got.NICs[i] != c.want.NICs[i] {
-						t.Errorf("NIC %d: got %+v, want %+v", i, got.NICs[i], c.want.NICs[i])
-					}
-				}
+			if diff := cmp.Diff(&c.want, got); diff != "" {
+				t.Errorf("ParseDomain (-want +got):\n%s", diff)
 			}
 		})
 	}

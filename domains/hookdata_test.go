@@ -1,9 +1,10 @@
 package domains
 
 import (
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseDomainManaged(t *testing.T) {
@@ -39,8 +40,8 @@ func TestParseNetworkHook(t *testing.T) {
 		Port: &NetworkPort{UUID: "8c1b0f4e-5d2a-4b7c-9e3f-1a2b3c4d5e6f", OwnerName: "web-01", OwnerUUID: "3f1c2b6e-8d5a-4c3e-9b7f-2a1d0e6c5b4a",
 			MAC: "52:54:00:4a:00:01", PlugType: "bridge", Bridge: "gbr-vmgroup"},
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got  %+v %+v\nwant %+v %+v", got, got.Port, want, want.Port)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("hook data (-want +got):\n%s", diff)
 	}
 	if !got.Network.Owned() {
 		t.Error("gallium network not owned")

@@ -19,7 +19,7 @@ func Interface(s *plugin.Spec, network, profile, mac string) (*libvirtxml.Domain
 	}
 	n := s.Network(network)
 	if n == nil {
-		return nil, fmt.Errorf("network %q is not in the cluster spec (known networks: %s); use one of those or add it under networks:", network, knownNetworks(s))
+		return nil, fmt.Errorf("network %q is not in the cluster spec (known networks: %s); add it under networks: or use one of those", network, knownNetworks(s))
 	}
 	p, err := ResolveProfile(s, profile)
 	if err != nil {
@@ -81,7 +81,7 @@ func ResolveProfile(s *plugin.Spec, name string) (*plugin.HardwareProfile, error
 		for _, hp := range s.HardwareProfiles {
 			names = append(names, hp.Name)
 		}
-		return nil, fmt.Errorf("hardware profile %q is not in the cluster spec (known profiles: %s); use one of those or add it under hardwareProfiles:", name, knownList(names))
+		return nil, fmt.Errorf("hardware profile %q is not in the cluster spec (known profiles: %s); add it under hardwareProfiles: or use one of those", name, knownList(names))
 	}
 	return p, nil
 }

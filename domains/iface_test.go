@@ -3,11 +3,12 @@ package domains
 import (
 	"github.com/gallium/gallium-net/test/testenv"
 
-	"reflect"
 	"strings"
 	"testing"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestInterfaceXMLGolden(t *testing.T) {
@@ -46,8 +47,8 @@ func TestInterfaceXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(&back, want) {
-				t.Errorf("round trip differs:\n got %+v\nwant %+v", back, *want)
+			if diff := cmp.Diff(want, &back); diff != "" {
+				t.Errorf("round trip differs (-want +got):\n%s", diff)
 			}
 			if back.Source == nil || back.Source.Network == nil || back.Source.Network.Network != c.network {
 				t.Errorf("source network is not %s: %+v", c.network, back.Source)

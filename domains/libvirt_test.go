@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/gallium/gallium-net/test/testenv"
 )
 
@@ -114,8 +116,8 @@ func TestLibvirtDomainRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, live)
 		}
-		if !d.Managed || !reflect.DeepEqual(d.Meta, &meta) {
-			t.Errorf("metadata as libvirt formats it: managed=%v meta=%+v, want %+v\n%s", d.Managed, d.Meta, meta, live)
+		if diff := cmp.Diff(&meta, d.Meta); !d.Managed || diff != "" {
+			t.Errorf("metadata as libvirt formats it: managed=%v, meta (-want +got):\n%s\n%s", d.Managed, diff, live)
 		}
 		if len(d.NICs) != 4 {
 			t.Fatalf("%d NICs, want 4:\n%s", len(d.NICs), live)
@@ -137,8 +139,10 @@ func TestLibvirtDomainRoundTrip(t *testing.T) {
 		t.Errorf("expected libvirt to use the new key as prefix:\n%s", out[6])
 	}
 	got, err := ParseMetadata(out[4])
-	if err != nil || !reflect.DeepEqual(got, &meta) {
-		t.Errorf("virDomainGetMetadata form: %+v %v, want %+v\n%s", got, err, meta, out[4])
+	if err != nil {
+		t.Errorf("virDomainGetMetadata form: %v\n%s", err, out[4])
+	} else if diff := cmp.Diff(&meta, got); diff != "" {
+		t.Errorf("virDomainGetMetadata form (-want +got):\n%s\n%s", diff, out[4])
 	}
 }
 

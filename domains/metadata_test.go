@@ -3,9 +3,10 @@ package domains
 import (
 	"github.com/gallium/gallium-net/test/testenv"
 
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 var testMeta = Metadata{
@@ -44,8 +45,8 @@ func TestMetadataGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := normalizedMeta(c.m)
-			if !reflect.DeepEqual(back, &want) {
-				t.Errorf("round trip: got %+v, want %+v", back, want)
+			if diff := cmp.Diff(&want, back); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -87,8 +88,8 @@ func TestParseMetadataForms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, &testMeta) {
-				t.Errorf("got %+v, want %+v", got, testMeta)
+			if diff := cmp.Diff(&testMeta, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -146,8 +147,8 @@ func TestMetadataEscaping(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
-		if !reflect.DeepEqual(back, &m) {
-			t.Errorf("got %+v, want %+v", back, m)
+		if diff := cmp.Diff(&m, back); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
 		}
 	}
 }
@@ -164,8 +165,8 @@ func TestMetadataNICEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []MetadataNIC{{"52:54:00:aa:00:01", "backup"}, {"52:54:00:aa:00:02", "flat"}}
-	if !reflect.DeepEqual(m.NICs, want) {
-		t.Errorf("NICs = %+v, want %+v", m.NICs, want)
+	if diff := cmp.Diff(want, m.NICs); diff != "" {
+		t.Errorf("NICs (-want +got):\n%s", diff)
 	}
 	if n := m.NIC("52:54:00:AA:00:02"); n == nil || n.Network != "flat" {
 		t.Errorf("NIC lookup = %+v", n)

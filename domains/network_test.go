@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestNetworkXMLGolden(t *testing.T) {
@@ -41,8 +43,8 @@ func TestNetworkXMLGolden(t *testing.T) {
 			if err := back.Unmarshal(got); err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(&back, want) {
-				t.Errorf("round trip differs:\n got %+v\nwant %+v", back, *want)
+			if diff := cmp.Diff(want, &back); diff != "" {
+				t.Errorf("round trip differs (-want +got):\n%s", diff)
 			}
 
 			def, err := ParseNetworkXML(got)
@@ -50,8 +52,8 @@ func TestNetworkXMLGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantDef := &NetworkDef{Name: c.network, ForwardMode: "bridge", Bridge: c.wantBridge, VLAN: c.wantVLAN}
-			if !reflect.DeepEqual(def, wantDef) {
-				t.Errorf("ParseNetworkXML = %+v, want %+v", def, wantDef)
+			if diff := cmp.Diff(wantDef, def); diff != "" {
+				t.Errorf("ParseNetworkXML (-want +got):\n%s", diff)
 			}
 			if !def.Owned() {
 				t.Error("gallium-net's own network is not recognised as owned")
@@ -181,8 +183,8 @@ func TestParseNetworkXMLForeign(t *testing.T) {
 	}
 	want := &NetworkDef{Name: "default", UUID: "9a05da11-e96b-47f3-8253-a3a482e445f5", ForwardMode: "nat", Bridge: "virbr0",
 		Extra: []string{"forward device", "ip", "mac"}}
-	if !reflect.DeepEqual(d, want) {
-		t.Errorf("got %+v\nwant %+v", d, want)
+	if diff := cmp.Diff(want, d); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 	d, err = ParseNetworkXML(`<network><name>t</name><forward mode='bridge'/><bridge name='gbr-a'/><vlan trunk='yes'><tag id='10'/><tag id='20' nativeMode='untagged'/></vlan></network>`)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -82,8 +83,8 @@ func TestRewriteDomainBridge(t *testing.T) {
 		{MAC: "52:54:00:20:00:03", Type: "bridge", Bridge: "br-mgmt", Model: "virtio"},
 	}
 	for i := range want {
-		if d.NICs[i] != want[i] {
-			t.Errorf("NIC %d = %+v, want %+v", i, d.NICs[i], want[i])
+		if diff := cmp.Diff(want[i], d.NICs[i]); diff != "" {
+			t.Errorf("NIC %d (-want +got):\n%s", i, diff)
 		}
 	}
 	// Only the first interface element changed.
@@ -140,7 +141,7 @@ func TestRewriteDomainFields(t *testing.T) {
 	}
 	for _, n := range d.NICs {
 		if w, ok := want[n.MAC]; ok && n != w {
-			t.Errorf("NIC %s = %+v\n                want %+v", n.MAC, n, w)
+			t.Errorf("NIC %s (-want +got):\n%s", n.MAC, cmp.Diff(w, n))
 		}
 	}
 	if !bytes.Contains(out, []byte("<qemu:commandline>")) || !bytes.Contains(out, []byte("<nova:net>not ours")) {

@@ -3,9 +3,11 @@ package netsetup
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -135,69 +137,188 @@ func rarpFrame(mac net.HardwareAddr) []byte {
 // more; the bond's updelay is what keeps traffic off it until then).
 var AnnounceDelays = []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
+// linkSubscribe and announce are what Watch calls into the kernel with;
+// tests replace them to force a lost subscription.
+var (
+	linkSubscribe = netlink.LinkSubscribeWithOptions
+	announce      = Announce
+)
+
+// A subscription lost more than watchMaxLosses times within
+// watchLossWindow is not a burst but a fault that re-subscribing does not
+// mend: Watch then gives up, and the service exits non-zero so that systemd
+// restarts it (Restart=on-failure).
+const (
+	watchMaxLosses  = 5
+	watchLossWindow = time.Minute
+)
+
 // Watch follows gallium-net's bonds in the calling thread's network
 // namespace and calls Announce whenever one changes its active adapter,
-// until ctx ends. report, when set, hears about every announcement. It
-// returns once the subscription is in place.
-func Watch(ctx context.Context, report func(bond, active string, frames int, err error)) error {
+// until ctx ends. report, when set, hears about every announcement;
+// resubscribed, when set, hears why the subscription was lost each time
+// Watch had to subscribe again. It returns once the subscription is in
+// place; the channel it returns then yields nil when ctx ends, or the error
+// that stopped the watch for good.
+//
+// The netlink library closes the update channel when a receive fails (ENOBUFS
+// when a burst of link events overflows the socket): Watch then subscribes
+// again, listing every link, so a bond whose active adapter changed while no
+// one listened is announced too.
+func Watch(ctx context.Context, report func(bond, active string, frames int, err error), resubscribed func(cause error)) (<-chan error, error) {
 	ns, err := netns.Get()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("watch bonds: network namespace: %w", err)
 	}
 	ready := make(chan error, 1)
+	stopped := make(chan error, 1)
 	go func() {
 		// This goroutine's thread joins the caller's namespace and never
 		// leaves it (the runtime retires a thread still locked at exit).
 		runtime.LockOSThread()
 		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			ready <- err
-			return
+		// setns needs CAP_SYS_ADMIN even into the namespace the thread
+		// is already in; skip it then.
+		if cur, err := netns.Get(); err != nil || !cur.Equal(ns) {
+			if err == nil {
+				cur.Close()
+			}
+			if err := netns.Set(ns); err != nil {
+				ready <- fmt.Errorf("watch bonds: enter network namespace: %w", err)
+				return
+			}
+		} else {
+			cur.Close()
 		}
-		updates := make(chan netlink.LinkUpdate, 64)
-		done := make(chan struct{})
-		defer close(done)
-		if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true}); err != nil {
-			ready <- err
+		w := &bondWatch{ctx: ctx, report: report, active: map[string]int{}}
+		sub, err := subscribeLinks()
+		if err != nil {
+			ready <- fmt.Errorf("watch bonds: subscribe to link updates: %w", err)
 			return
 		}
 		ready <- nil
-		active := map[string]int{}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				b, isBond := u.Link.(*netlink.Bond)
-				if !isBond || !plugin.Owned(b.Name) || b.ActiveSlave <= 0 {
-					continue
-				}
-				prev, seen := active[b.Name]
-				active[b.Name] = b.ActiveSlave
-				if !seen || prev == b.ActiveSlave {
-					continue
-				}
-				name := fmt.Sprint(b.ActiveSlave)
-				if s, err := netlink.LinkByIndex(b.ActiveSlave); err == nil {
-					name = s.Attrs().Name
-				}
-				start := time.Now()
-				for _, d := range AnnounceDelays {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(time.Until(start.Add(d))):
-					}
-					n, err := Announce(b.Name)
-					if report != nil && ctx.Err() == nil {
-						report(b.Name, name, n, err)
-					}
-				}
-			}
-		}
+		stopped <- w.run(sub, resubscribed)
+		close(stopped)
 	}()
-	return <-ready
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return stopped, nil
+}
+
+// linkSubscription is one netlink subscription to link updates.
+type linkSubscription struct {
+	updates chan netlink.LinkUpdate
+	done    chan struct{}
+	mu      sync.Mutex
+	lastErr error // the library's last complaint: why it closed updates
+}
+
+func subscribeLinks() (*linkSubscription, error) {
+	s := &linkSubscription{updates: make(chan netlink.LinkUpdate, 64), done: make(chan struct{})}
+	err := linkSubscribe(s.updates, s.done, netlink.LinkSubscribeOptions{
+		ListExisting: true,
+		ErrorCallback: func(err error) {
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+		},
+	})
+	if err != nil {
+		close(s.done)
+		return nil, err
+	}
+	return s, nil
+}
+
+// cause says why the library closed the update channel.
+func (s *linkSubscription) cause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastErr == nil {
+		return errors.New("link update channel closed without an error")
+	}
+	return s.lastErr
+}
+
+// bondWatch is Watch's state: each owned bond's active adapter (ifindex) as
+// last seen, kept across subscriptions.
+type bondWatch struct {
+	ctx    context.Context
+	report func(bond, active string, frames int, err error)
+	active map[string]int
+}
+
+// run follows sub and every subscription after it until ctx ends (nil) or
+// re-subscribing fails or is needed too often (the error).
+func (w *bondWatch) run(sub *linkSubscription, resubscribed func(cause error)) error {
+	var losses []time.Time
+	for {
+		lost := w.follow(sub.updates)
+		close(sub.done)
+		if !lost {
+			return nil
+		}
+		cause := sub.cause()
+		now := time.Now()
+		losses = append(losses, now)
+		for len(losses) > 0 && now.Sub(losses[0]) > watchLossWindow {
+			losses = losses[1:]
+		}
+		if len(losses) > watchMaxLosses {
+			return fmt.Errorf("link update subscription lost %d times within %s, last: %w", len(losses), watchLossWindow, cause)
+		}
+		var err error
+		if sub, err = subscribeLinks(); err != nil {
+			return fmt.Errorf("subscribe to link updates again after %v: %w", cause, err)
+		}
+		if resubscribed != nil {
+			resubscribed(cause)
+		}
+	}
+}
+
+// follow handles updates until ctx ends (false) or the library closes the
+// channel (true: the subscription is lost).
+func (w *bondWatch) follow(updates <-chan netlink.LinkUpdate) (lost bool) {
+	for {
+		select {
+		case <-w.ctx.Done():
+			return false
+		case u, ok := <-updates:
+			if !ok {
+				return w.ctx.Err() == nil
+			}
+			b, isBond := u.Link.(*netlink.Bond)
+			if !isBond || !plugin.Owned(b.Name) || b.ActiveSlave <= 0 {
+				continue
+			}
+			prev, seen := w.active[b.Name]
+			w.active[b.Name] = b.ActiveSlave
+			if !seen || prev == b.ActiveSlave {
+				continue
+			}
+			w.announce(b)
+		}
+	}
+}
+
+// announce sends b's announcements at each of AnnounceDelays.
+func (w *bondWatch) announce(b *netlink.Bond) {
+	name := fmt.Sprint(b.ActiveSlave)
+	if s, err := netlink.LinkByIndex(b.ActiveSlave); err == nil {
+		name = s.Attrs().Name
+	}
+	start := time.Now()
+	for _, d := range AnnounceDelays {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(d))):
+		}
+		n, err := announce(b.Name)
+		if w.report != nil && w.ctx.Err() == nil {
+			w.report(b.Name, name, n, err)
+		}
+	}
 }

@@ -38,7 +38,7 @@ func BenchmarkFakeApplyFromScratch200VLANs(b *testing.B) {
 	}
 	writes := 0
 	for i := 0; i < b.N; i++ {
-		f := NewFakeKernel(labAdapters...)
+		f := NewSimKernel(labAdapters...)
 		if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
 			b.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func BenchmarkFakeReapplyConverged200VLANs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := NewFakeKernel(labAdapters...)
+	f := NewSimKernel(labAdapters...)
 	if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
 		b.Fatal(err)
 	}

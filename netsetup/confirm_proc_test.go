@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestMain lets the commit-confirm tests run the test binary again as "the
@@ -148,7 +150,7 @@ func waitRestored(t *testing.T, k Kernel, want *Snapshot, names []string, start 
 		time.Sleep(20 * time.Millisecond)
 	}
 	obs := observe(t, k)
-	t.Fatalf("not rolled back within %s:\nwant %+v\ngot  %+v", limit, want.Restorable(), obs.Subset(names).Restorable())
+	t.Fatalf("not rolled back within %s (-want +got):\n%s", limit, cmp.Diff(want.Restorable(), obs.Subset(names).Restorable()))
 	return 0
 }
 

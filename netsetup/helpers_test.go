@@ -35,8 +35,8 @@ func desiredExample(t testing.TB, hv string) *HostState {
 
 // exampleHost is hv1 of examples/cluster.yaml before gallium-net: four
 // adapters, the management IP and default route on eno1.
-func exampleHost() *FakeKernel {
-	f := NewFakeKernel("eno1", "eno2", "eno3", "eno4")
+func exampleHost() *SimKernel {
+	f := NewSimKernel("eno1", "eno2", "eno3", "eno4")
 	f.SeedAddr("eno1", "192.168.1.101/24")
 	f.SeedRoute(&Route{Gateway: "192.168.1.1", Dev: "eno1"})
 	return f

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/test/testenv"
+	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -240,11 +241,11 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 		}
 	}
 	for _, g := range hs.Groups {
-		if got := obs.Link(g.Bond).Bond; !reflect.DeepEqual(*got, g.BondConfig) {
-			t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
+		if diff := cmp.Diff(g.BondConfig, *obs.Link(g.Bond).Bond); diff != "" {
+			t.Errorf("%s reads back (-want +got):\n%s", g.Bond, diff)
 		}
 	}
-	// The kernel counts the delays in miimon intervals, as FakeKernel
+	// The kernel counts the delays in miimon intervals, as SimKernel
 	// does (the planner predicts with it): a miimon change alone scales
 	// them, and changing it back restores them.
 	mustDo(t, k, Op{Kind: OpSetBond, Link: "gb-vm", Option: "miimon", Value: "200"})
@@ -255,8 +256,8 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 	if want := []string{"ip link set gb-vm type bond miimon 100"}; err != nil || !reflect.DeepEqual(p.Lines(), want) {
 		t.Errorf("back to miimon 100: err %v, plan:\n%s", err, p)
 	}
-	if got := observe(t, k).Link("gb-vm").Bond; !reflect.DeepEqual(*got, hs.Group("vm").BondConfig) {
-		t.Errorf("gb-vm reads back %+v, want %+v", *got, hs.Group("vm").BondConfig)
+	if diff := cmp.Diff(hs.Group("vm").BondConfig, *observe(t, k).Link("gb-vm").Bond); diff != "" {
+		t.Errorf("gb-vm reads back (-want +got):\n%s", diff)
 	}
 }
 
@@ -736,13 +737,13 @@ func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 			logMu.Unlock()
 			cancel()
 		}()
-		err := Watch(ctx, func(bond, active string, n int, err error) {
+		_, err := Watch(ctx, func(bond, active string, n int, err error) {
 			logMu.Lock()
 			defer logMu.Unlock()
 			if !finished {
 				t.Logf("watch: %s active %s: announced %d frame(s), err %v", bond, active, n, err)
 			}
-		})
+		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -814,7 +815,7 @@ func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	before := observe(t, k)
 	// The target of the "apply": the converged lab host, computed on a
 	// simulated copy (the real one must not change before the CLI runs).
-	f := NewFakeFromSnapshot(before)
+	f := NewSimKernelFrom(before)
 	hs := labDesired(t, labSpec())
 	if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
 		t.Fatal(err)

@@ -166,7 +166,7 @@ func boolNum(b bool) string {
 
 // Kernel is everything netsetup needs from the kernel: one read of the whole
 // state and one write at a time. The netlink implementation is NewNetlink;
-// FakeKernel simulates it.
+// SimKernel simulates it.
 type Kernel interface {
 	// Observe reads every link, its bond/bridge settings, bridge VLANs,
 	// addresses, and the IPv4 default route.

@@ -231,14 +231,14 @@ func RestorePlan(snap, observed *Snapshot) (*Plan, error) {
 
 type planner struct {
 	t       *target
-	sim     *FakeKernel
+	sim     *SimKernel
 	plan    *Plan
 	touched map[string]bool
 	created map[string]bool
 }
 
 func plan(t *target, observed *Snapshot) (*Plan, error) {
-	p := &planner{t: t, sim: NewFakeFromSnapshot(observed), plan: &Plan{}, touched: map[string]bool{}, created: map[string]bool{}}
+	p := &planner{t: t, sim: NewSimKernelFrom(observed), plan: &Plan{}, touched: map[string]bool{}, created: map[string]bool{}}
 	if err := p.run(); err != nil {
 		return nil, err
 	}
@@ -273,7 +273,9 @@ func (p *planner) emit(op Op, disruptive bool, why string) error {
 			p.touched[pre.DefaultRoute.Dev] = true
 		}
 		p.touched[op.Route.Dev] = true
-	default:
+	case OpAddBond, OpAddBridge, OpDel, OpSetBond, OpSetFiltering, OpSetMTU, OpSetUp, OpSetMaster, OpSetMAC, OpVLANAdd, OpVLANDel, OpAddrAdd, OpAddrDel:
+		// Every other kind, by name: TestOpKindSwitches then makes a new
+		// kind choose between a link and the route here.
 		p.touched[op.Link] = true
 		if op.Master != "" {
 			p.touched[op.Master] = true
@@ -314,18 +316,43 @@ func orUnknown(s string) string {
 	return s
 }
 
+// run emits the steps phase by phase. The order is what the kernel allows:
+// links go before they are re-created, slaves leave a master before they
+// join another, a bond exists before its slaves and a bridge before its
+// ports, and addresses come last, on links that are up.
 func (p *planner) run() error {
-	t := p.t
-	// 1. Owned links that must go: not wanted, or not changeable in place.
-	cur := p.cur()
-	for _, l := range cur.Links {
+	phases := []func() error{
+		p.deleteOwned,
+		p.changeFailOverMAC,
+		p.releaseSlaves,
+		p.createOwned,
+		p.enslaveAdapters,
+		p.settingsInPlace,
+		p.ownedIntoBridges,
+		p.pinBridgeMACs,
+		p.bridgeVLANs,
+		p.setUp,
+		p.addresses,
+	}
+	for _, phase := range phases {
+		if err := phase(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOwned deletes the owned links that must go: not wanted, or not
+// changeable in place.
+func (p *planner) deleteOwned() error {
+	for _, l := range p.cur().Links {
 		if !plugin.Owned(l.Name) {
 			continue
 		}
 		want := p.targetLink(l.Name)
 		why := ""
 		switch {
-		case want == nil && t.removeOwned:
+		case want == nil && p.t.removeOwned:
 			why = "not in the spec any more"
 		case want != nil:
 			why = needsRecreate(want, &l)
@@ -336,9 +363,14 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// fail_over_mac can only change on a bond without slaves: release them
-	// (disruptive); they are enslaved again below.
-	for _, w := range t.links {
+	return nil
+}
+
+// changeFailOverMAC: fail_over_mac can only change on a bond without
+// slaves, so its slaves are released (disruptive); enslaveAdapters puts
+// them back.
+func (p *planner) changeFailOverMAC() error {
+	for _, w := range p.t.links {
 		have := p.cur().Link(w.Name)
 		if w.Kind != "bond" || have == nil || have.Bond == nil || have.Bond.FailOverMAC == w.Bond.FailOverMAC {
 			continue
@@ -354,7 +386,14 @@ func (p *planner) run() error {
 			return err
 		}
 	}
-	// 2. Adapters that belong elsewhere leave their current (owned) master.
+	return nil
+}
+
+// releaseSlaves: adapters that belong elsewhere leave their current (owned)
+// master, and slaves of owned bonds that the target does not put there
+// leave.
+func (p *planner) releaseSlaves() error {
+	t := p.t
 	for _, a := range t.adapters {
 		have := p.cur().Link(a.Name)
 		if have == nil || have.Master == "" || have.Master == a.Master || !plugin.Owned(have.Master) {
@@ -364,7 +403,6 @@ func (p *planner) run() error {
 			return err
 		}
 	}
-	//    Slaves of owned bonds that the target does not put there leave.
 	for _, s := range p.cur().Links {
 		m := p.cur().Link(s.Master)
 		if !t.removeOwned || m == nil || m.Kind != "bond" || !plugin.Owned(m.Name) || p.targetLink(s.Name) != nil {
@@ -382,7 +420,12 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// 3. Create missing owned links.
+	return nil
+}
+
+// createOwned creates the missing owned links.
+func (p *planner) createOwned() error {
+	t := p.t
 	for _, w := range t.links {
 		if p.cur().Link(w.Name) != nil {
 			continue
@@ -408,10 +451,15 @@ func (p *planner) run() error {
 		}
 		p.created[w.Name] = true
 	}
-	// 4. Enslave adapters (down first: the kernel refuses an up slave).
-	//    When restoring, the slave whose MAC the bond had goes first.
-	adapters := append([]Link(nil), t.adapters...)
-	if t.restore {
+	return nil
+}
+
+// enslaveAdapters puts adapters into their master (down first: the kernel
+// refuses an up slave). When restoring, the slave whose MAC the bond had
+// goes first.
+func (p *planner) enslaveAdapters() error {
+	adapters := append([]Link(nil), p.t.adapters...)
+	if p.t.restore {
 		sort.SliceStable(adapters, func(i, j int) bool {
 			return p.bondMACOf(adapters[i]) && !p.bondMACOf(adapters[j])
 		})
@@ -434,8 +482,13 @@ func (p *planner) run() error {
 			return err
 		}
 	}
-	// 5. Settings in place.
-	for _, w := range t.links {
+	return nil
+}
+
+// settingsInPlace changes MTU, bond options and VLAN filtering of the owned
+// links in place.
+func (p *planner) settingsInPlace() error {
+	for _, w := range p.t.links {
 		have := p.cur().Link(w.Name)
 		if have.MTU != w.MTU && w.MTU != 0 {
 			if err := p.emit(Op{Kind: OpSetMTU, Link: w.Name, MTU: w.MTU}, false, ""); err != nil {
@@ -444,23 +497,8 @@ func (p *planner) run() error {
 		}
 		switch w.Kind {
 		case "bond":
-			// One option at a time, each diffed against the bond as the
-			// previous write left it: a miimon change rescales the
-			// kernel's delays (it counts them in miimon intervals), so
-			// they may need setting again even if they were right before.
-			for n := 0; ; n++ {
-				ops := bondDiff(w.Bond, p.cur().Link(w.Name).Bond)
-				if len(ops) == 0 {
-					break
-				}
-				if n > 2*len(bondOptions) {
-					return fmt.Errorf("plan: bond %s does not converge to the spec (still to change: %s); check that its delays are multiples of miimon", w.Name, ops[0])
-				}
-				o := ops[0]
-				o.Link = w.Name
-				if err := p.emit(o, false, ""); err != nil {
-					return err
-				}
+			if err := p.convergeBond(w); err != nil {
+				return err
 			}
 		case "bridge":
 			if have.VLANFiltering != w.VLANFiltering {
@@ -470,8 +508,33 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// 6. Owned links into their bridge.
-	for _, w := range t.links {
+	return nil
+}
+
+// convergeBond writes bond w's options one at a time, each diffed against
+// the bond as the previous write left it: a miimon change rescales the
+// kernel's delays (it counts them in miimon intervals), so they may need
+// setting again even if they were right before.
+func (p *planner) convergeBond(w Link) error {
+	for n := 0; ; n++ {
+		ops := bondDiff(w.Bond, p.cur().Link(w.Name).Bond)
+		if len(ops) == 0 {
+			return nil
+		}
+		if n > 2*len(bondOptions) {
+			return fmt.Errorf("plan: bond %s does not converge to the spec (still to change: %s); check that its delays are multiples of miimon", w.Name, ops[0])
+		}
+		o := ops[0]
+		o.Link = w.Name
+		if err := p.emit(o, false, ""); err != nil {
+			return err
+		}
+	}
+}
+
+// ownedIntoBridges puts the owned links (the bonds) into their bridge.
+func (p *planner) ownedIntoBridges() error {
+	for _, w := range p.t.links {
 		have := p.cur().Link(w.Name)
 		if have.Master != w.Master {
 			if err := p.emit(Op{Kind: OpSetMaster, Link: w.Name, Master: w.Master}, false, ""); err != nil {
@@ -479,7 +542,13 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// 7. Pin bridge MACs.
+	return nil
+}
+
+// pinBridgeMACs gives each bridge the MAC of the link the target names
+// (its bond), or when restoring the MAC it had.
+func (p *planner) pinBridgeMACs() error {
+	t := p.t
 	for _, w := range t.links {
 		have := p.cur().Link(w.Name)
 		if from := t.macFrom[w.Name]; from != "" {
@@ -497,7 +566,13 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	// 8. Bridge VLANs: ports, then the bridges themselves.
+	return nil
+}
+
+// bridgeVLANs sets the VLANs of bridge ports, then of the bridges
+// themselves.
+func (p *planner) bridgeVLANs() error {
+	t := p.t
 	var vlanLinks []Link
 	for _, w := range t.links {
 		if w.Master != "" || w.Kind == "bridge" {
@@ -526,7 +601,13 @@ func (p *planner) run() error {
 			return err
 		}
 	}
-	// 9. Up.
+	return nil
+}
+
+// setUp brings the owned links up (or down); when restoring, the adapters
+// outside a bond get back their MTU and state too.
+func (p *planner) setUp() error {
+	t := p.t
 	for _, w := range t.links {
 		if have := p.cur().Link(w.Name); have.Up != w.Up {
 			if err := p.emit(Op{Kind: OpSetUp, Link: w.Name, On: w.Up}, false, ""); err != nil {
@@ -534,33 +615,61 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	if t.restore {
-		for _, a := range t.adapters {
-			have := p.cur().Link(a.Name)
-			if have == nil {
-				continue
+	if !t.restore {
+		return nil
+	}
+	for _, a := range t.adapters {
+		have := p.cur().Link(a.Name)
+		if have == nil {
+			continue
+		}
+		if a.Master == "" && a.MTU != 0 && have.MTU != a.MTU {
+			if err := p.emit(Op{Kind: OpSetMTU, Link: a.Name, MTU: a.MTU}, false, ""); err != nil {
+				return err
 			}
-			if a.Master == "" && a.MTU != 0 && have.MTU != a.MTU {
-				if err := p.emit(Op{Kind: OpSetMTU, Link: a.Name, MTU: a.MTU}, false, ""); err != nil {
-					return err
-				}
-			}
-			if m := p.cur().Link(a.Master); have.Up != a.Up && (m == nil || m.Kind != "bond") {
-				if err := p.emit(Op{Kind: OpSetUp, Link: a.Name, On: a.Up}, false, ""); err != nil {
-					return err
-				}
+		}
+		if m := p.cur().Link(a.Master); have.Up != a.Up && (m == nil || m.Kind != "bond") {
+			if err := p.emit(Op{Kind: OpSetUp, Link: a.Name, On: a.Up}, false, ""); err != nil {
+				return err
 			}
 		}
 	}
-	// 10. Addresses. On gallium's own links, old addresses go first: the
-	//     kernel deletes secondaries with their primary, so adding the new
-	//     management IP before deleting the old one in the same subnet would
-	//     lose it. Then additions, the default route, and last the
-	//     addresses of other links (the old home of the management IP).
+	return nil
+}
+
+// addresses: on gallium's own links, old addresses go first: the kernel
+// deletes secondaries with their primary, so adding the new management IP
+// before deleting the old one in the same subnet would lose it. Then
+// additions, the default route, and last the addresses of other links (the
+// old home of the management IP).
+func (p *planner) addresses() error {
+	t := p.t
 	if err := p.delAddrs(t.links); err != nil {
 		return err
 	}
-	all := append(append([]Link(nil), t.links...), t.adapters...)
+	if err := p.addAddrs(); err != nil {
+		return err
+	}
+	if err := p.defaultRoute(); err != nil {
+		return err
+	}
+	if err := p.delAddrs(t.adapters); err != nil {
+		return err
+	}
+	// A route lost on the way (its device went down or lost its address)
+	// comes back when restoring.
+	if t.manageRoute && t.route != nil && !t.route.equal(p.cur().DefaultRoute) {
+		r := *t.route
+		if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addAddrs adds the target's addresses that links and adapters lack.
+func (p *planner) addAddrs() error {
+	all := append(append([]Link(nil), p.t.links...), p.t.adapters...)
 	for _, w := range all {
 		have := p.cur().Link(w.Name)
 		if have == nil {
@@ -574,30 +683,23 @@ func (p *planner) run() error {
 			}
 		}
 	}
-	if t.manageRoute {
-		have := p.cur().DefaultRoute
-		switch {
-		case t.route == nil && have != nil:
-			if err := p.emit(Op{Kind: OpRouteDel, Route: have}, false, ""); err != nil {
-				return err
-			}
-		case t.route != nil && !t.route.equal(have):
-			r := *t.route
-			if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
-				return err
-			}
-		}
+	return nil
+}
+
+// defaultRoute replaces or deletes the default route when the target
+// manages it.
+func (p *planner) defaultRoute() error {
+	t := p.t
+	if !t.manageRoute {
+		return nil
 	}
-	if err := p.delAddrs(t.adapters); err != nil {
-		return err
-	}
-	// A route lost on the way (its device went down or lost its address)
-	// comes back when restoring.
-	if t.manageRoute && t.route != nil && !t.route.equal(p.cur().DefaultRoute) {
+	have := p.cur().DefaultRoute
+	switch {
+	case t.route == nil && have != nil:
+		return p.emit(Op{Kind: OpRouteDel, Route: have}, false, "")
+	case t.route != nil && !t.route.equal(have):
 		r := *t.route
-		if err := p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, ""); err != nil {
-			return err
-		}
+		return p.emit(Op{Kind: OpRouteReplace, Route: &r}, false, "")
 	}
 	return nil
 }

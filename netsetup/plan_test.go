@@ -28,8 +28,8 @@ func TestDesiredExample(t *testing.T) {
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		Addrs:       []string{"192.168.1.102/24"},
 	}
-	if !reflect.DeepEqual(infra, want) {
-		t.Errorf("infra:\n got %+v\nwant %+v", infra, want)
+	if diff := cmp.Diff(want, infra); diff != "" {
+		t.Errorf("infra (-want +got):\n%s", diff)
 	}
 	wantVLANs := []VLAN{{VID: 1, PVID: true, Untagged: true}, {VID: 100}, {VID: 200}}
 	if !reflect.DeepEqual(vm.PortVLANs, wantVLANs) || vm.BridgeVLANs != nil || vm.Addrs != nil || vm.BondConfig.Primary != "eno3" {
@@ -91,7 +91,7 @@ func TestDesiredErrors(t *testing.T) {
 	}
 }
 
-func planFor(t *testing.T, f *FakeKernel, hs *HostState) *Plan {
+func planFor(t *testing.T, f *SimKernel, hs *HostState) *Plan {
 	t.Helper()
 	obs, err := f.Observe()
 	if err != nil {
@@ -128,7 +128,7 @@ func TestConvergedHostGetsZeroWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := NewFakeKernel(hs.Adapters()...)
+			f := NewSimKernel(hs.Adapters()...)
 			if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +278,7 @@ func TestDesiredCanonicalVIP(t *testing.T) {
 }
 
 // converged returns a fake hv1 that gallium-net has already configured.
-func converged(t *testing.T) (*FakeKernel, *plugin.Spec) {
+func converged(t *testing.T) (*SimKernel, *plugin.Spec) {
 	t.Helper()
 	spec := loadExample(t, "cluster.yaml")
 	hs, err := Desired(spec, "hv1")
@@ -293,7 +293,7 @@ func converged(t *testing.T) (*FakeKernel, *plugin.Spec) {
 	return f, spec
 }
 
-func indexes(t *testing.T, f *FakeKernel) map[string]int {
+func indexes(t *testing.T, f *SimKernel) map[string]int {
 	obs, _ := f.Observe()
 	out := map[string]int{}
 	for _, l := range obs.Links {
@@ -385,8 +385,8 @@ func TestChangesInPlace(t *testing.T) {
 				t.Errorf("not converged after the change: %v\n%s", err, again)
 			}
 			for _, g := range hs.Groups {
-				if got := obs.Link(g.Bond).Bond; !reflect.DeepEqual(*got, g.BondConfig) {
-					t.Errorf("%s reads back %+v, want %+v", g.Bond, *got, g.BondConfig)
+				if diff := cmp.Diff(g.BondConfig, *obs.Link(g.Bond).Bond); diff != "" {
+					t.Errorf("%s reads back (-want +got):\n%s", g.Bond, diff)
 				}
 			}
 			after := indexes(t, f)
@@ -400,7 +400,7 @@ func TestChangesInPlace(t *testing.T) {
 }
 
 // seed runs setup writes on f and forgets them.
-func seed(t *testing.T, f *FakeKernel, ops ...Op) {
+func seed(t *testing.T, f *SimKernel, ops ...Op) {
 	t.Helper()
 	for _, op := range ops {
 		if err := f.Do(op); err != nil {
@@ -453,16 +453,16 @@ func TestDisruptiveStepsNeedPermission(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name   string
-		host   func() *FakeKernel
+		host   func() *SimKernel
 		errHas string
 	}{
-		{"foreign master", func() *FakeKernel {
+		{"foreign master", func() *SimKernel {
 			f := exampleHost()
 			f.Do(Op{Kind: OpAddBridge, Link: "br0"})
 			f.Do(Op{Kind: OpSetMaster, Link: "eno2", Master: "br0"})
 			return f
 		}, "hypervisor hv1: adapter eno2 is enslaved to br0, which gallium-net does not manage; release it first (ip link set eno2 nomaster)"},
-		{"missing adapter", func() *FakeKernel { return NewFakeKernel("eno1", "eno2", "eno3") },
+		{"missing adapter", func() *SimKernel { return NewSimKernel("eno1", "eno2", "eno3") },
 			"hypervisor hv1: adapter eno4 does not exist on this host"},
 	}
 	for _, tc := range tests {
@@ -508,9 +508,9 @@ func TestForeignLinksAreNeverTouched(t *testing.T) {
 
 // scenarios are starting hosts and specs whose plans the rollback test
 // breaks at every step.
-func scenarios(t *testing.T) map[string]func() (*FakeKernel, *HostState) {
-	edit := func(fn func(s *plugin.Spec)) func() (*FakeKernel, *HostState) {
-		return func() (*FakeKernel, *HostState) {
+func scenarios(t *testing.T) map[string]func() (*SimKernel, *HostState) {
+	edit := func(fn func(s *plugin.Spec)) func() (*SimKernel, *HostState) {
+		return func() (*SimKernel, *HostState) {
 			f, spec := converged(t)
 			fn(spec)
 			hs, err := Desired(spec, "hv1")
@@ -520,8 +520,8 @@ func scenarios(t *testing.T) map[string]func() (*FakeKernel, *HostState) {
 			return f, hs
 		}
 	}
-	return map[string]func() (*FakeKernel, *HostState){
-		"from scratch": func() (*FakeKernel, *HostState) { return exampleHost(), desiredExample(t, "hv1") },
+	return map[string]func() (*SimKernel, *HostState){
+		"from scratch": func() (*SimKernel, *HostState) { return exampleHost(), desiredExample(t, "hv1") },
 		"many changes": edit(func(s *plugin.Spec) {
 			s.AdapterGroups[0].Bond.Miimon = 50
 			s.AdapterGroups[1].MTU = 9000
@@ -541,7 +541,7 @@ func scenarios(t *testing.T) map[string]func() (*FakeKernel, *HostState) {
 		"group removed": edit(func(s *plugin.Spec) {
 			delete(s.AdapterGroups[1].Adapters, "hv1")
 		}),
-		"bond mode": func() (*FakeKernel, *HostState) {
+		"bond mode": func() (*SimKernel, *HostState) {
 			f := exampleHost()
 			seed(t, f,
 				Op{Kind: OpAddBond, Link: "gb-infra", Bond: &BondConfig{Mode: "balance-rr", Miimon: 100, PrimaryReselect: "always", NumGratARP: 1}},
@@ -593,8 +593,8 @@ func TestRestorePlanReturnsToSnapshot(t *testing.T) {
 			}
 			after, _ := f.Observe()
 			got := after.Subset(hs.Adapters()).Restorable()
-			if !reflect.DeepEqual(got, snap.Restorable()) {
-				t.Errorf("restore:\nwant %+v\ngot  %+v", snap.Restorable(), got)
+			if diff := cmp.Diff(snap.Restorable(), got); diff != "" {
+				t.Errorf("restore (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -659,11 +659,11 @@ func TestPreviewOnAKernelWithoutBondingOrVLANs(t *testing.T) {
 			}
 		})
 	}
-	// The fake kernel refuses a bond like a kernel without the driver.
+	// The simulated kernel refuses a bond like a kernel without the driver.
 	f := exampleHost()
 	f.NoBonds = true
 	if err := f.Do(want.Steps[0].Op); err == nil || !strings.Contains(err.Error(), "no bonding driver") {
-		t.Errorf("fake kernel without bonding: %s: %v", want.Steps[0].Cmd, err)
+		t.Errorf("simulated kernel without bonding: %s: %v", want.Steps[0].Cmd, err)
 	}
 }
 
@@ -674,7 +674,7 @@ func intp(v int) *int { return &v }
 // on the real kernel): delays round down to a multiple of miimon and scale
 // with it, and need miimon.
 func TestFakeBondDelaysCountMiimonIntervals(t *testing.T) {
-	f := NewFakeKernel("eth0")
+	f := NewSimKernel("eth0")
 	bond := func() *BondConfig {
 		s, _ := f.Observe()
 		return s.Link("gb-x").Bond

@@ -8,7 +8,7 @@
 // MakePlan diffs them into an ordered list of steps that each print as an
 // `ip`/`bridge` command, and Apply runs the steps through Kernel.Do with an
 // undo list. The only implementation of Kernel that talks to the kernel is
-// the netlink one (netlink.go); FakeKernel simulates the kernel's behaviour
+// the netlink one (netlink.go); SimKernel simulates the kernel's behaviour
 // so that plans, apply and rollback are tested without root, and the planner
 // itself uses it to predict what each step does.
 //

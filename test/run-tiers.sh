@@ -2,10 +2,11 @@
 # Runs gallium-net's test tiers (DESIGN.md section 5) and prints one summary.
 #   test/run-tiers.sh            every tier
 #   test/run-tiers.sh unit lab   only those
-# Tiers: unit (tier 1, and tier 2 namespace tests, which need root: go test
-# ./... as root), lab (tier 3, the kernel lab VM), e2e (tier 4, real
-# libvirtd + QEMU), pkg (the .deb/.rpm installed and checked), cluster
-# (three lab hypervisors with the .deb, etcd, VIP, VMs and faults).
+# Tiers: unit (go vet and staticcheck, then tier 1, and tier 2 namespace
+# tests, which need root: go test ./... as root), lab (tier 3, the kernel lab
+# VM), e2e (tier 4, real libvirtd + QEMU), pkg (the .deb/.rpm installed and
+# checked), cluster (three lab hypervisors with the .deb, etcd, VIP, VMs and
+# faults).
 # GALLIUM_STRICT=1: a test that cannot run here fails instead of skipping,
 # except kernel-feature tests on the host kernel, which the lab tier runs.
 set -uo pipefail
@@ -30,8 +31,15 @@ for tier in "${tiers[@]}"; do
   log=$logdir/$tier.log
   echo "=== tier $tier" >&2
   case $tier in
-    unit) go test -count=1 -v ./... >"$log" 2>&1; rc=$?
-          grep -E '^(ok|FAIL|---|panic:|\s+\S+_test.go:)' "$log" | grep -v -- '--- PASS' ;;
+    unit) # go vet and staticcheck (pinned in go.mod as a tool) first: a
+          # finding of either fails the tier even when every test passes.
+          lintlog=$logdir/unit-lint.log lint=0
+          go vet ./... >"$lintlog" 2>&1 || lint=1
+          go tool staticcheck ./... >>"$lintlog" 2>&1 || lint=1
+          if ((lint)); then echo "go vet / staticcheck reported (log $lintlog):" >&2; cat "$lintlog" >&2; fi
+          go test -count=1 -v ./... >"$log" 2>&1; rc=$?
+          grep -E '^(ok|FAIL|---|panic:|\s+\S+_test.go:)' "$log" | grep -v -- '--- PASS'
+          ((lint == 0)) || rc=1 ;;
     *)
       s=${script[$tier]:-}
       [[ -n $s ]] || { echo "unknown tier $tier" >&2; exit 2; }

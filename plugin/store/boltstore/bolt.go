@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/gallium/gallium-net/plugin/store"
 )
@@ -66,7 +67,7 @@ func Open(path string, opts Options) (*Backend, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("state file %s is locked by another gallium-net process (a running 'gallium-net state sync'?); stop it or try again: %w", path, err)
 		}
 		return nil, fmt.Errorf("open state file %s: %w", path, err)

@@ -3,9 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestReadList(t *testing.T) {
@@ -19,8 +20,8 @@ func TestReadList(t *testing.T) {
 		{Dir: "./netsetup", NICs: defaultNICs, Timeout: 10 * time.Minute},
 		{Dir: "./hooks", NICs: []string{"a", "a", "b"}, Timeout: 5 * time.Minute, MemMB: 768},
 	}
-	if !reflect.DeepEqual(specs, want) {
-		t.Errorf("got %+v\nwant %+v", specs, want)
+	if diff := cmp.Diff(want, specs); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 	for _, bad := range []string{"x nope=1", "x timeout=soon", "x mem=lots"} {
 		if _, err := parseSpec(bad); err == nil {

@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// FakeKernel simulates the parts of the Linux kernel that netsetup drives:
+// SimKernel simulates the parts of the Linux kernel that netsetup drives:
 // bonds (a slave must be down to be enslaved; the first slave gives its MAC to
 // a bond whose MAC is random; released slaves are closed and get their MAC
 // and MTU back; the last release gives the bond a new random MAC; delays
@@ -21,10 +21,10 @@ import (
 //
 // It records every write as an ip/bridge line (Lines), counts them (Writes),
 // and can fail the Nth write (FailAt) to test rollback. The planner also runs
-// every plan against a FakeKernel copy of the observed state to predict
+// every plan against a SimKernel copy of the observed state to predict
 // what each step does (for example the bond MAC that the bridge is pinned to).
-type FakeKernel struct {
-	links  map[string]*fakeLink
+type SimKernel struct {
+	links  map[string]*simLink
 	route  *Route
 	next   int // next ifindex
 	random int // counter for "random" MACs
@@ -42,7 +42,7 @@ type FakeKernel struct {
 	NoBonds bool
 }
 
-type fakeLink struct {
+type simLink struct {
 	Link
 	macPinned bool // bridge: address set by hand (addr_assign_type SET)
 	macRandom bool // bond: address is random, the first slave replaces it
@@ -51,21 +51,21 @@ type fakeLink struct {
 	noCarrier bool
 }
 
-// NewFakeKernel returns a fake kernel with the given physical adapters
+// NewSimKernel returns a simulated kernel with the given physical adapters
 // (kind device, up, carrier, MTU 1500); macs are assigned from the index.
-func NewFakeKernel(adapters ...string) *FakeKernel {
-	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2}
+func NewSimKernel(adapters ...string) *SimKernel {
+	f := &SimKernel{links: map[string]*simLink{}, next: 2}
 	for _, a := range adapters {
 		f.AddDevice(a)
 	}
 	return f
 }
 
-// NewFakeFromSnapshot returns a fake kernel in the state of snap.
-func NewFakeFromSnapshot(snap *Snapshot) *FakeKernel {
-	f := &FakeKernel{links: map[string]*fakeLink{}, next: 2, NoVLANs: snap.NoBridgeVLANs, NoBonds: snap.NoBonding}
+// NewSimKernelFrom returns a simulated kernel in the state of snap.
+func NewSimKernelFrom(snap *Snapshot) *SimKernel {
+	f := &SimKernel{links: map[string]*simLink{}, next: 2, NoVLANs: snap.NoBridgeVLANs, NoBonds: snap.NoBonding}
 	for _, l := range snap.Clone().Links {
-		fl := &fakeLink{Link: l, origMTU: l.MTU}
+		fl := &simLink{Link: l, origMTU: l.MTU}
 		if l.Bond != nil {
 			fl.primary = l.Bond.Primary
 			fl.macRandom = true
@@ -95,32 +95,32 @@ func NewFakeFromSnapshot(snap *Snapshot) *FakeKernel {
 }
 
 // AddDevice adds a physical-looking adapter (not a write: test setup).
-func (f *FakeKernel) AddDevice(name string) {
+func (f *SimKernel) AddDevice(name string) {
 	idx := f.next
 	f.next++
 	mac := fmt.Sprintf("52:54:00:00:00:%02x", idx)
-	f.links[name] = &fakeLink{Link: Link{Name: name, Index: idx, Kind: "device", MTU: 1500, MAC: mac, PermMAC: mac, Up: true}, origMTU: 1500}
+	f.links[name] = &simLink{Link: Link{Name: name, Index: idx, Kind: "device", MTU: 1500, MAC: mac, PermMAC: mac, Up: true}, origMTU: 1500}
 }
 
-// SetCarrier pulls or plugs a fake adapter's cable (not a write).
-func (f *FakeKernel) SetCarrier(name string, on bool) {
+// SetCarrier pulls or plugs a simulated adapter's cable (not a write).
+func (f *SimKernel) SetCarrier(name string, on bool) {
 	if l := f.links[name]; l != nil {
 		l.noCarrier = !on
 	}
 }
 
 // SeedAddr puts an address on a link without counting a write (test setup).
-func (f *FakeKernel) SeedAddr(link, cidr string) {
+func (f *SimKernel) SeedAddr(link, cidr string) {
 	if l := f.links[link]; l != nil {
 		l.Addrs = append(l.Addrs, cidr)
 	}
 }
 
 // SeedRoute sets the default route without counting a write (test setup).
-func (f *FakeKernel) SeedRoute(r *Route) { f.route = r }
+func (f *SimKernel) SeedRoute(r *Route) { f.route = r }
 
 // Observe returns the simulated state.
-func (f *FakeKernel) Observe() (*Snapshot, error) {
+func (f *SimKernel) Observe() (*Snapshot, error) {
 	s := &Snapshot{NoBridgeVLANs: f.NoVLANs, NoBonding: f.NoBonds}
 	for _, l := range f.links {
 		c := l.Link
@@ -152,7 +152,7 @@ func (f *FakeKernel) Observe() (*Snapshot, error) {
 	return s, nil
 }
 
-func (f *FakeKernel) carrier(l *fakeLink) bool {
+func (f *SimKernel) carrier(l *simLink) bool {
 	switch l.Kind {
 	case "bond", "bridge":
 		for _, s := range f.links {
@@ -165,7 +165,7 @@ func (f *FakeKernel) carrier(l *fakeLink) bool {
 	return !l.noCarrier
 }
 
-func (f *FakeKernel) activeSlave(b *fakeLink) string {
+func (f *SimKernel) activeSlave(b *simLink) string {
 	if !b.Up {
 		return ""
 	}
@@ -180,8 +180,8 @@ func (f *FakeKernel) activeSlave(b *fakeLink) string {
 	return ""
 }
 
-func (f *FakeKernel) sortedSlaves(master string) []*fakeLink {
-	var out []*fakeLink
+func (f *SimKernel) sortedSlaves(master string) []*simLink {
+	var out []*simLink
 	for _, l := range f.links {
 		if l.Master == master {
 			out = append(out, l)
@@ -196,7 +196,7 @@ func errno(op Op, e syscall.Errno, why string) error {
 }
 
 // Do performs one simulated write.
-func (f *FakeKernel) Do(op Op) error {
+func (f *SimKernel) Do(op Op) error {
 	f.Writes++
 	if f.FailAt > 0 {
 		f.FailAt--
@@ -215,7 +215,7 @@ func (f *FakeKernel) Do(op Op) error {
 	return nil
 }
 
-func (f *FakeKernel) do(op Op) error {
+func (f *SimKernel) do(op Op) error {
 	l := f.links[op.Link]
 	if op.Kind == OpRouteReplace {
 		l = f.links[op.Route.Dev]
@@ -240,7 +240,7 @@ func (f *FakeKernel) do(op Op) error {
 		if idx >= f.next {
 			f.next = idx + 1
 		}
-		nl := &fakeLink{Link: Link{Name: op.Link, Index: idx, MTU: 1500}}
+		nl := &simLink{Link: Link{Name: op.Link, Index: idx, MTU: 1500}}
 		if op.MTU != 0 {
 			nl.MTU = op.MTU
 		}
@@ -485,7 +485,7 @@ func primarySubnet(earlier []string, addr string) bool {
 	return true
 }
 
-func (f *FakeKernel) reaches(l *fakeLink, gw string) bool {
+func (f *SimKernel) reaches(l *simLink, gw string) bool {
 	ip := net.ParseIP(gw)
 	for _, a := range l.Addrs {
 		if _, n, err := net.ParseCIDR(a); err == nil && n.Contains(ip) {
@@ -495,7 +495,7 @@ func (f *FakeKernel) reaches(l *fakeLink, gw string) bool {
 	return false
 }
 
-func (f *FakeKernel) setMaster(op Op, l *fakeLink) error {
+func (f *SimKernel) setMaster(op Op, l *simLink) error {
 	if op.Master == "" {
 		if l.Master != "" {
 			f.release(l)
@@ -541,7 +541,7 @@ func (f *FakeKernel) setMaster(op Op, l *fakeLink) error {
 }
 
 // release takes l out of its master, as the kernel does.
-func (f *FakeKernel) release(l *fakeLink) {
+func (f *SimKernel) release(l *simLink) {
 	m := f.links[l.Master]
 	l.Master = ""
 	if m == nil {
@@ -563,13 +563,13 @@ func (f *FakeKernel) release(l *fakeLink) {
 	}
 }
 
-func (f *FakeKernel) portMACChanged(l *fakeLink) {
+func (f *SimKernel) portMACChanged(l *simLink) {
 	if m := f.links[l.Master]; m != nil && m.Kind == "bridge" {
 		f.recalcBridgeMAC(m)
 	}
 }
 
-func (f *FakeKernel) recalcBridgeMAC(br *fakeLink) {
+func (f *SimKernel) recalcBridgeMAC(br *simLink) {
 	if br.macPinned {
 		return
 	}
@@ -584,13 +584,13 @@ func (f *FakeKernel) recalcBridgeMAC(br *fakeLink) {
 	}
 }
 
-func (f *FakeKernel) randomMAC() string {
+func (f *SimKernel) randomMAC() string {
 	f.random++
 	return fmt.Sprintf("02:fa:ce:00:%02x:%02x", f.random>>8&0xff, f.random&0xff)
 }
 
 // defaultVLANs is what a new bridge or bridge port gets: the default PVID.
-func (f *FakeKernel) defaultVLANs() []VLAN {
+func (f *SimKernel) defaultVLANs() []VLAN {
 	if f.NoVLANs {
 		return nil
 	}
