@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/plugin"
 )
 
 // networkOps are the network operations the hook acts on.
@@ -37,12 +39,7 @@ func (h *hook) network() error {
 			return failf("gallium-net hook: network %s %s: port %s: %v", netName, h.inv.op, port.UUID, err)
 		}
 		if h.inv.op == "port-deleted" {
-			return h.store().Update(func(st *records.State) error {
-				if d := st.Domain(port.OwnerUUID, port.OwnerName, false); d != nil && d.RemoveNIC(mac) {
-					h.log.Info("port deleted: NIC record removed", "domain", port.OwnerName, "mac", mac)
-				}
-				return nil
-			})
+			return h.portDeleted(port.OwnerUUID, port.OwnerName, mac)
 		}
 		return h.portCreated(netName, port.OwnerUUID, port.OwnerName, mac, port.UUID)
 	case "updated":
@@ -64,24 +61,56 @@ func (h *hook) portCreated(netName, uuid, name, mac, portID string) error {
 	if !ok {
 		return failf("gallium-net: NIC %s of domain %s: network %s does not exist on hypervisor %s; fix: %s", mac, name, netName, snap.Hypervisor, fixNetworkHint(snap, netName))
 	}
-	hotplug := false
-	err = h.store().Update(func(st *records.State) error {
-		d := st.Domain(uuid, name, true)
-		hotplug = d.Running
-		rec := records.NIC{MAC: mac, Network: netName, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU, PortID: portID}
-		if old := d.NIC(mac); old != nil {
-			rec.Tap = old.Tap
-		}
-		d.SetNIC(rec)
-		return nil
-	})
+	tx, err := h.store().Open(uuid)
 	if err != nil {
-		return err
+		return failf("gallium-net: NIC %s of domain %s on network %s: %v", mac, name, netName, err)
+	}
+	defer tx.Close()
+	d := tx.Domain()
+	if name != "" {
+		d.Name = name
+	}
+	hotplug := d.Running
+	rec := records.NIC{MAC: mac, Network: netName, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU, PortID: portID}
+	if old := d.NIC(mac); old != nil {
+		rec.Tap = old.Tap
+	}
+	d.SetNIC(rec)
+	// A hot-plugged NIC of a running domain claims its MAC; a conflict is
+	// the start's to refuse, not the port's (as before claims existed).
+	conflicts, err := tx.Put(d, false)
+	if err != nil {
+		return failf("gallium-net: NIC %s of domain %s on network %s: %v", mac, name, netName, err)
+	}
+	for _, c := range conflicts {
+		h.log.Warn("port created: the MAC is in use by another running domain here", "domain", name, "mac", mac, "owner", c.OwnerName)
 	}
 	h.log.Info("port created: NIC recorded", "domain", name, "mac", mac, "hotplug", hotplug)
 	if hotplug {
 		return h.spawnTapWaiter(mac, netName, uuid)
 	}
+	return nil
+}
+
+// portDeleted drops the NIC's record and gives up its MAC claim; a domain
+// without a record costs no lock.
+func (h *hook) portDeleted(uuid, name, mac string) error {
+	if d, err := h.store().Get(uuid); err != nil || d == nil || d.NIC(mac) == nil {
+		return err
+	}
+	tx, err := h.store().Open(uuid)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	d := tx.Domain()
+	if !d.RemoveNIC(mac) {
+		return nil
+	}
+	if _, err := tx.Put(d, false); err != nil {
+		return err
+	}
+	h.log.Info("port deleted: NIC record removed", "domain", name, "mac", mac)
 	return nil
 }
 
@@ -96,27 +125,52 @@ func (h *hook) reprogramNetwork(netName string) error {
 	if !ok {
 		return fmt.Errorf("network %s is not in this host's snapshot; run 'gallium-net network define %s'", netName, netName)
 	}
+	st, err := h.store().Read()
+	if err != nil {
+		return err
+	}
+	for _, p := range st.Corrupt {
+		h.log.Warn("network updated: a corrupt record is skipped; its domain's next start or reconnect rebuilds it", "path", p)
+	}
 	var errs []error
-	err = h.store().Update(func(st *records.State) error {
-		for _, d := range st.Domains {
-			for i := range d.NICs {
-				nic := &d.NICs[i]
-				if nic.Network != netName || nic.Tap == "" || !d.Running {
-					continue
-				}
-				res, err := netsetup.TapProgram(h.env.Kernel, netsetup.TapConfig{Tap: nic.Tap, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
-				if err != nil {
-					errs = append(errs, fmt.Errorf("domain %s NIC %s: %w", d.Name, nic.MAC, err))
-					continue
-				}
-				nic.Bridge, nic.VLAN, nic.MTU = n.Bridge, n.VLAN, n.MTU
-				if res.Changed() {
-					h.log.Info("network updated: tap reprogrammed", "domain", d.Name, "mac", nic.MAC, "tap", nic.Tap, "changes", res.Summary())
-				}
-			}
+	for id, d := range st.Domains {
+		if !d.Running || !slices.ContainsFunc(d.NICs, func(nic records.NIC) bool { return nic.Network == netName && nic.Tap != "" }) {
+			continue
 		}
-		return nil
-	})
+		errs = append(errs, h.reprogramDomain(id, netName, n))
+	}
+	return errors.Join(errs...)
+}
+
+// reprogramDomain re-asserts the taps of one domain's NICs on a network under
+// that domain's lock, and records the network's current values.
+func (h *hook) reprogramDomain(uuid, netName string, n plugin.SnapshotNetwork) error {
+	tx, err := h.store().Open(uuid)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	d := tx.Domain()
+	if !tx.Exists() || !d.Running {
+		return nil // stopped meanwhile
+	}
+	var errs []error
+	for i := range d.NICs {
+		nic := &d.NICs[i]
+		if nic.Network != netName || nic.Tap == "" {
+			continue
+		}
+		res, err := netsetup.TapProgram(h.env.Kernel, netsetup.TapConfig{Tap: nic.Tap, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("domain %s NIC %s: %w", d.Name, nic.MAC, err))
+			continue
+		}
+		nic.Bridge, nic.VLAN, nic.MTU = n.Bridge, n.VLAN, n.MTU
+		if res.Changed() {
+			h.log.Info("network updated: tap reprogrammed", "domain", d.Name, "mac", nic.MAC, "tap", nic.Tap, "changes", res.Summary())
+		}
+	}
+	_, err = tx.Put(d, false)
 	return errors.Join(err, errors.Join(errs...))
 }
 
@@ -193,17 +247,26 @@ func awaitTap(argv []string, e env) int {
 		return 1
 	}
 	log.Info("hot-plug: tap programmed", "mac", mac, "tap", tap, "bridge", n.Bridge, "vlan", n.VLAN, "changes", res.Summary())
-	err = h.store().Update(func(st *records.State) error {
-		if d := st.Domain(uuid, "", false); d != nil {
-			if nic := d.NIC(mac); nic != nil {
-				nic.Tap = tap
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := h.recordTap(uuid, mac, tap); err != nil {
 		log.Error("hot-plug: record tap", "mac", mac, "error", err.Error())
 		return 1
 	}
 	return 0
+}
+
+// recordTap records the tap of a hot-plugged NIC, if the NIC is still there.
+func (h *hook) recordTap(uuid, mac, tap string) error {
+	tx, err := h.store().Open(uuid)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	d := tx.Domain()
+	nic := d.NIC(mac)
+	if !tx.Exists() || nic == nil || nic.Tap == tap {
+		return nil
+	}
+	nic.Tap = tap
+	_, err = tx.Put(d, false)
+	return err
 }

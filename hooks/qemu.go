@@ -111,6 +111,10 @@ func networkNames(snap *plugin.HostSnapshot) string {
 // program programs every managed NIC's tap and records the domain as
 // running. With strict (start) a conflicting MAC or a tap that cannot be
 // programmed is an error; without (reconnect) it does what it can.
+//
+// Only the domain's own lock is held while the taps are programmed: starts
+// of other domains do not wait for it (the MAC claims are taken and the
+// record written before, in Put, which holds each MAC's lock only for that).
 func (h *hook) program(dom *domains.Domain, strict bool) error {
 	// On reconnect the domain is running: "cannot start" would be wrong.
 	subject := "cannot start domain " + dom.Name
@@ -121,99 +125,139 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 	if err != nil {
 		return failf("gallium-net: %s: %v", subject, err)
 	}
-	var errs []error
-	err = h.store().Update(func(st *records.State) error {
-		for _, nic := range dom.ManagedNICs() {
-			if other := st.MACOwner(nic.MAC, dom.UUID); other != nil {
-				err := failf("gallium-net: %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", subject, nic.MAC, other.Name, dom.Name, nic.MAC, dom.Name, dom.NetworkOf(nic))
-				if strict {
-					return err
-				}
-				errs = append(errs, err)
-			}
-		}
-		rec := st.Domain(dom.UUID, dom.Name, true)
-		rec.Running = true
-		// The domain's XML is the truth for what it has now: NICs removed
-		// while it was off are dropped from the record.
-		rec.NICs = slices.DeleteFunc(rec.NICs, func(n records.NIC) bool { return dom.NIC(n.MAC) == nil })
-		for _, nic := range dom.ManagedNICs() {
-			netName := dom.NetworkOf(nic)
-			r := records.NIC{MAC: nic.MAC, Network: netName, Tap: nic.Target, PortID: nic.PortID}
-			n, ok := snap.Networks[netName]
-			if !ok {
-				err := failf("gallium-net: domain %s: NIC %s: network %s does not exist on hypervisor %s; fix: %s", dom.Name, nic.MAC, netName, snap.Hypervisor, fixNetworkHint(snap, netName))
-				if strict {
-					return err
-				}
-				errs = append(errs, err)
-				rec.SetNIC(r)
-				continue
-			}
-			r.Bridge, r.VLAN, r.MTU = n.Bridge, n.VLAN, n.MTU
-			if nic.Target == "" {
-				errs = append(errs, fmt.Errorf("NIC %s has no tap (<target dev>) in the domain XML", nic.MAC))
-			} else {
-				res, err := netsetup.TapProgram(h.env.Kernel, netsetup.TapConfig{Tap: nic.Target, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
-				if err != nil {
-					err = fmt.Errorf("NIC %s on network %s: %w", nic.MAC, netName, err)
-					if strict {
-						return failf("gallium-net: %s: %v; check the bridge with 'gallium-net host apply --dry-run'", subject, err)
-					}
-					errs = append(errs, err)
-				} else if res.Changed() {
-					h.log.Info("tap programmed", "mac", nic.MAC, "network", netName, "tap", nic.Target, "bridge", n.Bridge, "vlan", n.VLAN, "changes", res.Summary())
-				} else {
-					h.log.Info("tap already right", "mac", nic.MAC, "network", netName, "tap", nic.Target, "bridge", n.Bridge, "vlan", n.VLAN)
-				}
-			}
-			rec.SetNIC(r)
-		}
-		return nil
-	})
+	tx, err := h.store().Open(dom.UUID)
 	if err != nil {
-		return err
+		return failf("gallium-net: %s: %v", subject, err)
+	}
+	defer tx.Close()
+	before := tx.Current()
+	rec := tx.Domain()
+	rec.Name, rec.Running = dom.Name, true
+	// The domain's XML is the truth for what it has now: NICs removed
+	// while it was off are dropped from the record.
+	rec.NICs = slices.DeleteFunc(rec.NICs, func(n records.NIC) bool { return dom.NIC(n.MAC) == nil })
+	var errs []error
+	type tapJob struct {
+		mac, network string
+		cfg          netsetup.TapConfig
+	}
+	var jobs []tapJob
+	for _, nic := range dom.ManagedNICs() {
+		netName := dom.NetworkOf(nic)
+		r := records.NIC{MAC: nic.MAC, Network: netName, Tap: nic.Target, PortID: nic.PortID}
+		n, ok := snap.Networks[netName]
+		if !ok {
+			err := failf("gallium-net: domain %s: NIC %s: network %s does not exist on hypervisor %s; fix: %s", dom.Name, nic.MAC, netName, snap.Hypervisor, fixNetworkHint(snap, netName))
+			if strict {
+				return err
+			}
+			errs = append(errs, err)
+			rec.SetNIC(r)
+			continue
+		}
+		r.Bridge, r.VLAN, r.MTU = n.Bridge, n.VLAN, n.MTU
+		if nic.Target == "" {
+			errs = append(errs, fmt.Errorf("NIC %s has no tap (<target dev>) in the domain XML", nic.MAC))
+		} else {
+			jobs = append(jobs, tapJob{nic.MAC, netName, netsetup.TapConfig{Tap: nic.Target, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU}})
+		}
+		rec.SetNIC(r)
+	}
+	conflicts, err := tx.Put(rec, strict)
+	if err != nil {
+		return failf("gallium-net: %s: %v", subject, err)
+	}
+	for _, c := range conflicts {
+		err := failf("gallium-net: %s: NIC %s has the MAC of a NIC of running domain %s on this host; give it another with 'gallium-net nic remove %s %s' and 'gallium-net nic add %s --network %s'", subject, c.MAC, c.OwnerName, dom.Name, c.MAC, dom.Name, networkOfMAC(dom, c.MAC))
+		if strict {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	for _, j := range jobs {
+		res, err := netsetup.TapProgram(h.env.Kernel, j.cfg)
+		if err != nil {
+			err = fmt.Errorf("NIC %s on network %s: %w", j.mac, j.network, err)
+			if strict {
+				// The start fails: the records go back to what they were,
+				// and the MACs claimed for it are free again.
+				if _, uerr := tx.Put(before, false); uerr != nil {
+					h.log.Warn("could not restore the domain's records after the failed start", "error", uerr.Error())
+				}
+				return failf("gallium-net: %s: %v; check the bridge with 'gallium-net host apply --dry-run'", subject, err)
+			}
+			errs = append(errs, err)
+		} else if res.Changed() {
+			h.log.Info("tap programmed", "mac", j.mac, "network", j.network, "tap", j.cfg.Tap, "bridge", j.cfg.Bridge, "vlan", j.cfg.VLAN, "changes", res.Summary())
+		} else {
+			h.log.Info("tap already right", "mac", j.mac, "network", j.network, "tap", j.cfg.Tap, "bridge", j.cfg.Bridge, "vlan", j.cfg.VLAN)
+		}
 	}
 	h.log.Info(h.inv.op+": domain NICs in line", "nics", len(dom.ManagedNICs()), "problems", len(errs))
 	return errors.Join(errs...)
 }
 
-// forget drops the domain's records when it stopped. It reads the UUID from
-// stdin when it can, else goes by name; a domain without records costs no
-// lock.
-func (h *hook) forget() error {
-	if !h.store().Exists() {
-		return nil
-	}
-	uuid, name := "", h.inv.object
-	if dom, err := domains.ParseDomain(h.stdin); err == nil {
-		uuid, name = dom.UUID, dom.Name
-	}
-	st, err := h.store().Read()
-	if err == nil && !hasDomain(st, uuid, name) {
-		return nil
-	}
-	return h.store().Update(func(st *records.State) error {
-		for id, d := range st.Domains {
-			if id == uuid || uuid == "" && d.Name == name {
-				delete(st.Domains, id)
-				h.log.Info(h.inv.op+": records removed", "domain", d.Name, "uuid", id, "nics", len(d.NICs))
-			}
+// networkOfMAC is the gallium-net network of the domain's NIC with MAC mac.
+func networkOfMAC(dom *domains.Domain, mac string) string {
+	for _, nic := range dom.ManagedNICs() {
+		if strings.EqualFold(nic.MAC, mac) {
+			return dom.NetworkOf(nic)
 		}
-		return nil
-	})
+	}
+	return "NETWORK"
 }
 
-func hasDomain(st *records.State, uuid, name string) bool {
-	if uuid != "" {
-		return st.Domains[uuid] != nil
+// forget drops the domain's records when it stopped. It reads the UUID from
+// stdin when it can, else goes by name (which reads every record); a domain
+// without a record costs no lock.
+func (h *hook) forget() error {
+	store := h.store()
+	if !store.Exists() {
+		return nil
 	}
-	for _, d := range st.Domains {
-		if d.Name == name {
-			return true
+	var uuids []string
+	name := h.inv.object
+	if dom, err := domains.ParseDomain(h.stdin); err == nil && dom.UUID != "" {
+		uuids = []string{dom.UUID}
+	} else {
+		st, err := store.Read()
+		if err != nil {
+			return err
+		}
+		for id, d := range st.Domains {
+			if d.Name == name {
+				uuids = append(uuids, id)
+			}
 		}
 	}
-	return false
+	var errs []error
+	for _, id := range uuids {
+		if d, err := store.Get(id); err == nil && d == nil {
+			continue
+		}
+		if err := h.forgetDomain(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// forgetDomain removes domain uuid's record and gives up its MAC claims.
+func (h *hook) forgetDomain(uuid string) error {
+	tx, err := h.store().Open(uuid)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	d := tx.Current()
+	if d == nil {
+		return nil
+	}
+	if _, err := tx.Put(nil, false); err != nil {
+		return err
+	}
+	h.log.Info(h.inv.op+": records removed", "domain", d.Name, "uuid", uuid, "nics", len(d.NICs))
+	return nil
 }
 
 // rewrite prints the domain XML with this host's bridge and MTU for each

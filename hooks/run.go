@@ -193,7 +193,7 @@ func (h *hook) exitFor(error) int {
 }
 
 func (h *hook) store() records.Store {
-	return records.Store{Dir: h.env.StateDir, LockTimeout: h.env.LockTimeout}
+	return records.Store{Dir: h.env.StateDir, LockTimeout: h.env.LockTimeout, Log: h.log}
 }
 
 func (h *hook) snapshot() (*plugin.HostSnapshot, error) {

@@ -1,8 +1,19 @@
 // Package records is the libvirt hook's local state: which gallium-net NICs
-// run on this host, in which domain, on which tap. Several hook processes run
-// at once when libvirt starts several domains, so every change happens under
-// an exclusive flock with a bounded wait, and the file is replaced atomically
-// (a reader sees the old or the new state, never a mix).
+// run on this host, in which domain, on which tap.
+//
+// libvirt runs the hook several times for every domain start, stop and
+// hot-plug, synchronously, and many hooks at once when it starts many
+// domains. So a call touches only what its domain owns, and no call waits
+// for another domain's:
+//
+//	domains/UUID.json  one domain's record, replaced by rename (a reader
+//	                   sees the old or the new record, never a mix)
+//	locks/UUID         the domain's lock: calls for one domain stay ordered
+//	macs/MAC           a running domain's claim on a MAC (its UUID), which
+//	                   is also the MAC's lock: "does another running domain
+//	                   here use this MAC?" is one file, not every record
+//	nics.json          the previous layout, every domain in one file under
+//	                   one host-wide lock: converted once (legacy.go)
 //
 // The records live under /run: they describe what runs now and vanish with a
 // reboot, as the domains do.
@@ -13,34 +24,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
-// Version is the format version of the state file.
-const Version = 1
+// Version is the format version of a domain record. Version 1 was the single
+// nics.json file.
+const Version = 2
 
-// maxStateBytes caps the state file the hook reads: it holds a few hundred
-// bytes per NIC.
-const maxStateBytes = 8 << 20
-
-// DefaultLockTimeout bounds the wait for the lock. libvirt runs hooks with no
-// timeout, so a hook that waited forever would hang libvirtd's domain start.
-const DefaultLockTimeout = 10 * time.Second
-
-// ErrLockTimeout is returned when the lock was not free within the timeout.
-var ErrLockTimeout = errors.New("timed out waiting for the hook state lock")
-
-// State is every record of this host.
-type State struct {
-	Version int `json:"version"`
-	// Domains by UUID (a name can be reused by another domain).
-	Domains map[string]*Domain `json:"domains"`
-}
+// maxRecordBytes caps a domain record the hook reads: a few hundred bytes per
+// NIC.
+const maxRecordBytes = 1 << 20
 
 // Domain is one domain with gallium-net NICs (or ports on gallium-net
 // networks) on this host.
@@ -89,228 +88,470 @@ func (d *Domain) RemoveNIC(mac string) bool {
 	return len(d.NICs) != n
 }
 
-// MACOwner returns the running domain other than uuid that has a NIC with
-// MAC mac, or nil.
-func (s *State) MACOwner(mac, uuid string) *Domain {
-	for id, d := range s.Domains {
-		if id == uuid || !d.Running {
-			continue
-		}
-		if d.NIC(mac) != nil {
-			return d
+func (d *Domain) clone() *Domain {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	c.NICs = slices.Clone(d.NICs)
+	return &c
+}
+
+// kept reports whether the record is worth a file: domains without NICs
+// that are not running are forgotten.
+func (d *Domain) kept() bool { return d != nil && (d.Running || len(d.NICs) > 0) }
+
+// claims is the MACs the record holds claims on: those of a running domain.
+func (d *Domain) claims() []string {
+	if d == nil || !d.Running {
+		return nil
+	}
+	macs := make([]string, 0, len(d.NICs))
+	for _, n := range d.NICs {
+		macs = append(macs, n.MAC)
+	}
+	return macs
+}
+
+// State is every record of this host.
+type State struct {
+	// Domains by UUID (a name can be reused by another domain).
+	Domains map[string]*Domain
+	// Corrupt lists the record files that could not be read; each is set
+	// aside by the next call for its domain.
+	Corrupt []string
+}
+
+// Store is the records directory.
+type Store struct {
+	Dir string
+	// LockTimeout bounds the wait for a domain's or a MAC's lock; 0 means
+	// DefaultLockTimeout.
+	LockTimeout time.Duration
+	// Log receives what the conversion of the previous layout has to say;
+	// nil discards it.
+	Log *slog.Logger
+}
+
+func (s Store) domainsDir() string { return filepath.Join(s.Dir, "domains") }
+func (s Store) locksDir() string   { return filepath.Join(s.Dir, "locks") }
+func (s Store) macsDir() string    { return filepath.Join(s.Dir, "macs") }
+
+func (s Store) recordPath(uuid string) string {
+	return filepath.Join(s.domainsDir(), uuid+".json")
+}
+
+// Exists reports whether any record was ever written since boot.
+func (s Store) Exists() bool {
+	if _, err := os.Stat(s.domainsDir()); err == nil {
+		return true
+	}
+	_, err := os.Stat(s.legacyPath())
+	return err == nil
+}
+
+// init creates the directories; a hook for a domain gallium-net does not
+// manage never gets here, so it never creates them.
+func (s Store) init() error {
+	for _, d := range []string{s.Dir, s.domainsDir(), s.locksDir(), s.macsDir()} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("hook records: %w", err)
 		}
 	}
 	return nil
 }
 
-// Domain returns the record of domain uuid, creating it when create is set.
-func (s *State) Domain(uuid, name string, create bool) *Domain {
-	if d, ok := s.Domains[uuid]; ok {
-		if name != "" {
-			d.Name = name
+// checkID refuses a UUID that cannot be a file name here: it comes from
+// libvirt's XML, and a record must never be written outside the directory.
+func checkID(uuid string) error {
+	if uuid == "" || len(uuid) > 128 {
+		return fmt.Errorf("domain UUID %q is empty or too long", uuid)
+	}
+	for _, r := range uuid {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_') {
+			return fmt.Errorf("domain UUID %q has a character other than letters, digits, '-' and '_'", uuid)
 		}
-		return d
 	}
-	if !create {
-		return nil
+	return nil
+}
+
+// macName is the claim file name of mac: its canonical lower-case form.
+func macName(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("MAC address %q of a NIC record is not six bytes", mac)
 	}
-	d := &Domain{UUID: uuid, Name: name}
-	s.Domains[uuid] = d
-	return d
+	return hw.String(), nil
 }
 
-// Store is the state directory.
-type Store struct {
-	Dir string
-	// LockTimeout bounds the wait for the lock; 0 means DefaultLockTimeout.
-	LockTimeout time.Duration
-}
-
-func (s Store) path() string     { return filepath.Join(s.Dir, "nics.json") }
-func (s Store) lockPath() string { return filepath.Join(s.Dir, ".lock") }
-
-// Exists reports whether any state was ever written, so that a hook for a
-// domain gallium-net does not manage can skip the lock entirely.
-func (s Store) Exists() bool {
-	_, err := os.Stat(s.path())
-	return err == nil
-}
-
-// Read returns the current state without locking: the file is replaced
-// atomically, so an unlocked read is consistent (if possibly stale).
-func (s Store) Read() (*State, error) {
-	st, err := s.read()
-	if err != nil {
+// Get returns the record of domain uuid, or nil when there is none, without
+// locking: records are replaced atomically, so it is consistent (if possibly
+// stale).
+func (s Store) Get(uuid string) (*Domain, error) {
+	if err := checkID(uuid); err != nil {
 		return nil, err
+	}
+	if err := s.convertLegacy(); err != nil {
+		return nil, err
+	}
+	return s.readRecord(uuid)
+}
+
+// Read returns every record, without locking. It reads a file per domain, so
+// only the rare calls that concern every domain use it (a network's
+// definition updated, a domain stopped that is known by name only).
+func (s Store) Read() (*State, error) {
+	if err := s.convertLegacy(); err != nil {
+		return nil, err
+	}
+	st := &State{Domains: map[string]*Domain{}}
+	entries, err := os.ReadDir(s.domainsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hook records: %w", err)
+	}
+	for _, e := range entries {
+		uuid, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(e.Name(), ".") || checkID(uuid) != nil {
+			continue // temporary files, set-aside corrupt records
+		}
+		d, err := s.readRecord(uuid)
+		if err != nil {
+			st.Corrupt = append(st.Corrupt, s.recordPath(uuid))
+			continue
+		}
+		if d != nil {
+			st.Domains[uuid] = d
+		}
 	}
 	return st, nil
 }
 
-// Update runs fn on the state under the exclusive lock and writes the state
-// back when fn returns nil and changed it. A corrupt state file is set aside
-// (as nics.json.corrupt) and replaced by an empty state: the records are a
-// cache of what runs, which the next start or reconnect rebuilds, and a hook
-// must not block every domain start on it.
-func (s Store) Update(fn func(*State) error) (err error) {
-	unlock, err := s.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := s.read()
-	if err != nil {
-		var ce *CorruptError
-		if !errors.As(err, &ce) {
-			return err
-		}
-		_ = os.Rename(s.path(), s.path()+".corrupt")
-		st = &State{Version: Version, Domains: map[string]*Domain{}}
-	}
-	before, _ := json.Marshal(st)
-	if err := fn(st); err != nil {
-		return err
-	}
-	// Domains without NICs that are not running are forgotten.
-	for id, d := range st.Domains {
-		if !d.Running && len(d.NICs) == 0 {
-			delete(st.Domains, id)
-		}
-	}
-	after, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("hook state: %w", err)
-	}
-	if string(before) == string(after) {
-		return nil
-	}
-	return s.write(append(after, '\n'))
-}
-
-// write replaces the state file by rename, so readers never see a partial
-// file. It does not fsync: the records describe running domains and live
-// under /run (tmpfs), which a crash empties anyway, and an fsync per hook
-// would cost milliseconds on every VM start.
-func (s Store) write(data []byte) error {
-	tmp, err := os.CreateTemp(s.Dir, ".nics.json.tmp-*")
-	if err != nil {
-		return fmt.Errorf("hook state: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook state %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook state %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), s.path()); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook state: %w", err)
-	}
-	return nil
-}
-
-// CorruptError reports a state file that is not valid JSON.
+// CorruptError reports a record that is not valid JSON.
 type CorruptError struct {
 	Path string
 	Err  error
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("hook state %s is corrupt: %v", e.Path, e.Err)
+	return fmt.Sprintf("hook record %s is corrupt: %v", e.Path, e.Err)
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
-func (s Store) read() (*State, error) {
-	st := &State{Version: Version, Domains: map[string]*Domain{}}
-	f, err := os.Open(s.path())
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("hook state: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("hook state %s: %w", s.path(), err)
-	}
-	if len(data) > maxStateBytes {
-		return nil, &CorruptError{s.path(), fmt.Errorf("larger than %d bytes", maxStateBytes)}
-	}
-	if err := json.Unmarshal(data, st); err != nil {
-		return nil, &CorruptError{s.path(), err}
-	}
-	if st.Version > Version {
-		return nil, fmt.Errorf("hook state %s has format version %d, newer than this hook (%d); upgrade gallium-net", s.path(), st.Version, Version)
-	}
-	if st.Domains == nil {
-		st.Domains = map[string]*Domain{}
-	}
-	for id, d := range st.Domains {
-		if d == nil {
-			delete(st.Domains, id)
-		}
-	}
-	return st, nil
+// recordFile is a domain record on disk.
+type recordFile struct {
+	Version int `json:"version"`
+	*Domain
 }
 
-// lock takes the exclusive flock on the state directory's lock file, waiting
-// at most LockTimeout. The wait is a blocking flock (the kernel queues the
-// waiters) rather than polling, which starved some of 50 hooks started at
-// once. flock (not a lock held by a daemon) is released by the kernel when a
-// hook dies, so a crashed hook never leaves the lock taken.
-func (s Store) lock() (func(), error) {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("hook state: %w", err)
+func (s Store) readRecord(uuid string) (*Domain, error) {
+	path := s.recordPath(uuid)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	f, err := os.OpenFile(s.lockPath(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("hook state lock: %w", err)
+		return nil, fmt.Errorf("hook record: %w", err)
 	}
-	unlock := func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("hook record %s: %w", path, err)
 	}
-	// Uncontended: no goroutine, no timer.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-		return unlock, nil
+	if len(data) > maxRecordBytes {
+		return nil, &CorruptError{path, fmt.Errorf("larger than %d bytes", maxRecordBytes)}
 	}
-	timeout := s.LockTimeout
-	if timeout <= 0 {
-		timeout = DefaultLockTimeout
+	rf := recordFile{Domain: &Domain{}}
+	if err := json.Unmarshal(data, &rf); err != nil {
+		return nil, &CorruptError{path, err}
 	}
-	done := make(chan error, 1)
-	go func() {
-		for {
-			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-			if !errors.Is(err, syscall.EINTR) {
-				done <- err
-				return
-			}
+	if rf.Version > Version {
+		return nil, fmt.Errorf("hook record %s has format version %d, newer than this hook (%d); upgrade gallium-net", path, rf.Version, Version)
+	}
+	if rf.UUID != uuid {
+		return nil, &CorruptError{path, fmt.Errorf("it holds domain %q", rf.UUID)}
+	}
+	return rf.Domain, nil
+}
+
+// writeRecord replaces the domain's record.
+func (s Store) writeRecord(d *Domain) error {
+	data, err := json.Marshal(recordFile{Version: Version, Domain: d})
+	if err != nil {
+		return fmt.Errorf("hook record of domain %s: %w", d.UUID, err)
+	}
+	return replaceFile(s.recordPath(d.UUID), append(data, '\n'))
+}
+
+// replaceFile replaces path by rename, so readers never see a partial file.
+// It does not fsync: the records describe running domains and live under
+// /run (tmpfs), which a crash empties anyway, and an fsync per hook would
+// cost milliseconds on every VM start.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("hook records: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("hook records %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("hook records %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("hook records %s: %w", path, err)
+	}
+	return nil
+}
+
+// Tx is one domain's records under its lock: calls for the same domain wait
+// for one another, calls for other domains do not.
+type Tx struct {
+	s    Store
+	uuid string
+	lock *lockedFile
+	cur  *Domain // as stored; nil when there is no record
+}
+
+// Open takes domain uuid's lock (waiting at most LockTimeout) and reads its
+// record. A corrupt record is set aside (as UUID.json.corrupt) and the
+// domain starts with none: the records are a cache of what runs, which the
+// next start or reconnect rebuilds, and a hook must not block the domain's
+// start on it. Close releases the lock.
+func (s Store) Open(uuid string) (*Tx, error) {
+	if err := checkID(uuid); err != nil {
+		return nil, err
+	}
+	if err := s.convertLegacy(); err != nil {
+		return nil, err
+	}
+	return s.open(uuid)
+}
+
+// open is Open without the conversion of the previous layout, which calls it.
+func (s Store) open(uuid string) (*Tx, error) {
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	l, err := lockPath(filepath.Join(s.locksDir(), uuid), s.LockTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("domain %s: %w", uuid, err)
+	}
+	tx := &Tx{s: s, uuid: uuid, lock: l}
+	tx.cur, err = s.readRecord(uuid)
+	if err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			l.unlock()
+			return nil, err
+		}
+		_ = os.Rename(ce.Path, ce.Path+".corrupt")
+		tx.cur = nil
+	}
+	return tx, nil
+}
+
+// Exists reports whether the domain has a record.
+func (tx *Tx) Exists() bool { return tx.cur != nil }
+
+// Domain returns a copy of the domain's record to change and Put, or a new
+// empty one.
+func (tx *Tx) Domain() *Domain {
+	if tx.cur == nil {
+		return &Domain{UUID: tx.uuid}
+	}
+	return tx.cur.clone()
+}
+
+// Current returns a copy of the record as stored, or nil: what Put needs to
+// undo a change.
+func (tx *Tx) Current() *Domain { return tx.cur.clone() }
+
+// Close releases the domain's lock; a domain left without a record also
+// loses its lock file.
+func (tx *Tx) Close() {
+	if tx.lock == nil {
+		return
+	}
+	if tx.cur == nil {
+		tx.lock.removeAndUnlock()
+	} else {
+		tx.lock.unlock()
+	}
+	tx.lock = nil
+}
+
+// Conflict is a MAC of the domain that another running domain here holds.
+type Conflict struct {
+	MAC       string
+	OwnerUUID string
+	OwnerName string
+}
+
+// Put stores d as the domain's record (nil, or not running and without NICs:
+// no record) and brings the domain's MAC claims in line: a running domain
+// claims each of its NICs' MACs, and gives up those it no longer has. A MAC
+// that another running domain holds is a Conflict: with strict nothing is
+// written and the conflicts are returned; without, d is written all the
+// same and the conflicting MACs stay the other domain's.
+//
+// The claims are taken before the record is written and given up after, so
+// a hook that dies in between leaves a claim its record does not back, which
+// the next domain that wants the MAC takes over (claimHeld), never a running
+// NIC without its claim.
+func (tx *Tx) Put(d *Domain, strict bool) ([]Conflict, error) {
+	if tx.lock == nil {
+		return nil, fmt.Errorf("domain %s: records used after Close", tx.uuid)
+	}
+	if d != nil {
+		d.UUID = tx.uuid
+	}
+	if !d.kept() {
+		d = nil
+	}
+	want := map[string]bool{}
+	for _, m := range d.claims() {
+		name, err := macName(m)
+		if err != nil {
+			return nil, fmt.Errorf("domain %s: %w", tx.uuid, err)
+		}
+		want[name] = true
+	}
+	names := map[string]bool{}
+	for _, m := range tx.cur.claims() {
+		if name, err := macName(m); err == nil {
+			names[name] = true
+		}
+	}
+	for m := range want {
+		names[m] = true
+	}
+	// Sorted, so that two domains that want the same MACs never wait for
+	// each other crosswise.
+	order := make([]string, 0, len(names))
+	for m := range names {
+		order = append(order, m)
+	}
+	slices.Sort(order)
+	claims := make(map[string]*claim, len(order))
+	defer func() {
+		for _, c := range claims {
+			c.close()
 		}
 	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case err := <-done:
+	for _, m := range order {
+		c, err := tx.s.lockClaim(m)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("hook state lock %s: %w", s.lockPath(), err)
+			return nil, fmt.Errorf("domain %s: %w", tx.uuid, err)
 		}
-		return unlock, nil
-	case <-timer.C:
-		// The blocked flock cannot be cancelled; whoever gets the lock late
-		// gives it straight back.
-		go func() {
-			if err := <-done; err == nil {
-				unlock()
-			} else {
-				f.Close()
+		claims[m] = c
+	}
+	var conflicts []Conflict
+	taken := map[string]bool{}
+	for _, m := range order {
+		c := claims[m]
+		if !want[m] {
+			continue
+		}
+		if c.owner != "" && c.owner != tx.uuid {
+			if other := tx.s.claimHeld(c.owner, m); other != nil {
+				conflicts = append(conflicts, Conflict{MAC: m, OwnerUUID: other.UUID, OwnerName: other.Name})
+				continue
 			}
-		}()
-		return nil, fmt.Errorf("%w %s after %s; another gallium-net hook holds it (see 'fuser %s')", ErrLockTimeout, s.lockPath(), timeout, s.lockPath())
+		}
+		taken[m] = true
+	}
+	if strict && len(conflicts) > 0 {
+		return conflicts, nil
+	}
+	for m := range taken {
+		if err := claims[m].set(tx.uuid); err != nil {
+			return conflicts, fmt.Errorf("domain %s: %w", tx.uuid, err)
+		}
+	}
+	if d == nil {
+		if err := os.Remove(tx.s.recordPath(tx.uuid)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return conflicts, fmt.Errorf("hook record of domain %s: %w", tx.uuid, err)
+		}
+	} else if err := tx.s.writeRecord(d); err != nil {
+		return conflicts, err
+	}
+	tx.cur = d.clone()
+	for _, m := range order {
+		if c := claims[m]; !want[m] && c.owner == tx.uuid {
+			c.owner = "" // close removes it
+		}
+	}
+	return conflicts, nil
+}
+
+// claimHeld returns the record of domain owner when it backs its claim on
+// mac (it runs and has a NIC with that MAC), else nil: the claim is stale (a
+// hook died between taking it and writing the record, or the record was
+// corrupt) and whoever wants the MAC may take it over. It reads without the
+// owner's lock, which is sound because a domain writes a running record with
+// a MAC only while it holds that MAC's lock, as the caller does now.
+func (s Store) claimHeld(owner, mac string) *Domain {
+	if checkID(owner) != nil {
+		return nil
+	}
+	d, err := s.readRecord(owner)
+	if err != nil || d == nil || !d.Running || d.NIC(mac) == nil {
+		return nil
+	}
+	return d
+}
+
+// claim is the claim file of one MAC under its lock.
+type claim struct {
+	lock  *lockedFile
+	owner string // the claiming domain's UUID; "" for none
+}
+
+// lockClaim takes the lock of MAC name's claim and reads its owner. The
+// owner is read and written only under the lock, so it is never seen half
+// written; anything that is not a UUID (a hook died while creating the
+// file) is no claim.
+func (s Store) lockClaim(name string) (*claim, error) {
+	l, err := lockPath(filepath.Join(s.macsDir(), name), s.LockTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("MAC %s: %w", name, err)
+	}
+	buf := make([]byte, 160)
+	n, _ := l.f.ReadAt(buf, 0)
+	owner := strings.TrimSpace(string(buf[:n]))
+	if checkID(owner) != nil {
+		owner = ""
+	}
+	return &claim{lock: l, owner: owner}, nil
+}
+
+func (c *claim) set(uuid string) error {
+	if c.owner == uuid {
+		return nil
+	}
+	if err := c.lock.f.Truncate(0); err != nil {
+		return fmt.Errorf("claim %s: %w", c.lock.path, err)
+	}
+	if _, err := c.lock.f.WriteAt([]byte(uuid+"\n"), 0); err != nil {
+		return fmt.Errorf("claim %s: %w", c.lock.path, err)
+	}
+	c.owner = uuid
+	return nil
+}
+
+// close releases the MAC's lock; a MAC nobody claims loses its file.
+func (c *claim) close() {
+	if c.owner == "" {
+		c.lock.removeAndUnlock()
+	} else {
+		c.lock.unlock()
 	}
 }
