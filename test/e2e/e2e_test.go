@@ -18,19 +18,19 @@ import (
 )
 
 const (
-	uri       = "qemu:///system"
-	bridge    = "gbr-gte2e"
-	flatNet   = "gte2e-flat"
-	farNet    = "gte2e-far"
-	foreign   = "gte2e-foreign"
-	vm1       = "gte2e-vm1"
-	vm2       = "gte2e-vm2"
-	plainVM   = "gte2e-plain"
-	etcdVM    = "gte2e-etcd"
-	snapPath  = "/var/lib/gallium-net/host-snapshot.json"
-	hookLog   = "/var/log/gallium-net/hook.log"
-	stateFile = "/run/gallium-net/hook/nics.json"
-	hooksDir  = "/etc/libvirt/hooks"
+	uri      = "qemu:///system"
+	bridge   = "gbr-gte2e"
+	flatNet  = "gte2e-flat"
+	farNet   = "gte2e-far"
+	foreign  = "gte2e-foreign"
+	vm1      = "gte2e-vm1"
+	vm2      = "gte2e-vm2"
+	plainVM  = "gte2e-plain"
+	etcdVM   = "gte2e-etcd"
+	snapPath = "/var/lib/gallium-net/host-snapshot.json"
+	hookLog  = "/var/log/gallium-net/hook.log"
+	stateDir = "/run/gallium-net/hook/domains" // one record per domain
+	hooksDir = "/etc/libvirt/hooks"
 )
 
 // The spec: hypervisor hv1 (this host) has group gte2e with the untagged
@@ -180,27 +180,47 @@ func logSize() int64 {
 	return st.Size()
 }
 
-type hookState struct {
-	Domains map[string]struct {
-		Name    string `json:"name"`
-		Running bool   `json:"running"`
-		NICs    []struct {
-			MAC, Tap, Bridge string
-		} `json:"nics"`
-	} `json:"domains"`
+type hookRecord struct {
+	Name    string `json:"name"`
+	Running bool   `json:"running"`
+	NICs    []struct {
+		MAC, Tap, Bridge string
+	} `json:"nics"`
 }
 
+type hookState struct {
+	Domains map[string]hookRecord
+}
+
+// readState reads the hook's records: one file per domain, named by UUID.
 func readState(t *testing.T) hookState {
 	t.Helper()
-	var st hookState
-	data, err := os.ReadFile(stateFile)
-	if err != nil {
-		return st
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatalf("hook state %s is not JSON: %v", stateFile, err)
+	st := hookState{Domains: map[string]hookRecord{}}
+	paths, _ := filepath.Glob(filepath.Join(stateDir, "*.json"))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // removed by a hook since the listing
+		}
+		var r hookRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatalf("hook record %s is not JSON: %v", p, err)
+		}
+		st.Domains[strings.TrimSuffix(filepath.Base(p), ".json")] = r
 	}
 	return st
+}
+
+// stateBytes is every hook record's name and content, to tell whether a
+// hook changed any.
+func stateBytes() []byte {
+	var b bytes.Buffer
+	paths, _ := filepath.Glob(filepath.Join(stateDir, "*.json"))
+	for _, p := range paths {
+		data, _ := os.ReadFile(p)
+		fmt.Fprintf(&b, "%s\n%s\n", p, data)
+	}
+	return b.Bytes()
 }
 
 func (st hookState) domain(name string) (running bool, nics int, found bool) {
@@ -405,7 +425,7 @@ func TestEndToEnd(t *testing.T) {
 		e := e.in(t) // failures belong to the subtest
 		e.defineDomain(plainVM, `<interface type='bridge'><source bridge='`+bridge+`'/><mac address='52:54:00:e2:e0:99'/></interface>`)
 		off := logSize()
-		before, _ := os.ReadFile(stateFile)
+		before := stateBytes()
 		start := time.Now()
 		e.mustVirsh("start", plainVM)
 		t.Logf("virsh start %s (unmanaged) with the hook: %s", plainVM, time.Since(start))
@@ -413,7 +433,7 @@ func TestEndToEnd(t *testing.T) {
 		if log := logSince(off); strings.Contains(log, plainVM) {
 			t.Errorf("the hook acted on the unmanaged domain:\n%s", log)
 		}
-		if after, _ := os.ReadFile(stateFile); !bytes.Equal(before, after) {
+		if after := stateBytes(); !bytes.Equal(before, after) {
 			t.Errorf("hook records changed for an unmanaged domain:\n%s\n->\n%s", before, after)
 		}
 	})
