@@ -151,9 +151,13 @@ func (s Store) Exists() bool {
 }
 
 // init creates the directories; a hook for a domain gallium-net does not
-// manage never gets here, so it never creates them.
+// manage never gets here, so it never creates them. Their parents too:
+// /run/gallium-net is gone after every reboot.
 func (s Store) init() error {
-	for _, d := range []string{s.Dir, s.domainsDir(), s.locksDir(), s.macsDir()} {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("hook records: %w", err)
+	}
+	for _, d := range []string{s.domainsDir(), s.locksDir(), s.macsDir()} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("hook records: %w", err)
 		}

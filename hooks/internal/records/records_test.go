@@ -368,6 +368,15 @@ func TestCorruptRecordIsSetAside(t *testing.T) {
 	}
 }
 
+// TestCreatesTheDirectory: after a reboot /run/gallium-net is gone too.
+func TestCreatesTheDirectory(t *testing.T) {
+	s := Store{Dir: filepath.Join(t.TempDir(), "run", "gallium-net", "hook")}
+	put(t, s, uuidOf(1), running("vm1", "52:54:00:00:00:01"), true)
+	if d, err := s.Get(uuidOf(1)); err != nil || d == nil {
+		t.Errorf("record in a directory created on the way: %+v, %v", d, err)
+	}
+}
+
 func TestRefusesBadNames(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	for _, id := range []string{"", "../x", "a/b", strings.Repeat("a", 200)} {
