@@ -95,8 +95,9 @@ func (h *hook) portCreated(netName, uuid, name, mac, portID string) error {
 // portDeleted drops the NIC's record and gives up its MAC claim; a domain
 // without a record costs no lock.
 func (h *hook) portDeleted(uuid, name, mac string) error {
-	if d, err := h.store().Get(uuid); err != nil || d == nil || d.NIC(mac) == nil {
-		return err
+	// A corrupt record goes on to Open, which sets it aside.
+	if d, err := h.store().Get(uuid); err == nil && (d == nil || d.NIC(mac) == nil) {
+		return nil
 	}
 	tx, err := h.store().Open(uuid)
 	if err != nil {
