@@ -180,12 +180,54 @@ func logSize() int64 {
 	return st.Size()
 }
 
+type nicRecord struct {
+	MAC, Tap, Bridge string
+}
+
 type hookRecord struct {
-	Name    string `json:"name"`
-	Running bool   `json:"running"`
-	NICs    []struct {
-		MAC, Tap, Bridge string
-	} `json:"nics"`
+	Name    string      `json:"name"`
+	Running bool        `json:"running"`
+	NICs    []nicRecord `json:"nics"`
+}
+
+func (st hookState) byName(name string) *hookRecord {
+	for _, d := range st.Domains {
+		if d.Name == name {
+			return &d
+		}
+	}
+	return nil
+}
+
+// asPreviousLayout replaces the hook's records by the single nics.json of
+// the previous version (format 1, every domain in one file) holding st; the
+// test's cleanup restores nics.json's absence, so that a hook of the
+// previous version run on this host later finds no file it refuses.
+func asPreviousLayout(t *testing.T, st hookState) {
+	t.Helper()
+	dir := filepath.Dir(stateDir)
+	backup(t, filepath.Join(dir, "nics.json"))
+	backup(t, filepath.Join(dir, "nics.json.v1"))
+	domains := map[string]any{}
+	for uuid, d := range st.Domains {
+		nics := []map[string]string{}
+		for _, n := range d.NICs {
+			nics = append(nics, map[string]string{"mac": n.MAC, "tap": n.Tap, "bridge": n.Bridge, "network": flatNet})
+		}
+		domains[uuid] = map[string]any{"uuid": uuid, "name": d.Name, "running": d.Running, "nics": nics}
+	}
+	data, err := json.Marshal(map[string]any{"version": 1, "domains": domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"domains", "locks", "macs"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nics.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type hookState struct {
@@ -510,6 +552,15 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("libvirtd restart: managed domains keep running, taps right", func(t *testing.T) {
 		e := e.in(t) // failures belong to the subtest
 		pid := strings.TrimSpace(e.must("pgrep", "-f", "qemu.*guest="+vm1))
+		// The records as a hook of the previous version left them (one
+		// nics.json) while vm1 runs, as after a package upgrade: reconnect
+		// converts them and keeps vm1's NICs.
+		before := readState(t)
+		beforeVM1 := before.byName(vm1)
+		if beforeVM1 == nil {
+			t.Fatalf("no hook record of %s before the restart", vm1)
+		}
+		asPreviousLayout(t, before)
 		off := logSize()
 		e.must("pkill", "-TERM", "-x", "libvirtd")
 		for i := 0; i < 100; i++ {
@@ -536,6 +587,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if log := logSince(off); !strings.Contains(log, "reconnect: domain NICs in line") {
 			t.Errorf("no reconnect in the hook log:\n%s", log)
+		}
+		if after := readState(t).byName(vm1); after == nil || !after.Running || !slices.EqualFunc(after.NICs, beforeVM1.NICs, func(a, b nicRecord) bool { return a == b }) {
+			t.Errorf("hook record of %s after the upgrade and restart: %+v, want %+v", vm1, after, beforeVM1)
 		}
 	})
 
