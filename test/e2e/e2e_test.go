@@ -200,9 +200,9 @@ func (st hookState) byName(name string) *hookRecord {
 }
 
 // asPreviousLayout replaces the hook's records by the single nics.json of
-// the previous version (format 1, every domain in one file) holding st; the
-// test's cleanup restores nics.json's absence, so that a hook of the
-// previous version run on this host later finds no file it refuses.
+// the previous version (format 1, every domain in one file) holding st. The
+// hook moves it aside as nics.json.v1 when it converts it; the test's
+// cleanup removes that too.
 func asPreviousLayout(t *testing.T, st hookState) {
 	t.Helper()
 	dir := filepath.Dir(stateDir)

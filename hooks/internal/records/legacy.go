@@ -25,35 +25,19 @@ type legacyState struct {
 	Domains map[string]*Domain `json:"domains"`
 }
 
-// movedFile replaces nics.json once its records are converted. Its format
-// version (2) makes a hook of the previous version that still runs (one that
-// started before the upgrade and waited for the lock) refuse the file ("newer
-// than this hook; upgrade gallium-net") instead of starting a second set of
-// records beside the new ones: a start it refuses is retried by the new hook,
-// while a record it wrote would be lost.
-type movedFile struct {
-	Version int               `json:"version"`
-	Domains map[string]string `json:"domains"`
-	MovedTo string            `json:"movedTo"`
-}
-
-func converted(data []byte) bool {
-	var v struct {
-		Version int `json:"version"`
-	}
-	return json.Unmarshal(data, &v) == nil && v.Version >= Version
-}
-
-// convertLegacy converts nics.json when there is one that is not converted
-// yet. It costs one failed open on a host that never had the previous
-// layout since its last boot, and a read of a small file on one that had.
+// convertLegacy converts nics.json when there is one, and moves it aside
+// as nics.json.v1, so that it is converted once. It costs one failed open
+// on a host without it.
+//
+// nics.json is moved, not replaced by a file the previous hook would refuse:
+// going back to the previous version on a running host (a rollback) must
+// not refuse every VM start. A hook of the previous version that runs after
+// the conversion (one that waited for the lock during the upgrade, or after
+// a rollback) starts a new nics.json, which the next call of this version
+// converts too (convertDomain decides between the two records of a domain).
 func (s Store) convertLegacy() error {
-	data, err := os.ReadFile(s.legacyPath())
-	if errors.Is(err, os.ErrNotExist) || err == nil && converted(data) {
+	if _, err := os.Stat(s.legacyPath()); errors.Is(err, os.ErrNotExist) {
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("hook records of the previous layout: %w", err)
 	}
 	// The previous hook's lock: no hook of that version is halfway through a
 	// change of nics.json, and two hooks of this one do not convert at once.
@@ -63,8 +47,8 @@ func (s Store) convertLegacy() error {
 		return fmt.Errorf("convert the hook records of the previous layout: %w", err)
 	}
 	defer l.unlock()
-	data, err = os.ReadFile(s.legacyPath())
-	if errors.Is(err, os.ErrNotExist) || err == nil && converted(data) {
+	data, err := os.ReadFile(s.legacyPath())
+	if errors.Is(err, os.ErrNotExist) {
 		return nil // another hook converted it while this one waited
 	}
 	if err != nil {
@@ -79,7 +63,10 @@ func (s Store) convertLegacy() error {
 		if err := os.Rename(s.legacyPath(), s.legacyPath()+".corrupt"); err != nil {
 			return fmt.Errorf("set aside the corrupt %s: %w", s.legacyPath(), err)
 		}
-		return s.writeMoved()
+		return nil
+	}
+	if old.Version > 1 {
+		return fmt.Errorf("hook records %s have format version %d, which this hook does not know; upgrade gallium-net", s.legacyPath(), old.Version)
 	}
 	ids := make([]string, 0, len(old.Domains))
 	for id := range old.Domains {
@@ -100,7 +87,7 @@ func (s Store) convertLegacy() error {
 		if err := s.convertDomain(d); err != nil {
 			if errors.Is(err, ErrLockTimeout) {
 				// Transient: leave nics.json as it is; the next call
-				// converts again (records already converted win).
+				// converts again (convertDomain is idempotent).
 				return fmt.Errorf("convert the hook records of the previous layout: %w", err)
 			}
 			log.Warn("hook record of the previous layout dropped", "uuid", id, "domain", d.Name, "error", err.Error())
@@ -108,29 +95,26 @@ func (s Store) convertLegacy() error {
 		}
 		n++
 	}
-	// Keep the original for the operator (it vanishes with the next reboot
-	// as all records do), then put the moved file in its place by rename.
-	_ = os.Remove(s.legacyPath() + ".v1")
-	if err := os.Link(s.legacyPath(), s.legacyPath()+".v1"); err != nil {
-		log.Warn("cannot keep a copy of the previous layout's records", "path", s.legacyPath()+".v1", "error", err.Error())
+	// Kept for the operator; it vanishes with the next reboot as all
+	// records do.
+	if err := os.Rename(s.legacyPath(), s.legacyPath()+".v1"); err != nil {
+		return fmt.Errorf("hook records of the previous layout: %w", err)
 	}
-	if err := s.writeMoved(); err != nil {
-		return err
-	}
-	log.Info("hook records converted from the previous layout", "domains", n, "from", s.legacyPath(), "to", s.domainsDir())
+	log.Info("hook records converted from the previous layout", "domains", n, "from", s.legacyPath(), "kept as", s.legacyPath()+".v1", "to", s.domainsDir())
 	return nil
 }
 
 // convertDomain writes one domain of nics.json in the new layout with its
-// MAC claims, unless the domain has a record there already: one written by
-// this hook is newer than the previous layout's.
+// MAC claims. A domain that has a record there already keeps it (it was
+// written by this version, after the upgrade), unless only nics.json has it
+// running: then a hook of the previous version started it since.
 func (s Store) convertDomain(d *Domain) error {
 	tx, err := s.open(d.UUID)
 	if err != nil {
 		return err
 	}
 	defer tx.Close()
-	if tx.Exists() {
+	if cur := tx.Current(); cur != nil && (cur.Running || !d.Running) {
 		return nil
 	}
 	conflicts, err := tx.Put(d, false)
@@ -138,14 +122,6 @@ func (s Store) convertDomain(d *Domain) error {
 		s.logger().Warn("converted hook record: MAC already claimed by another running domain", "uuid", d.UUID, "domain", d.Name, "mac", c.MAC, "owner", c.OwnerName)
 	}
 	return err
-}
-
-func (s Store) writeMoved() error {
-	data, err := json.Marshal(movedFile{Version: Version, Domains: map[string]string{}, MovedTo: s.domainsDir()})
-	if err != nil {
-		return fmt.Errorf("hook records: %w", err)
-	}
-	return replaceFile(s.legacyPath(), append(data, '\n'))
 }
 
 func (s Store) logger() *slog.Logger {

@@ -1,10 +1,10 @@
 package records
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,9 +40,7 @@ func writeLegacy(t *testing.T, dir, content string) {
 
 // TestLegacyConversion is the package upgrade on a host with running VMs:
 // the first call converts nics.json, nothing is lost, the running domain's
-// MACs are claimed, the file left in nics.json's place makes a hook of the
-// previous version refuse to write records of its own, and the original is
-// kept as nics.json.v1.
+// MACs are claimed, and nics.json is moved aside as nics.json.v1.
 func TestLegacyConversion(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	writeLegacy(t, s.Dir, legacyFile)
@@ -75,26 +73,62 @@ func TestLegacyConversion(t *testing.T) {
 		t.Errorf("start with a converted domain's MAC (-want +got):\n%s", diff)
 	}
 
-	// The previous hook read nics.json into its state and refused any
-	// format version above 1 before changing anything.
-	data, err := os.ReadFile(s.legacyPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var old legacyState
-	if err := json.Unmarshal(data, &old); err != nil || old.Version <= 1 {
-		t.Errorf("nics.json after the conversion: version %d, %v; the previous hook would write records to it:\n%s", old.Version, err, data)
+	// Converted once: moved aside, the original kept.
+	if _, err := os.Stat(s.legacyPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("nics.json still there after the conversion: %v", err)
 	}
 	if kept, err := os.ReadFile(s.legacyPath() + ".v1"); err != nil || string(kept) != legacyFile {
 		t.Errorf("nics.json.v1 is not the original: %v\n%s", err, kept)
 	}
 
-	// Converted once: a record changed since is not overwritten by a second
-	// pass (there is none: nics.json is marked converted).
 	put(t, s, legacyUUID1, nil, false)
 	if d, err := s.Get(legacyUUID1); err != nil || d != nil {
 		t.Errorf("vm1 after it stopped: %+v, %v", d, err)
 	}
+}
+
+// TestLegacyWrittenAgain: a hook of the previous version that runs after the
+// conversion (it waited for the lock during the upgrade, or the package was
+// rolled back) starts a new nics.json with what it saw: only its own
+// change. The next call converts that too: a domain only nics.json has
+// running is taken from it, a domain recorded in the new layout keeps its
+// record, and nothing the previous hook did not see is lost.
+func TestLegacyWrittenAgain(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	writeLegacy(t, s.Dir, legacyFile)
+	if _, err := s.Read(); err != nil {
+		t.Fatal(err)
+	}
+	// vm2 (a port only, in the new layout) was started by the previous
+	// hook, and vm4 is new.
+	writeLegacy(t, s.Dir, `{"version":1,"domains":{`+
+		`"`+legacyUUID2+`":{"uuid":"`+legacyUUID2+`","name":"vm2","running":true,"nics":[{"mac":"52:54:00:00:00:03","network":"flat","tap":"vnet7"}]},`+
+		`"`+uuidOf(4)+`":{"uuid":"`+uuidOf(4)+`","name":"vm4","running":false,"nics":[{"mac":"52:54:00:00:00:04","network":"flat"}]}}}`)
+	st, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{uuidOf(4), legacyUUID1, legacyUUID2}, sortedKeys(st.Domains)); diff != "" {
+		t.Errorf("domains after the second conversion (-want +got):\n%s", diff)
+	}
+	if d := st.Domains[legacyUUID2]; d == nil || !d.Running || d.NICs[0].Tap != "vnet7" {
+		t.Errorf("vm2: %+v, want it running as the previous hook recorded", d)
+	}
+	if d := st.Domains[legacyUUID1]; d == nil || !d.Running || len(d.NICs) != 2 {
+		t.Errorf("vm1: %+v, want its record kept", d)
+	}
+	if got := claimOwner(t, s, "52:54:00:00:00:03"); got != legacyUUID2 {
+		t.Errorf("claim of vm2's MAC: %q", got)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestLegacyConversionKeepsNewerRecords: when nics.json appears next to
@@ -126,8 +160,8 @@ func TestLegacyCorruptIsSetAside(t *testing.T) {
 	if data, err := os.ReadFile(s.legacyPath() + ".corrupt"); err != nil || string(data) != `{"version":1,"domains":{` {
 		t.Errorf("corrupt nics.json not set aside: %v %q", err, data)
 	}
-	if data, err := os.ReadFile(s.legacyPath()); err != nil || !converted(data) {
-		t.Errorf("nics.json after setting the corrupt one aside: %v %q", err, data)
+	if _, err := os.Stat(s.legacyPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("nics.json after setting the corrupt one aside: %v", err)
 	}
 	if d, err := s.Get(uuidOf(1)); err != nil || d == nil {
 		t.Errorf("record after the conversion: %+v, %v", d, err)
