@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -25,9 +24,9 @@ func buildHook(b *testing.B) string {
 	if p := os.Getenv("GALLIUM_HOOK_BIN"); p != "" {
 		return p
 	}
-	goTool, err := exec.LookPath("go")
+	goTool, err := goCommand()
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		b.Fatal(err)
 	}
 	out := filepath.Join(b.TempDir(), "gallium-net-hook")
 	cmd := exec.Command(goTool, "build", "-ldflags", "-s -w", "-o", out, ".")
@@ -282,12 +281,21 @@ func benchStateDir(b *testing.B) string {
 	return filepath.Join(d, "state")
 }
 
+// goCommand is the go tool: go test puts its own first in PATH.
+func goCommand() (string, error) {
+	p, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("the go tool is not in PATH (go test puts it there): %w", err)
+	}
+	return p, nil
+}
+
 // emptyBinary builds a static Go program that does nothing: the floor of
 // any hook's cost (fork, exec, Go runtime start).
 func emptyBinary(b *testing.B) string {
-	goTool, err := exec.LookPath("go")
+	goTool, err := goCommand()
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		b.Fatal(err)
 	}
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o600); err != nil {
