@@ -702,6 +702,11 @@ func (s *Scenario) stepNetworks(ctx context.Context) error {
 		}
 		got := map[string]bool{}
 		for _, n := range nets {
+			if !n.Owned && s.spec.Network(n.Name) == nil {
+				// Not gallium-net's (libvirt-daemon-system's NAT network
+				// "default"): left as it was.
+				continue
+			}
 			if !n.Owned || !n.Active || !n.Autostart || n.Bridge != "gbr-vmgroup" {
 				return fmt.Errorf("libvirt network %s: owned %v active %v autostart %v bridge %s (spec: %s)", n.Name, n.Owned, n.Active, n.Autostart, n.Bridge, n.Spec)
 			}
