@@ -9,7 +9,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"libvirt.org/go/libvirt"
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/plugin"
@@ -186,7 +185,7 @@ func defineNetwork(conn *libvirt.Connect, s *plugin.Spec, hv, name string, opt d
 		r.Action = "unchanged"
 		if drifted {
 			r.Details = diffs
-			withUUID, err := setNetworkUUID(want, def.UUID)
+			withUUID, err := domains.WithNetworkUUID(want, def.UUID)
 			if err != nil {
 				net.Free()
 				return r, fmt.Errorf("network %s: %w", name, err)
@@ -257,15 +256,6 @@ func restartIfIdle(net *libvirt.Network, r *lvNetworkResult) error {
 	}
 	r.Details = append(r.Details, "restarted")
 	return nil
-}
-
-func setNetworkUUID(xmlText, uuid string) (string, error) {
-	var n libvirtxml.Network
-	if err := n.Unmarshal(xmlText); err != nil {
-		return "", err
-	}
-	n.UUID = uuid
-	return n.Marshal()
 }
 
 type lvNetworkRow struct {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"libvirt.org/go/libvirt"
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/netsetup"
@@ -287,9 +286,9 @@ func nicRemove(c *cli.Context) error {
 		} else if d.active && d.live.NIC(mac) != nil {
 			flags |= libvirt.DOMAIN_DEVICE_MODIFY_LIVE
 		}
-		x, err := interfaceElement(src, mac)
+		x, err := domains.InterfaceElement(src, mac)
 		if err != nil {
-			return fmt.Errorf("domain %s: NIC %s: %w", name, mac, err)
+			return fmt.Errorf("domain %s: %w", name, err)
 		}
 		if err := d.dom.DetachDeviceFlags(x, flags); err != nil {
 			return fmt.Errorf("domain %s: detach NIC %s: %w", name, mac, err)
@@ -435,7 +434,7 @@ func syncRunningNIC(conn *libvirt.Connect, tk netsetup.TapKernel, s *plugin.Spec
 	}
 	res.bridge = sn.Bridge
 	if n.Network != network || (n.Bridge != "" && n.Bridge != sn.Bridge) {
-		x, err := liveInterfaceXML(s, d.live, *n, network)
+		x, err := domains.LiveInterfaceXML(s, d.live, *n, network)
 		if err != nil {
 			return res, err
 		}
@@ -464,44 +463,4 @@ func syncRunningNIC(conn *libvirt.Connect, tk netsetup.TapKernel, s *plugin.Spec
 		res.changes = append(res.changes, op.String())
 	}
 	return res, err
-}
-
-// liveInterfaceXML is the interface XML for a live update of NIC n onto
-// network: the spec's interface with the model it runs with now (a model
-// cannot change live).
-func liveInterfaceXML(s *plugin.Spec, dom *domains.Domain, n domains.NIC, network string) (string, error) {
-	iface, err := domains.Interface(s, network, dom.Meta.Profile, n.MAC)
-	if err != nil {
-		return "", err
-	}
-	if n.Model != "" {
-		iface.Model = &libvirtxml.DomainInterfaceModel{Type: n.Model}
-	}
-	if n.Alias != "" {
-		iface.Alias = &libvirtxml.DomainAlias{Name: n.Alias}
-	}
-	out, err := iface.Marshal()
-	if err != nil {
-		return "", fmt.Errorf("NIC %s: %w", n.MAC, err)
-	}
-	return out, nil
-}
-
-// interfaceElement returns the <interface> with MAC mac of a domain XML.
-func interfaceElement(domainXML, mac string) (string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return "", err
-	}
-	if dom.Devices != nil {
-		for _, i := range dom.Devices.Interfaces {
-			if i.MAC == nil {
-				continue
-			}
-			if m, err := domains.NormalizeMAC(i.MAC.Address); err == nil && m == mac {
-				return i.Marshal()
-			}
-		}
-	}
-	return "", errors.New("no such interface in the domain XML")
 }

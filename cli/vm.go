@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"libvirt.org/go/libvirt"
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/domains"
 )
@@ -94,9 +93,9 @@ func vmProfile(c *cli.Context) error {
 		return nil
 	}
 	for _, n := range stale {
-		x, err := configInterfaceWithModel(d.configXML, n.MAC, prof.NICModel)
+		x, err := domains.InterfaceWithModel(d.configXML, n.MAC, prof.NICModel)
 		if err != nil {
-			return fmt.Errorf("domain %s: NIC %s: %w", name, n.MAC, err)
+			return fmt.Errorf("domain %s: %w", name, err)
 		}
 		if err := d.dom.UpdateDeviceFlags(x, libvirt.DOMAIN_DEVICE_MODIFY_CONFIG); err != nil {
 			return fmt.Errorf("domain %s: NIC %s: set model %s: %w", name, n.MAC, prof.NICModel, err)
@@ -108,25 +107,4 @@ func vmProfile(c *cli.Context) error {
 		fmt.Fprintf(w, "  NIC %s: model %s -> %s%s\n", n.MAC, orDash(n.Model), prof.NICModel, when)
 	}
 	return nil
-}
-
-// configInterfaceWithModel returns the persistent <interface> with MAC mac,
-// unchanged except for its model, for virDomainUpdateDeviceFlags.
-func configInterfaceWithModel(domainXML, mac, model string) (string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return "", err
-	}
-	if dom.Devices == nil {
-		return "", errors.New("no devices")
-	}
-	for _, i := range dom.Devices.Interfaces {
-		if i.MAC != nil {
-			if m, err := domains.NormalizeMAC(i.MAC.Address); err == nil && m == mac {
-				i.Model = &libvirtxml.DomainInterfaceModel{Type: model}
-				return i.Marshal()
-			}
-		}
-	}
-	return "", errors.New("not in the persistent definition")
 }
