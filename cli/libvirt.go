@@ -9,6 +9,7 @@ import (
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/vmnet/libvirtconn"
 )
 
 // DefaultConnectURI is the libvirt connection of every libvirt command, as
@@ -35,14 +36,19 @@ func snapshotFlag() cli.Flag {
 	}
 }
 
-// openLibvirt connects to the URI --connect names.
+// openConn connects to the URI --connect names.
+func openConn(c *cli.Context) (*libvirtconn.Conn, error) {
+	return libvirtconn.Open(c.String("connect"))
+}
+
+// openLibvirt connects to the URI --connect names, for the commands that
+// still hold libvirt handles themselves.
 func openLibvirt(c *cli.Context) (*libvirt.Connect, error) {
-	uri := c.String("connect")
-	conn, err := libvirt.NewConnect(uri)
+	conn, err := openConn(c)
 	if err != nil {
-		return nil, fmt.Errorf("connect to libvirt at %s: %w; is libvirtd (or virtqemud) running? try 'virsh -c %s version'", uri, err, uri)
+		return nil, err
 	}
-	return conn, nil
+	return conn.Libvirt(), nil
 }
 
 // isLibvirtErr reports whether err is a libvirt error with code code.
