@@ -52,9 +52,6 @@ Example:
 	}
 }
 
-// networksOn returns the spec networks of hypervisor hv, sorted by name.
-func networksOn(s *plugin.Spec, hv string) []string { return vmnet.NetworksOn(s, hv) }
-
 func networkDefine(c *cli.Context) error {
 	s, hv, err := loadSpecHere(c)
 	if err != nil {
@@ -162,13 +159,4 @@ func joinOr(ss []string, empty string) string {
 		out += "; " + s
 	}
 	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
