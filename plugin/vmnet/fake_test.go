@@ -221,8 +221,17 @@ func (f *fakeConn) SetMetadata(name, x string, scope Scope) error {
 	if err := f.change("metadata ", name); err != nil {
 		return err
 	}
+	// libvirt puts the element into the namespace it is given.
+	m, err := domains.ParseMetadata(x)
+	if err != nil {
+		return err
+	}
+	el, err := m.ElementXML()
+	if err != nil {
+		return err
+	}
 	return d.each(scope, func(dom *libvirtxml.Domain) error {
-		dom.Metadata = &libvirtxml.DomainMetadata{XML: x}
+		dom.Metadata = &libvirtxml.DomainMetadata{XML: el}
 		return nil
 	})
 }
@@ -326,6 +335,31 @@ func updateInterface(dom *libvirtxml.Domain, x string) error {
 	if k < 0 {
 		return fmt.Errorf("no interface %s", mac)
 	}
+	// libvirt keeps a running NIC's tap across an update.
+	if i.Target == nil {
+		i.Target = dom.Devices.Interfaces[k].Target
+	}
 	dom.Devices.Interfaces[k] = *i
 	return nil
+}
+
+// addDomain adds a domain named name with NICs of the given MACs on network
+// default (not gallium-net's); running gives it a live definition too.
+func (f *fakeConn) addDomain(t *testing.T, name string, running bool, macs ...string) {
+	t.Helper()
+	mk := func() *libvirtxml.Domain {
+		d := &libvirtxml.Domain{Type: "kvm", Name: name, UUID: fmt.Sprintf("%08d-0000-0000-0000-000000000000", len(f.doms)+1), Devices: &libvirtxml.DomainDeviceList{}}
+		for _, m := range macs {
+			d.Devices.Interfaces = append(d.Devices.Interfaces, libvirtxml.DomainInterface{
+				MAC:    &libvirtxml.DomainInterfaceMAC{Address: m},
+				Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: "default"}},
+			})
+		}
+		return d
+	}
+	d := &fakeDom{config: mk()}
+	if running {
+		d.live = mk()
+	}
+	f.doms[name] = d
 }
