@@ -51,20 +51,16 @@ func view(t *testing.T, conn Conn, name string) nicView {
 	return v
 }
 
-// recordingMACs is LocalMACs that records what it gave back.
+// recordingMACs is LocalMACs that records the MACs it was asked to give
+// back (undo).
 type recordingMACs struct {
 	LocalMACs
-	undone, released []string
+	undone []string
 }
 
 func (r *recordingMACs) NewMAC(ctx context.Context, s *plugin.Spec, want string, used map[string]bool, rec store.NIC) (string, func() error, error) {
 	mac, _, err := r.LocalMACs.NewMAC(ctx, s, want, used, rec)
 	return mac, func() error { r.undone = append(r.undone, mac); return nil }, err
-}
-
-func (r *recordingMACs) Release(_ context.Context, mac string) error {
-	r.released = append(r.released, mac)
-	return nil
 }
 
 func TestAddRemoveNIC(t *testing.T) {

@@ -56,18 +56,33 @@ func (c *Conn) NetworkNames() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	return names(nets)
+}
+
+// named is what names needs of a listed libvirt object.
+type named interface {
+	GetName() (string, error)
+	Free() error
+}
+
+// names returns the names of listed objects and frees them all.
+func names[T any, P interface {
+	*T
+	named
+}](objs []T) ([]string, error) {
+	var out []string
 	var errs []error
-	for i := range nets {
-		n, err := nets[i].GetName()
+	for i := range objs {
+		o := P(&objs[i])
+		n, err := o.GetName()
 		if err != nil {
 			errs = append(errs, err)
 		} else {
-			names = append(names, n)
+			out = append(out, n)
 		}
-		_ = nets[i].Free()
+		_ = o.Free()
 	}
-	return names, errors.Join(errs...)
+	return out, errors.Join(errs...)
 }
 
 // network runs f on network name, freeing the handle after.
@@ -142,18 +157,7 @@ func (c *Conn) DomainNames() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	var errs []error
-	for i := range doms {
-		n, err := doms[i].GetName()
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			names = append(names, n)
-		}
-		_ = doms[i].Free()
-	}
-	return names, errors.Join(errs...)
+	return names(doms)
 }
 
 // domain runs f on domain name, freeing the handle after.
