@@ -1,9 +1,9 @@
 package vmnet
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"testing"
 
@@ -13,12 +13,20 @@ import (
 	"github.com/gallium/gallium-net/plugin"
 )
 
-// testSpec loads testdata/cluster.yaml (with defaults applied).
+//go:embed testdata/cluster.yaml
+var clusterYAML []byte
+
+// testSpec parses testdata/cluster.yaml afresh (tests change their copy)
+// and checks that it is valid, so that a test never runs on a spec the
+// tool would refuse.
 func testSpec(t testing.TB) *plugin.Spec {
 	t.Helper()
-	s, err := plugin.Load(filepath.Join("testdata", "cluster.yaml"))
+	s, err := plugin.Parse(clusterYAML, "testdata/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fs := plugin.Validate(s); fs.HasErrors() {
+		t.Fatalf("testdata/cluster.yaml is invalid: %v", fs.Errors())
 	}
 	return s
 }

@@ -1,4 +1,4 @@
-package libvirtconn_test
+package vmnet_test
 
 import (
 	"context"
@@ -120,7 +120,7 @@ func nics(t *testing.T, c vmnet.Conn, name string) []string {
 	return out
 }
 
-func TestNICAddProfileRemove(t *testing.T) {
+func TestLibvirtNICAddProfileRemove(t *testing.T) {
 	ctx := context.Background()
 	lc := openTest(t)
 	c := testDriver{lc}
@@ -168,7 +168,7 @@ func TestNICAddProfileRemove(t *testing.T) {
 
 // The test driver's running domain "test": a profile change writes the
 // metadata of both definitions through the real virDomainSetMetadata.
-func TestProfileOfRunningDomain(t *testing.T) {
+func TestLibvirtProfileOfRunningDomain(t *testing.T) {
 	c := openTest(t)
 	s := testSpec(t)
 	ch, err := vmnet.SetProfile(c, s, "test", "legacy", false)

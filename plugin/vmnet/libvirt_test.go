@@ -1,8 +1,7 @@
-package libvirtconn_test
+package vmnet_test
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,16 +27,9 @@ func openTest(t *testing.T) *libvirtconn.Conn {
 	return c
 }
 
-func testSpec(t *testing.T) *plugin.Spec {
-	t.Helper()
-	s, err := plugin.Load(filepath.Join("..", "testdata", "cluster.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func testSpec(t *testing.T) *plugin.Spec { return vmnet.LoadTestSpec(t) }
 
-func TestNotFound(t *testing.T) {
+func TestLibvirtNotFound(t *testing.T) {
 	c := openTest(t)
 	if _, err := c.NetworkXML("nope"); !errors.Is(err, vmnet.ErrNotFound) {
 		t.Errorf("NetworkXML(nope) err = %v, want ErrNotFound", err)
@@ -47,7 +39,7 @@ func TestNotFound(t *testing.T) {
 	}
 }
 
-func TestDefineNetworks(t *testing.T) {
+func TestLibvirtDefineNetworks(t *testing.T) {
 	c := openTest(t)
 	s := testSpec(t)
 	opt, _, err := vmnet.NetworkOptions(c)
@@ -119,7 +111,7 @@ func TestDefineNetworks(t *testing.T) {
 	}
 }
 
-func TestDefineNetworkForeignUntouched(t *testing.T) {
+func TestLibvirtDefineNetworkForeignUntouched(t *testing.T) {
 	c := openTest(t)
 	s := testSpec(t)
 	// Another team's bridge network under the spec's name.
