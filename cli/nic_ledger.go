@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -25,25 +24,26 @@ type nicLedger struct {
 	st *store.Store // nil: no ledger; local rule only
 }
 
-// openNICLedger opens the store the flags and config name. A store that
-// holds no spec yet is not an error: the NIC gets a locally unique MAC and
-// the operator is told how to get cluster-wide uniqueness. A store that is
-// configured but unreachable IS an error, because falling back silently
-// could hand out a MAC another hypervisor already uses.
+// openNICLedger opens the store the flags and config name and picks the
+// MAC policy for it (vmnet.MACsFor). A store that holds no spec yet is not
+// an error: the NIC gets a locally unique MAC and the operator is told how
+// to get cluster-wide uniqueness.
 func openNICLedger(c *cli.Context) (*nicLedger, error) {
 	st, err := openStore(c)
 	if err != nil {
 		return nil, fmt.Errorf("open the cluster ledger: %w; fix the store settings in %s (or --store)", err, c.String("config"))
 	}
-	if _, err := st.Spec(c.Context); err != nil {
+	macs, local, err := vmnet.MACsFor(c.Context, st, randReader)
+	if err != nil {
 		st.Close()
-		if errors.Is(err, store.ErrNotFound) {
-			fmt.Fprintf(c.App.ErrWriter, "note: the cluster store has no spec yet, so MACs are checked on this host only; run 'gallium-net spec push -f SPEC' for cluster-unique MACs\n")
-			return &nicLedger{MACs: vmnet.LocalMACs{Rand: randReader}, c: c}, nil
-		}
-		return nil, fmt.Errorf("read the cluster ledger: %w", err)
+		return nil, err
 	}
-	return &nicLedger{MACs: vmnet.Ledger{Store: st, Rand: randReader}, c: c, st: st}, nil
+	if local {
+		st.Close()
+		fmt.Fprintf(c.App.ErrWriter, "note: the cluster store has no spec yet, so MACs are checked on this host only; run 'gallium-net spec push -f SPEC' for cluster-unique MACs\n")
+		return &nicLedger{MACs: macs, c: c}, nil
+	}
+	return &nicLedger{MACs: macs, c: c, st: st}, nil
 }
 
 func (l *nicLedger) Close() {

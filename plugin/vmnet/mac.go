@@ -112,6 +112,21 @@ type Ledger struct {
 	Rand io.Reader
 }
 
+// MACsFor is the MAC policy of a host whose store is st: the cluster
+// ledger once a spec has been pushed there, else this host alone (local
+// reports that, so the caller can say how to get cluster-wide uniqueness).
+// A store that cannot be read is an error, not a fallback: falling back
+// silently could hand out a MAC another hypervisor already uses.
+func MACsFor(ctx context.Context, st *store.Store, rnd io.Reader) (macs MACs, local bool, err error) {
+	if _, err := st.Spec(ctx); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return LocalMACs{Rand: rnd}, true, nil
+		}
+		return nil, false, fmt.Errorf("read the cluster ledger: %w", err)
+	}
+	return Ledger{Store: st, Rand: rnd}, false, nil
+}
+
 // ledgerDraws bounds how often NewMAC draws again when the ledger hands out
 // a MAC that a domain of this host already uses.
 const ledgerDraws = 8
