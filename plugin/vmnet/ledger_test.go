@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/plugin/store"
 	"github.com/gallium/gallium-net/plugin/store/boltstore"
@@ -104,5 +105,64 @@ func TestLedgerNewMACAndRelease(t *testing.T) {
 	// A MAC already on this host is refused before the ledger is asked.
 	if _, _, err := l.NewMAC(ctx, s, "52:54:00:aa:20:02", map[string]bool{"52:54:00:aa:20:02": true}, rec); err == nil || !strings.Contains(err.Error(), "already used by a NIC on this host") {
 		t.Errorf("a MAC used on this host: err = %v", err)
+	}
+}
+
+// Adopting existing NICs: a NIC on a bridge is named by it, adopting again
+// changes nothing, and a MAC the ledger gives to another NIC is a conflict
+// that skips that NIC only.
+func TestAdoptNICs(t *testing.T) {
+	ctx := context.Background()
+	st := openLedgerStore(t)
+	if _, err := st.PushSpec(ctx, store.PushRequest{YAML: clusterYAML}); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeConn()
+	f.addDomain(t, "vm1", false, "52:54:00:aa:30:01")
+	f.addDomain(t, "vm2", true, "52:54:00:aa:30:02")
+	// vm2 runs with its NIC on a bridge rather than a libvirt network.
+	src := f.doms["vm2"].live.Devices.Interfaces[0].Source
+	src.Network, src.Bridge = nil, &libvirtxml.DomainInterfaceSourceBridge{Bridge: "br0"}
+	host, err := HostNICs(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHost := []HostNIC{
+		{Domain: "vm1", UUID: "00000001-0000-0000-0000-000000000000", MAC: "52:54:00:aa:30:01", Network: "default"},
+		{Domain: "vm2", UUID: "00000002-0000-0000-0000-000000000000", MAC: "52:54:00:aa:30:02", Network: "bridge:br0"},
+	}
+	if diff := cmp.Diff(wantHost, host); diff != "" {
+		t.Fatalf("HostNICs (-want +got):\n%s", diff)
+	}
+	// Another hypervisor already holds vm2's MAC.
+	if _, _, err := st.ImportNIC(ctx, store.NIC{DomainUUID: "elsewhere", Key: "net0", MAC: "52:54:00:aa:30:02", Network: "prod", Hypervisor: "hv2"}); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(as []Adoption) []string {
+		var out []string
+		for _, a := range as {
+			switch {
+			case a.Conflict != nil:
+				out = append(out, a.NIC.MAC+" conflict")
+			case a.Imported:
+				out = append(out, a.NIC.MAC+" imported")
+			default:
+				out = append(out, a.NIC.MAC+" kept")
+			}
+		}
+		return out
+	}
+	got, err := AdoptNICs(ctx, st, host, "hv1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"52:54:00:aa:30:01 imported", "52:54:00:aa:30:02 conflict"}, outcome(got)); diff != "" {
+		t.Errorf("first adoption (-want +got):\n%s", diff)
+	}
+	if got, err = AdoptNICs(ctx, st, host, "hv1"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"52:54:00:aa:30:01 kept", "52:54:00:aa:30:02 conflict"}, outcome(got)); diff != "" {
+		t.Errorf("second adoption (-want +got):\n%s", diff)
 	}
 }
