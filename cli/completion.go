@@ -173,9 +173,7 @@ func specNames(file, kind string) []string {
 	var out []string
 	switch kind {
 	case "hypervisors":
-		for _, h := range s.Hypervisors {
-			out = append(out, h.Name)
-		}
+		out = s.HypervisorNames()
 	case "networks":
 		for _, n := range s.Networks {
 			out = append(out, n.Name)

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
 // macCommand is `mac check`: this host's libvirt domains against the
@@ -63,89 +63,14 @@ Example:
 	}
 }
 
-// macFinding is one line of `mac check`.
-type macFinding struct {
-	Kind   string `json:"kind" yaml:"kind"` // duplicate, unknown, missing
-	MAC    string `json:"mac" yaml:"mac"`
-	Domain string `json:"domain,omitempty" yaml:"domain,omitempty"`
-	Detail string `json:"detail" yaml:"detail"`
-}
-
-// hostNIC is one NIC of a libvirt domain on this host.
-type hostNIC struct {
-	Domain, UUID, MAC, Network, Model string
-}
-
 // hostNICs lists every NIC with a MAC of every domain on this host.
-func hostNICs(c *cli.Context) ([]hostNIC, error) {
-	conn, err := openLibvirt(c)
+func hostNICs(c *cli.Context) ([]vmnet.HostNIC, error) {
+	conn, err := openConn(c)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	doms, err := allDomains(conn)
-	if err != nil {
-		return nil, err
-	}
-	var out []hostNIC
-	for _, d := range doms {
-		dom := d.current()
-		for _, n := range dom.NICs {
-			if n.MAC == "" {
-				continue
-			}
-			network := n.Network
-			if network == "" && n.Bridge != "" {
-				network = "bridge:" + n.Bridge
-			}
-			out = append(out, hostNIC{Domain: d.name, UUID: dom.UUID, MAC: n.MAC, Network: network, Model: n.Model})
-		}
-		d.free()
-	}
-	return out, nil
-}
-
-// compareMACs is mac check's logic: host NICs against the ledger.
-func compareMACs(host []hostNIC, ledger []store.NIC, hv string) []macFinding {
-	var out []macFinding
-	byMAC := map[string][]hostNIC{}
-	for _, n := range host {
-		byMAC[n.MAC] = append(byMAC[n.MAC], n)
-	}
-	ledgerByMAC := map[string]store.NIC{}
-	for _, n := range ledger {
-		ledgerByMAC[n.MAC] = n
-	}
-	macs := make([]string, 0, len(byMAC))
-	for m := range byMAC {
-		macs = append(macs, m)
-	}
-	sort.Strings(macs)
-	for _, mac := range macs {
-		users := byMAC[mac]
-		if len(users) > 1 {
-			var names []string
-			for _, u := range users {
-				names = append(names, u.Domain)
-			}
-			out = append(out, macFinding{"duplicate", mac, users[0].Domain, fmt.Sprintf("used by %d NICs on this host (domains %v)", len(users), names)})
-		}
-		l, known := ledgerByMAC[mac]
-		for _, u := range users {
-			switch {
-			case !known:
-				out = append(out, macFinding{"unknown", mac, u.Domain, "not in the cluster ledger: adopt it with 'gallium-net state import' or give the NIC a new MAC"})
-			case l.DomainUUID != u.UUID:
-				out = append(out, macFinding{"duplicate", mac, u.Domain, fmt.Sprintf("the ledger gives this MAC to domain %s (%s) on %s", orDash(l.Domain), l.DomainUUID, orDash(l.Hypervisor))})
-			}
-		}
-	}
-	for _, l := range ledger {
-		if l.Hypervisor == hv && len(byMAC[l.MAC]) == 0 {
-			out = append(out, macFinding{"missing", l.MAC, l.Domain, "in the ledger for this hypervisor but no domain here uses it"})
-		}
-	}
-	return out
+	return vmnet.HostNICs(conn)
 }
 
 func macCheck(c *cli.Context) error {
@@ -168,9 +93,9 @@ func macCheck(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	findings := compareMACs(host, ledger, hv)
+	findings := vmnet.CompareMACs(host, ledger, hv)
 	if findings == nil {
-		findings = []macFinding{}
+		findings = []vmnet.MACFinding{}
 	}
 	bad := 0
 	for _, f := range findings {
@@ -232,28 +157,25 @@ func nicImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	only := map[string]bool{}
-	for _, d := range c.StringSlice("domain") {
-		only[d] = true
+	if only := c.StringSlice("domain"); len(only) > 0 {
+		host = slices.DeleteFunc(host, func(n vmnet.HostNIC) bool { return !slices.Contains(only, n.Domain) })
 	}
+	adopted, err := vmnet.AdoptNICs(c.Context, st, host, hv)
 	var added, kept, failed int
-	for _, n := range host {
-		if len(only) > 0 && !only[n.Domain] {
-			continue
-		}
-		_, created, err := st.ImportNIC(c.Context, store.NIC{DomainUUID: n.UUID, Key: n.MAC, Domain: n.Domain, MAC: n.MAC, Network: n.Network, Model: n.Model, Hypervisor: hv})
+	for _, a := range adopted {
 		switch {
-		case errors.Is(err, store.ErrConflict):
+		case a.Conflict != nil:
 			failed++
-			fmt.Fprintf(c.App.ErrWriter, "skipped %s of %s: %v\n", n.MAC, n.Domain, err)
-		case err != nil:
-			return err
-		case created:
+			fmt.Fprintf(c.App.ErrWriter, "skipped %s of %s: %v\n", a.NIC.MAC, a.NIC.Domain, a.Conflict)
+		case a.Imported:
 			added++
-			fmt.Fprintf(c.App.Writer, "imported %s of %s (%s)\n", n.MAC, n.Domain, n.Network)
+			fmt.Fprintf(c.App.Writer, "imported %s of %s (%s)\n", a.NIC.MAC, a.NIC.Domain, a.NIC.Network)
 		default:
 			kept++
 		}
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(c.App.Writer, "%d NICs imported, %d already in the ledger, %d conflicts\n", added, kept, failed)
 	refreshSnapshotAfter(c, st, "the import")

@@ -11,38 +11,6 @@ import (
 	"github.com/gallium/gallium-net/plugin/store/boltstore"
 )
 
-func TestCompareMACs(t *testing.T) {
-	ledger := []store.NIC{
-		{DomainUUID: "u1", Key: "k", Domain: "web1", MAC: "52:54:00:00:00:01", Hypervisor: "hv1"},
-		{DomainUUID: "u2", Key: "k", Domain: "db1", MAC: "52:54:00:00:00:02", Hypervisor: "hv2"},
-		{DomainUUID: "u3", Key: "k", Domain: "gone", MAC: "52:54:00:00:00:03", Hypervisor: "hv1"},
-	}
-	cases := []struct {
-		name string
-		host []hostNIC
-		want []string // "kind mac domain"
-	}{
-		{"all known", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}}, []string{"missing 52:54:00:00:00:03 gone"}},
-		{"unknown", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "new", UUID: "u9", MAC: "52:54:00:00:00:09"}},
-			[]string{"unknown 52:54:00:00:00:09 new", "missing 52:54:00:00:00:03 gone"}},
-		{"ledger gives it to another domain", []hostNIC{{Domain: "copy", UUID: "u8", MAC: "52:54:00:00:00:02"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
-			[]string{"duplicate 52:54:00:00:00:02 copy", "missing 52:54:00:00:00:01 web1"}},
-		{"twice on this host", []hostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "clone", UUID: "u7", MAC: "52:54:00:00:00:01"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
-			[]string{"duplicate 52:54:00:00:00:01 web1", "duplicate 52:54:00:00:00:01 clone"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var got []string
-			for _, f := range compareMACs(c.host, ledger, "hv1") {
-				got = append(got, f.Kind+" "+f.MAC+" "+f.Domain)
-			}
-			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-				t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
-			}
-		})
-	}
-}
-
 // TestMACAllocateRelease drives mac allocate/release against a state file:
 // the same NIC keeps its MAC, a release frees it.
 func TestMACAllocateRelease(t *testing.T) {

@@ -3,17 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"libvirt.org/go/libvirt"
-	"libvirt.org/go/libvirtxml"
 
-	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin"
-	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
 func nicCommand() *cli.Command {
@@ -96,38 +94,25 @@ func nicAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.Network(network) == nil {
-		return fmt.Errorf("network %s is not in the cluster spec; see 'gallium-net list networks'", network)
+	if err := vmnet.SpecNetwork(s, network); err != nil {
+		return err
 	}
 	hv, err := thisHypervisor(c, s)
 	if err != nil {
 		return err
 	}
-	if !contains(networksOn(s, hv), network) {
+	if !slices.Contains(vmnet.NetworksOn(s, hv), network) {
 		fmt.Fprintf(c.App.ErrWriter, "warning: network %s is not on hypervisor %s; the domain will not start here\n", network, hv)
 	}
-	conn, err := openLibvirt(c)
+	conn, err := openConn(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	doms, err := allDomains(conn)
-	if err != nil {
+	// A domain that does not exist is reported before the ledger is opened
+	// (which may print a note about the store).
+	if _, err := vmnet.LoadDomain(conn, name); err != nil {
 		return err
-	}
-	defer func() {
-		for _, d := range doms {
-			d.free()
-		}
-	}()
-	var d *domainHandle
-	for _, x := range doms {
-		if x.name == name {
-			d = x
-		}
-	}
-	if d == nil {
-		return fmt.Errorf("domain %s does not exist on this host; see 'virsh list --all'", name)
 	}
 	snap, _ := plugin.ReadSnapshot(snapshotPath(c))
 	ledger, err := openNICLedger(c)
@@ -135,69 +120,27 @@ func nicAdd(c *cli.Context) error {
 		return err
 	}
 	defer ledger.Close()
-	meta := d.metadata()
+	added, err := vmnet.AddNIC(c.Context, conn, s, ledger, snap, vmnet.NewNIC{
+		Domain: name, Network: network, Hypervisor: hv, Profile: c.String("profile"), MAC: c.String("mac")})
+	if err != nil {
+		return err
+	}
+	ledger.synced("MAC " + added.MAC + " of domain " + name)
 	profileNote := ""
-	if p := c.String("profile"); p != "" {
-		if _, err := domains.ResolveProfile(s, p); err != nil {
-			return err
-		}
-		meta.Profile = p
+	if added.DefaultProfile {
+		profileNote = fmt.Sprintf(" (the cluster default profile %s: the domain names none; set one with 'gallium-net vm profile %s PROFILE')", added.Profile.Name, name)
 	}
-	prof, err := domains.ResolveProfile(s, meta.Profile)
-	if err != nil {
-		return fmt.Errorf("domain %s: %w; set another with 'gallium-net vm profile %s PROFILE'", name, err, name)
-	}
-	if meta.Profile == "" {
-		profileNote = fmt.Sprintf(" (the cluster default profile %s: the domain names none; set one with 'gallium-net vm profile %s PROFILE')", prof.Name, name)
-	}
-	mac, release, err := ledger.newMAC(s, c.String("mac"), usedMACs(doms, snap), store.NIC{
-		DomainUUID: d.current().UUID, Domain: name, Network: network, Model: prof.NICModel, Hypervisor: hv})
-	if err != nil {
-		return err
-	}
-	ifaceXML, err := domains.InterfaceXML(s, network, meta.Profile, mac)
-	if err != nil {
-		release()
-		return err
-	}
-	if err := meta.SetNIC(mac, network); err != nil {
-		release()
-		return err
-	}
-	// Metadata first: a domain that starts in between must already know the
-	// NIC is gallium-net's, or its tap would not be programmed.
-	old := d.metadata()
-	if err := d.setMetadata(meta); err != nil {
-		release()
-		return err
-	}
-	if err := d.dom.AttachDeviceFlags(ifaceXML, d.deviceFlags()); err != nil {
-		if rbErr := d.setMetadata(old); rbErr != nil {
-			err = errors.Join(err, fmt.Errorf("and restoring the metadata failed: %w", rbErr))
-		}
-		release()
-		return fmt.Errorf("domain %s: attach NIC %s on network %s: %w", name, mac, network, err)
-	}
-	ledger.synced("MAC " + mac + " of domain " + name)
-	fmt.Fprintf(c.App.Writer, "added NIC %s on network %s to domain %s, model %s from profile %s%s\n", mac, network, name, prof.NICModel, prof.Name, profileNote)
-	if !d.active {
+	fmt.Fprintf(c.App.Writer, "added NIC %s on network %s to domain %s, model %s from profile %s%s\n", added.MAC, network, name, added.Profile.NICModel, added.Profile.Name, profileNote)
+	if !added.Active {
 		return nil
 	}
 	// Hot-plugged: program its tap now (the hook's waiter does it too).
-	res, err := syncRunningNIC(conn, netsetup.NewTapNetlink(), s, snapshotPath(c), name, mac)
+	res, err := syncRunningNIC(conn, netsetup.NewTapNetlink(), s, snapshotPath(c), name, added.MAC)
 	if err != nil {
-		return fmt.Errorf("NIC %s is attached, but its tap could not be programmed: %w; run 'gallium-net nic sync %s'", mac, err, name)
+		return fmt.Errorf("NIC %s is attached, but its tap could not be programmed: %w; run 'gallium-net nic sync %s'", added.MAC, err, name)
 	}
-	fmt.Fprintf(c.App.Writer, "live: tap %s on %s\n", res.tap, res.bridge)
+	fmt.Fprintf(c.App.Writer, "live: tap %s on %s\n", res.Tap, res.Bridge)
 	return nil
-}
-
-// newNICMAC is the MAC of a new NIC: the operator's, checked, or allocated.
-func newNICMAC(s *plugin.Spec, want string, used map[string]bool) (string, error) {
-	if want != "" {
-		return checkMAC(want, used)
-	}
-	return allocateMAC(s.Cluster.MACPrefix, used, randReader)
 }
 
 type nicRow struct {
@@ -212,25 +155,24 @@ type nicRow struct {
 }
 
 func nicList(c *cli.Context) error {
-	conn, err := openLibvirt(c)
+	conn, err := openConn(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	var doms []*domainHandle
+	var doms []*vmnet.Domain
 	if name := c.Args().First(); name != "" {
-		d, err := lookupDomain(conn, name)
+		d, err := vmnet.LoadDomain(conn, name)
 		if err != nil {
 			return err
 		}
-		doms = []*domainHandle{d}
-	} else if doms, err = allDomains(conn); err != nil {
+		doms = []*vmnet.Domain{d}
+	} else if doms, err = vmnet.AllDomains(conn); err != nil {
 		return err
 	}
 	rows := []nicRow{}
 	for _, d := range doms {
 		rows = append(rows, nicRows(d)...)
-		d.free()
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Domain < rows[j].Domain })
 	return printOut(c, rows, func(w *tabwriter.Writer) {
@@ -241,21 +183,21 @@ func nicList(c *cli.Context) error {
 	})
 }
 
-func nicRows(d *domainHandle) []nicRow {
-	cur := d.current()
+func nicRows(d *vmnet.Domain) []nicRow {
+	cur := d.Current()
 	if !cur.Managed {
 		return nil
 	}
 	var rows []nicRow
 	for _, n := range cur.ManagedNICs() {
-		r := nicRow{Domain: d.name, MAC: n.MAC, Network: cur.NetworkOf(n), Model: n.Model, Profile: cur.Meta.Profile, State: "off"}
-		if d.active {
+		r := nicRow{Domain: d.Name, MAC: n.MAC, Network: cur.NetworkOf(n), Model: n.Model, Profile: cur.Meta.Profile, State: "off"}
+		if d.Active {
 			r.State, r.Tap, r.Bridge = "running", n.Target, n.Bridge
 		}
 		rows = append(rows, r)
 	}
 	for _, m := range cur.MissingNICs() {
-		rows = append(rows, nicRow{Domain: d.name, MAC: m.MAC, Network: m.Network, Profile: cur.Meta.Profile, State: "missing: in metadata, not in the domain"})
+		rows = append(rows, nicRow{Domain: d.Name, MAC: m.MAC, Network: m.Network, Profile: cur.Meta.Profile, State: "missing: in metadata, not in the domain"})
 	}
 	return rows
 }
@@ -265,45 +207,20 @@ func nicRemove(c *cli.Context) error {
 		return errors.New("usage: gallium-net nic remove DOMAIN MAC")
 	}
 	name := c.Args().Get(0)
-	mac, err := domains.NormalizeMAC(c.Args().Get(1))
+	conn, err := openConn(c)
 	if err != nil {
 		return err
 	}
-	conn, d, done, err := openDomain(c, name)
+	defer conn.Close()
+	mac, err := vmnet.RemoveNIC(conn, name, c.Args().Get(1))
 	if err != nil {
-		return err
-	}
-	defer done()
-	meta := d.metadata()
-	if meta.NIC(mac) == nil {
-		return fmt.Errorf("domain %s has no gallium-net NIC %s (see 'gallium-net nic list %s'); remove other NICs with virsh detach-interface", name, mac, name)
-	}
-	// libvirt matches the device by MAC but wants a complete element.
-	if d.current().NIC(mac) != nil || d.config.NIC(mac) != nil {
-		flags := libvirt.DOMAIN_DEVICE_MODIFY_CONFIG
-		src := d.configXML
-		if d.config.NIC(mac) == nil {
-			flags, src = libvirt.DOMAIN_DEVICE_MODIFY_LIVE, d.liveXML
-		} else if d.active && d.live.NIC(mac) != nil {
-			flags |= libvirt.DOMAIN_DEVICE_MODIFY_LIVE
-		}
-		x, err := interfaceElement(src, mac)
-		if err != nil {
-			return fmt.Errorf("domain %s: NIC %s: %w", name, mac, err)
-		}
-		if err := d.dom.DetachDeviceFlags(x, flags); err != nil {
-			return fmt.Errorf("domain %s: detach NIC %s: %w", name, mac, err)
-		}
-	}
-	meta.RemoveNIC(mac)
-	if err := d.setMetadata(meta); err != nil {
 		return err
 	}
 	// The MAC goes back to the cluster only once no definition holds it.
 	if ledger, err := openNICLedger(c); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "warning: NIC removed, but %v; its MAC stays reserved in the ledger\n", err)
 	} else {
-		if err := ledger.release(mac); err != nil {
+		if err := ledger.Release(c.Context, mac); err != nil {
 			fmt.Fprintf(c.App.ErrWriter, "warning: NIC removed, but releasing MAC %s from the ledger failed: %v\n", mac, err)
 		} else {
 			ledger.synced("the release of MAC " + mac)
@@ -311,15 +228,8 @@ func nicRemove(c *cli.Context) error {
 		ledger.Close()
 	}
 	fmt.Fprintf(c.App.Writer, "removed NIC %s from domain %s\n", mac, name)
-	if d.active {
-		// Live unplug is a request the guest acknowledges (ACPI); libvirt
-		// returns before that when the guest is slow or has no OS.
-		if after, err := lookupDomain(conn, name); err == nil {
-			if after.live != nil && after.live.NIC(mac) != nil {
-				fmt.Fprintf(c.App.Writer, "the running guest has not released it yet (unplug requested; it goes when the guest acknowledges, or at the next shutdown)\n")
-			}
-			after.free()
-		}
+	if vmnet.StillPlugged(conn, name, mac) {
+		fmt.Fprintf(c.App.Writer, "the running guest has not released it yet (unplug requested; it goes when the guest acknowledges, or at the next shutdown)\n")
 	}
 	return nil
 }
@@ -338,45 +248,44 @@ func nicSync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := openLibvirt(c)
+	conn, err := openConn(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	var doms []*domainHandle
+	var doms []*vmnet.Domain
 	if name := c.Args().First(); name != "" {
 		if c.Bool("all") {
 			return errors.New("give a DOMAIN or --all, not both")
 		}
-		d, err := lookupDomain(conn, name)
+		d, err := vmnet.LoadDomain(conn, name)
 		if err != nil {
 			return err
 		}
-		if !d.active {
-			d.free()
+		if !d.Active {
 			return fmt.Errorf("domain %s is not running; its NICs are set up when it starts", name)
 		}
-		doms = []*domainHandle{d}
-	} else if doms, err = allDomains(conn); err != nil {
+		doms = []*vmnet.Domain{d}
+	} else if doms, err = vmnet.AllDomains(conn); err != nil {
 		return err
 	}
 	rows := []syncRow{}
 	failed := 0
 	tk := netsetup.NewTapNetlink() // one netlink socket for every tap
 	for _, d := range doms {
-		if d.active && d.live.Managed {
-			for _, n := range d.live.ManagedNICs() {
-				row := syncRow{Domain: d.name, MAC: n.MAC, Network: d.live.NetworkOf(n), Changes: []string{}}
-				res, err := syncRunningNIC(conn, tk, s, snapshotPath(c), d.name, n.MAC)
-				row.Tap, row.Changes = res.tap, append(row.Changes, res.changes...)
-				if err != nil {
-					row.Error = err.Error()
-					failed++
-				}
-				rows = append(rows, row)
-			}
+		if !d.Active || !d.Live.Managed {
+			continue
 		}
-		d.free()
+		for _, n := range d.Live.ManagedNICs() {
+			row := syncRow{Domain: d.Name, MAC: n.MAC, Network: d.Live.NetworkOf(n), Changes: []string{}}
+			res, err := syncRunningNIC(conn, tk, s, snapshotPath(c), d.Name, n.MAC)
+			row.Tap, row.Changes = res.Tap, append(row.Changes, res.Changes...)
+			if err != nil {
+				row.Error = err.Error()
+				failed++
+			}
+			rows = append(rows, row)
+		}
 	}
 	if err := printOut(c, rows, func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "DOMAIN\tMAC\tNETWORK\tTAP\tCHANGES")
@@ -396,112 +305,20 @@ func nicSync(c *cli.Context) error {
 	return nil
 }
 
-type nicSyncResult struct {
-	tap, bridge string
-	changes     []string
-}
-
-// syncRunningNIC brings one NIC of a running domain in line: the live
-// interface onto the network's current bridge (live device update) and its
-// tap programmed from the host snapshot.
-func syncRunningNIC(conn *libvirt.Connect, tk netsetup.TapKernel, s *plugin.Spec, snapPath, name, mac string) (nicSyncResult, error) {
-	var res nicSyncResult
+// syncRunningNIC is vmnet.SyncNIC with this host's snapshot (read afresh:
+// network define may have rewritten it) and netsetup's tap programming.
+func syncRunningNIC(conn vmnet.Conn, tk netsetup.TapKernel, s *plugin.Spec, snapPath, name, mac string) (vmnet.Synced, error) {
 	snap, err := plugin.ReadSnapshot(snapPath)
 	if err != nil {
-		return res, err
+		return vmnet.Synced{}, err
 	}
-	d, err := lookupDomain(conn, name)
-	if err != nil {
-		return res, err
-	}
-	// d is looked up again after a live device update: free whichever
-	// handle it holds at the end, once.
-	defer func() {
-		if d != nil {
-			d.free()
+	program := func(tap string, sn plugin.SnapshotNetwork) ([]string, error) {
+		tr, err := netsetup.TapProgram(tk, netsetup.TapConfig{Tap: tap, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
+		var ops []string
+		for _, op := range tr.Ops {
+			ops = append(ops, op.String())
 		}
-	}()
-	if d.live == nil {
-		return res, fmt.Errorf("domain %s is not running", name)
+		return ops, err
 	}
-	n := d.live.NIC(mac)
-	if n == nil {
-		return res, fmt.Errorf("domain %s has no NIC %s live", name, mac)
-	}
-	network := d.live.NetworkOf(*n)
-	sn, ok := snap.Networks[network]
-	if !ok {
-		return res, fmt.Errorf("network %s is not on this hypervisor (%s); run 'gallium-net network define'", network, snap.Hypervisor)
-	}
-	res.bridge = sn.Bridge
-	if n.Network != network || (n.Bridge != "" && n.Bridge != sn.Bridge) {
-		x, err := liveInterfaceXML(s, d.live, *n, network)
-		if err != nil {
-			return res, err
-		}
-		if err := d.dom.UpdateDeviceFlags(x, libvirt.DOMAIN_DEVICE_MODIFY_LIVE); err != nil {
-			return res, fmt.Errorf("domain %s: move NIC %s to network %s (bridge %s): %w", name, mac, network, sn.Bridge, err)
-		}
-		res.changes = append(res.changes, fmt.Sprintf("live interface moved from %s/%s to %s/%s", orDash(n.Network), orDash(n.Bridge), network, sn.Bridge))
-		// The device update may have replaced the tap.
-		d.free()
-		if d, err = lookupDomain(conn, name); err != nil {
-			return res, err
-		}
-		if n = d.live.NIC(mac); n == nil {
-			return res, fmt.Errorf("domain %s: NIC %s vanished during the update", name, mac)
-		}
-	}
-	if want, err := domains.ResolveProfile(s, d.live.Meta.Profile); err == nil && n.Model != "" && n.Model != want.NICModel {
-		res.changes = append(res.changes, fmt.Sprintf("model is %s, profile %s says %s: changes at next boot ('gallium-net vm profile %s %s --update-nics')", n.Model, want.Name, want.NICModel, name, want.Name))
-	}
-	res.tap = n.Target
-	if n.Target == "" {
-		return res, fmt.Errorf("domain %s: NIC %s has no tap", name, mac)
-	}
-	tr, err := netsetup.TapProgram(tk, netsetup.TapConfig{Tap: n.Target, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
-	for _, op := range tr.Ops {
-		res.changes = append(res.changes, op.String())
-	}
-	return res, err
-}
-
-// liveInterfaceXML is the interface XML for a live update of NIC n onto
-// network: the spec's interface with the model it runs with now (a model
-// cannot change live).
-func liveInterfaceXML(s *plugin.Spec, dom *domains.Domain, n domains.NIC, network string) (string, error) {
-	iface, err := domains.Interface(s, network, dom.Meta.Profile, n.MAC)
-	if err != nil {
-		return "", err
-	}
-	if n.Model != "" {
-		iface.Model = &libvirtxml.DomainInterfaceModel{Type: n.Model}
-	}
-	if n.Alias != "" {
-		iface.Alias = &libvirtxml.DomainAlias{Name: n.Alias}
-	}
-	out, err := iface.Marshal()
-	if err != nil {
-		return "", fmt.Errorf("NIC %s: %w", n.MAC, err)
-	}
-	return out, nil
-}
-
-// interfaceElement returns the <interface> with MAC mac of a domain XML.
-func interfaceElement(domainXML, mac string) (string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return "", err
-	}
-	if dom.Devices != nil {
-		for _, i := range dom.Devices.Interfaces {
-			if i.MAC == nil {
-				continue
-			}
-			if m, err := domains.NormalizeMAC(i.MAC.Address); err == nil && m == mac {
-				return i.Marshal()
-			}
-		}
-	}
-	return "", errors.New("no such interface in the domain XML")
+	return vmnet.SyncNIC(conn, program, s, snap, name, mac)
 }

@@ -114,10 +114,7 @@ func loadSpecHere(c *cli.Context) (*plugin.Spec, string, error) {
 // this host, else the one whose
 // management IP is configured on a local interface.
 func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
-	names := make([]string, 0, len(s.Hypervisors))
-	for _, h := range s.Hypervisors {
-		names = append(names, h.Name)
-	}
+	names := s.HypervisorNames()
 	if hv := c.String("hypervisor"); hv != "" {
 		if s.Hypervisor(hv) == nil {
 			return "", fmt.Errorf("--hypervisor %s: not in the cluster spec; use one of: %s", hv, strings.Join(names, ", "))

@@ -5,10 +5,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
-	"libvirt.org/go/libvirt"
-	"libvirt.org/go/libvirtxml"
 
-	"github.com/gallium/gallium-net/domains"
+	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
 func vmCommand() *cli.Command {
@@ -45,88 +43,55 @@ func vmProfile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	_, d, done, err := openDomain(c, name)
+	conn, err := openConn(c)
 	if err != nil {
 		return err
 	}
-	defer done()
-	meta := d.metadata()
+	defer conn.Close()
 	w := c.App.Writer
 	if want == "" {
-		prof, err := domains.ResolveProfile(s, meta.Profile)
+		p, err := vmnet.ShowProfile(conn, s, name)
 		if err != nil {
 			return err
 		}
-		if meta.Profile == "" {
-			fmt.Fprintf(w, "domain %s: no hardware profile set: the cluster default %s (NIC model %s)\n", name, prof.Name, prof.NICModel)
+		if p.Set == "" {
+			fmt.Fprintf(w, "domain %s: no hardware profile set: the cluster default %s (NIC model %s)\n", name, p.Profile.Name, p.Profile.NICModel)
 		} else {
-			fmt.Fprintf(w, "domain %s: hardware profile %s (NIC model %s)\n", name, prof.Name, prof.NICModel)
+			fmt.Fprintf(w, "domain %s: hardware profile %s (NIC model %s)\n", name, p.Profile.Name, p.Profile.NICModel)
 		}
-		for _, n := range d.config.ManagedNICs() {
+		for _, n := range p.NICs {
 			note := ""
-			if n.Model != prof.NICModel {
-				note = fmt.Sprintf("  (differs from the profile: 'gallium-net vm profile %s %s --update-nics')", name, prof.Name)
+			if n.Stale {
+				note = fmt.Sprintf("  (differs from the profile: 'gallium-net vm profile %s %s --update-nics')", name, p.Profile.Name)
 			}
-			fmt.Fprintf(w, "  NIC %s on %s: model %s%s\n", n.MAC, d.config.NetworkOf(n), orDash(n.Model), note)
+			fmt.Fprintf(w, "  NIC %s on %s: model %s%s\n", n.MAC, n.Network, orDash(n.Model), note)
 		}
 		return nil
 	}
-	prof, err := domains.ResolveProfile(s, want)
-	if err != nil {
+	ch, err := vmnet.SetProfile(conn, s, name, want, c.Bool("update-nics"))
+	if ch == nil {
 		return err
 	}
-	meta.Profile = prof.Name
-	if err := d.setMetadata(meta); err != nil {
-		return err
-	}
+	prof := ch.Profile.Profile
 	fmt.Fprintf(w, "domain %s: hardware profile set to %s (NIC model %s)\n", name, prof.Name, prof.NICModel)
-	var stale []domains.NIC
-	for _, n := range d.config.ManagedNICs() {
-		if n.Model != prof.NICModel {
-			stale = append(stale, n)
-		}
-	}
-	if len(stale) == 0 {
-		return nil
-	}
 	if !c.Bool("update-nics") {
-		fmt.Fprintf(w, "%d existing NICs have another model; change them with 'gallium-net vm profile %s %s --update-nics'\n", len(stale), name, prof.Name)
-		return nil
+		stale := 0
+		for _, n := range ch.NICs {
+			if n.Stale {
+				stale++
+			}
+		}
+		if stale > 0 {
+			fmt.Fprintf(w, "%d existing NICs have another model; change them with 'gallium-net vm profile %s %s --update-nics'\n", stale, name, prof.Name)
+		}
+		return err
 	}
-	for _, n := range stale {
-		x, err := configInterfaceWithModel(d.configXML, n.MAC, prof.NICModel)
-		if err != nil {
-			return fmt.Errorf("domain %s: NIC %s: %w", name, n.MAC, err)
-		}
-		if err := d.dom.UpdateDeviceFlags(x, libvirt.DOMAIN_DEVICE_MODIFY_CONFIG); err != nil {
-			return fmt.Errorf("domain %s: NIC %s: set model %s: %w", name, n.MAC, prof.NICModel, err)
-		}
-		when := ""
-		if d.active {
-			when = " (at the next boot)"
-		}
+	when := ""
+	if ch.Active {
+		when = " (at the next boot)"
+	}
+	for _, n := range ch.Updated {
 		fmt.Fprintf(w, "  NIC %s: model %s -> %s%s\n", n.MAC, orDash(n.Model), prof.NICModel, when)
 	}
-	return nil
-}
-
-// configInterfaceWithModel returns the persistent <interface> with MAC mac,
-// unchanged except for its model, for virDomainUpdateDeviceFlags.
-func configInterfaceWithModel(domainXML, mac, model string) (string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return "", err
-	}
-	if dom.Devices == nil {
-		return "", errors.New("no devices")
-	}
-	for _, i := range dom.Devices.Interfaces {
-		if i.MAC != nil {
-			if m, err := domains.NormalizeMAC(i.MAC.Address); err == nil && m == mac {
-				i.Model = &libvirtxml.DomainInterfaceModel{Type: model}
-				return i.Marshal()
-			}
-		}
-	}
-	return "", errors.New("not in the persistent definition")
+	return err
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"crypto/rand"
 	"fmt"
-	"net"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
 // The xml commands print libvirt XML from the spec without touching libvirt,
@@ -65,11 +63,10 @@ Example:
 					}
 					mac := c.String("mac")
 					if mac == "" {
-						hw, err := plugin.AllocateMAC(s.Cluster.MACPrefix, func(net.HardwareAddr) bool { return false }, rand.Reader)
-						if err != nil {
+						// The same allocator as nic add's, with nothing in use.
+						if mac, err = vmnet.AllocateMAC(s.Cluster.MACPrefix, nil, randReader); err != nil {
 							return err
 						}
-						mac = hw.String()
 					}
 					out, err := domains.InterfaceXML(s, c.String("network"), c.String("profile"), mac)
 					if err != nil {

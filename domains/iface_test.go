@@ -78,13 +78,12 @@ func TestInterfaceXMLErrors(t *testing.T) {
 	}{
 		{"unknown network", "nope", "modern", "52:54:00:12:34:56", []string{`network "nope"`, "prod, flat, backup, san"}},
 		{"unknown profile", "prod", "fancy", "52:54:00:12:34:56", []string{`profile "fancy"`, "modern, legacy, intel, vmware"}},
-		{"empty MAC", "prod", "modern", "", []string{"empty"}},
+		{"empty MAC", "prod", "modern", "", []string{`"" is not a MAC`}},
 		{"multicast MAC", "prod", "modern", "01:00:5e:00:00:01", []string{"multicast"}},
-		{"0xFE MAC", "prod", "modern", "fe:54:00:12:34:56", []string{"0xFE", "tap"}},
+		{"0xFE MAC", "prod", "modern", "fe:54:00:12:34:56", []string{"starts with fe", "tap"}},
 		{"all-zero MAC", "prod", "modern", "00:00:00:00:00:00", []string{"all zero"}},
-		{"short MAC", "prod", "modern", "52:54:00:12:34", []string{"six"}},
-		{"EUI-64", "prod", "modern", "52:54:00:12:34:56:78:9a", []string{"six"}},
-		{"dashes", "prod", "modern", "52-54-00-12-34-56", []string{"colon"}},
+		{"short MAC", "prod", "modern", "52:54:00:12:34", []string{"six hex pairs"}},
+		{"EUI-64", "prod", "modern", "52:54:00:12:34:56:78:9a", []string{"six hex pairs"}},
 		{"garbage", "prod", "modern", "hello", []string{`"hello"`}},
 	}
 	for _, c := range cases {
@@ -120,6 +119,11 @@ func TestNormalizeMAC(t *testing.T) {
 		"52:54:00:AB:cd:EF": "52:54:00:ab:cd:ef",
 		"02:00:00:00:00:01": "02:00:00:00:00:01", // locally administered is fine
 		"fc:00:00:00:00:01": "fc:00:00:00:00:01",
+		// The forms plugin.ParseVMMAC reads, so that `nic add --mac` and
+		// `nic remove` agree.
+		"52-54-00-AB-CD-EF":  "52:54:00:ab:cd:ef",
+		"5254.00ab.cdef":     "52:54:00:ab:cd:ef",
+		" 52:54:00:12:34:56": "52:54:00:12:34:56",
 	}
 	for in, want := range good {
 		got, err := NormalizeMAC(in)
@@ -127,7 +131,7 @@ func TestNormalizeMAC(t *testing.T) {
 			t.Errorf("NormalizeMAC(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "ff:ff:ff:ff:ff:ff", "53:54:00:12:34:56", "fe:00:00:00:00:01", "5254.0012.3456", "525400123456", "52:54:00:12:34:5g"} {
+	for _, bad := range []string{"", "ff:ff:ff:ff:ff:ff", "53:54:00:12:34:56", "fe:00:00:00:00:01", "00:00:00:00:00:00", "52:54:00:12:34:5g", "52:54:00:12:34:56:78"} {
 		if got, err := NormalizeMAC(bad); err == nil {
 			t.Errorf("NormalizeMAC(%q) = %q, want an error", bad, got)
 		}

@@ -104,7 +104,7 @@ func TestParseMetadataErrors(t *testing.T) {
 		"wrong element":    {`<network/>`, "want <gallium:net"},
 		"text":             {`hello`, "text outside"},
 		"bad MAC":          {`<net><nic mac="01:00:00:00:00:01" network="prod"/></net>`, "multicast"},
-		"missing MAC":      {`<net><nic network="prod"/></net>`, "empty"},
+		"missing MAC":      {`<net><nic network="prod"/></net>`, `"" is not a MAC`},
 		"missing network":  {`<net><nic mac="52:54:00:12:34:56"/></net>`, "has no network"},
 		"duplicate MAC":    {`<net><nic mac="52:54:00:12:34:56" network="a"/><nic mac="52:54:00:12:34:56" network="b"/></net>`, "listed twice"},
 		"trailing element": {`<net/><net/>`, "after the element"},

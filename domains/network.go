@@ -101,11 +101,7 @@ func knownNetworks(s *plugin.Spec) string {
 }
 
 func knownHypervisors(s *plugin.Spec) string {
-	names := make([]string, 0, len(s.Hypervisors))
-	for _, h := range s.Hypervisors {
-		names = append(names, h.Name)
-	}
-	return knownList(names)
+	return knownList(s.HypervisorNames())
 }
 
 func knownList(names []string) string {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -59,7 +60,7 @@ type SnapshotNIC struct {
 // the ledger's NICs for that hypervisor.
 func BuildSnapshot(s *Spec, hv string, nics []SnapshotNIC, specRevision int64, now time.Time) (*HostSnapshot, error) {
 	if s.Hypervisor(hv) == nil {
-		return nil, fmt.Errorf("snapshot: hypervisor %q is not in the cluster spec (known: %s)", hv, hypervisorNames(s))
+		return nil, fmt.Errorf("snapshot: hypervisor %q is not in the cluster spec (known: %s)", hv, strings.Join(s.HypervisorNames(), ", "))
 	}
 	snap := &HostSnapshot{
 		Version:      SnapshotVersion,
@@ -83,17 +84,6 @@ func BuildSnapshot(s *Spec, hv string, nics []SnapshotNIC, specRevision int64, n
 	}
 	sort.Slice(snap.NICs, func(i, j int) bool { return snap.NICs[i].MAC < snap.NICs[j].MAC })
 	return snap, nil
-}
-
-func hypervisorNames(s *Spec) string {
-	out := ""
-	for i, h := range s.Hypervisors {
-		if i > 0 {
-			out += ", "
-		}
-		out += h.Name
-	}
-	return out
 }
 
 // WriteSnapshot replaces the snapshot at path atomically: write a temporary

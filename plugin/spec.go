@@ -187,6 +187,16 @@ func (h *Hypervisor) Adapter(name string) *Adapter {
 	return nil
 }
 
+// HypervisorNames returns the names of the spec's hypervisors, in spec
+// order: the one list every "use one of" message and completion shows.
+func (s *Spec) HypervisorNames() []string {
+	names := make([]string, 0, len(s.Hypervisors))
+	for _, h := range s.Hypervisors {
+		names = append(names, h.Name)
+	}
+	return names
+}
+
 // GroupsOn returns the adapter groups that have adapters on hypervisor hv,
 // in spec order.
 func (s *Spec) GroupsOn(hv string) []*AdapterGroup {

@@ -79,11 +79,7 @@ type network struct {
 func build(s *plugin.Spec, opt Options) (*model, error) {
 	m := &model{}
 	if opt.Hypervisor != "" && s.Hypervisor(opt.Hypervisor) == nil {
-		names := make([]string, 0, len(s.Hypervisors))
-		for _, h := range s.Hypervisors {
-			names = append(names, h.Name)
-		}
-		return nil, fmt.Errorf("diagram: hypervisor %q is not in the spec; use one of: %s", opt.Hypervisor, strings.Join(names, ", "))
+		return nil, fmt.Errorf("diagram: hypervisor %q is not in the spec; use one of: %s", opt.Hypervisor, strings.Join(s.HypervisorNames(), ", "))
 	}
 	for _, hv := range s.Hypervisors {
 		if opt.Hypervisor != "" && hv.Name != opt.Hypervisor {

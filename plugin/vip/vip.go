@@ -107,11 +107,7 @@ func Build(s *plugin.Spec, hv string, opts Options) (*Config, error) {
 		}
 	}
 	if idx < 0 {
-		var names []string
-		for _, h := range s.Hypervisors {
-			names = append(names, h.Name)
-		}
-		return nil, fmt.Errorf("keepalived config: hypervisor %q is not in the cluster spec (known: %s); pass --hypervisor", hv, strings.Join(names, ", "))
+		return nil, fmt.Errorf("keepalived config: hypervisor %q is not in the cluster spec (known: %s); pass --hypervisor", hv, strings.Join(s.HypervisorNames(), ", "))
 	}
 	infra := s.InfrastructureGroup()
 	if infra == nil {

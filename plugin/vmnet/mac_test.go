@@ -1,4 +1,4 @@
-package main
+package vmnet
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/store"
 )
 
 func TestAllocateMAC(t *testing.T) {
@@ -33,7 +34,7 @@ func TestAllocateMAC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := allocateMAC(tt.prefix, tt.used, bytes.NewReader(tt.rnd))
+			got, err := AllocateMAC(tt.prefix, tt.used, bytes.NewReader(tt.rnd))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -65,15 +66,15 @@ func TestCheckMAC(t *testing.T) {
 		{"nonsense", "", `--mac: "nonsense" is not a MAC`},
 	}
 	for _, tt := range tests {
-		got, err := checkMAC(tt.in, used)
+		got, err := CheckMAC(tt.in, used)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("checkMAC(%s) err = %v, want %q", tt.in, err, tt.wantErr)
+				t.Errorf("CheckMAC(%s) err = %v, want %q", tt.in, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("checkMAC(%s) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("CheckMAC(%s) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -88,7 +89,7 @@ func TestUsedMACs(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := &plugin.HostSnapshot{NICs: []plugin.SnapshotNIC{{MAC: "52:54:00:00:00:03"}}}
-	used := usedMACs([]*domainHandle{{config: cfg, live: live}}, snap)
+	used := UsedMACs([]*Domain{{Config: cfg, Live: live}}, snap)
 	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03", "52:54:00:00:00:09"} {
 		if !used[m] {
 			t.Errorf("%s not counted as used: %v", m, used)
@@ -96,5 +97,37 @@ func TestUsedMACs(t *testing.T) {
 	}
 	if len(used) != 4 {
 		t.Errorf("used = %v, want 4 MACs", used)
+	}
+}
+
+func TestCompareMACs(t *testing.T) {
+	ledger := []store.NIC{
+		{DomainUUID: "u1", Key: "k", Domain: "web1", MAC: "52:54:00:00:00:01", Hypervisor: "hv1"},
+		{DomainUUID: "u2", Key: "k", Domain: "db1", MAC: "52:54:00:00:00:02", Hypervisor: "hv2"},
+		{DomainUUID: "u3", Key: "k", Domain: "gone", MAC: "52:54:00:00:00:03", Hypervisor: "hv1"},
+	}
+	cases := []struct {
+		name string
+		host []HostNIC
+		want []string // "kind mac domain"
+	}{
+		{"all known", []HostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}}, []string{"missing 52:54:00:00:00:03 gone"}},
+		{"unknown", []HostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "new", UUID: "u9", MAC: "52:54:00:00:00:09"}},
+			[]string{"unknown 52:54:00:00:00:09 new", "missing 52:54:00:00:00:03 gone"}},
+		{"ledger gives it to another domain", []HostNIC{{Domain: "copy", UUID: "u8", MAC: "52:54:00:00:00:02"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
+			[]string{"duplicate 52:54:00:00:00:02 copy", "missing 52:54:00:00:00:01 web1"}},
+		{"twice on this host", []HostNIC{{Domain: "web1", UUID: "u1", MAC: "52:54:00:00:00:01"}, {Domain: "clone", UUID: "u7", MAC: "52:54:00:00:00:01"}, {Domain: "gone", UUID: "u3", MAC: "52:54:00:00:00:03"}},
+			[]string{"duplicate 52:54:00:00:00:01 web1", "duplicate 52:54:00:00:00:01 clone"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, f := range CompareMACs(c.host, ledger, "hv1") {
+				got = append(got, f.Kind+" "+f.MAC+" "+f.Domain)
+			}
+			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
 	}
 }
