@@ -35,16 +35,15 @@ func TestParseShlibdeps(t *testing.T) {
 	}
 }
 
-func TestManSection1(t *testing.T) {
-	got, err := manSection1([]byte(".nh\n.TH gallium-net 8\n.SH NAME\n"))
-	if err != nil {
-		t.Fatal(err)
+func TestCheckManSection1(t *testing.T) {
+	if err := checkManSection1([]byte(".nh\n.TH gallium-net 1\n.SH NAME\n")); err != nil {
+		t.Fatalf("section 1 refused: %v", err)
 	}
-	if want := ".nh\n.TH gallium-net 1\n.SH NAME\n"; string(got) != want {
-		t.Fatalf("manSection1() = %q, want %q", got, want)
+	if err := checkManSection1([]byte(".nh\n.TH gallium-net 8\n.SH NAME\n")); err == nil {
+		t.Fatal("section 8 accepted")
 	}
-	if _, err := manSection1([]byte("NAME\n   gallium-net\n")); err == nil {
-		t.Fatal("manSection1() accepted a page without .TH")
+	if err := checkManSection1([]byte("NAME\n   gallium-net\n")); err == nil {
+		t.Fatal("a page without .TH accepted")
 	}
 }
 

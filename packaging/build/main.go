@@ -206,8 +206,7 @@ func generateDocs(cliBin, pkgDir, stage string) error {
 	if err != nil {
 		return err
 	}
-	page, err = manSection1(page)
-	if err != nil {
+	if err := checkManSection1(page); err != nil {
 		return fmt.Errorf("%s man: %w", cliBin, err)
 	}
 	if err := writeGzip(filepath.Join(stage, "gallium-net.man.gz"), page); err != nil {
@@ -253,20 +252,20 @@ func writeGzip(path string, data []byte) error {
 	return os.WriteFile(path, gz.Bytes(), 0o644)
 }
 
-// manSection1 puts the page in section 1: urfave/cli's ToMan writes section
-// 8, but the command installs to /usr/bin, whose pages belong in man1
-// (lintian: no-manual-page, rpmlint: no-manual-page-for-binary otherwise).
-func manSection1(page []byte) ([]byte, error) {
-	lines := strings.Split(string(page), "\n")
-	for i, line := range lines {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[0] == ".TH" {
-			f[2] = "1"
-			lines[i] = strings.Join(f, " ")
-			return []byte(strings.Join(lines, "\n")), nil
+// checkManSection1 makes sure the page is in section 1, where pages of
+// /usr/bin belong (lintian: no-manual-page, rpmlint:
+// no-manual-page-for-binary otherwise). `gallium-net man` writes it so
+// itself; this only catches a generator that stops doing it.
+func checkManSection1(page []byte) error {
+	for _, line := range strings.Split(string(page), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == ".TH" {
+			if f[2] != "1" {
+				return fmt.Errorf("the page says section %s (%q); gallium-net man must write section 1", f[2], line)
+			}
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("output has no .TH line; is this the gallium-net CLI?")
+	return fmt.Errorf("output has no .TH line; is this the gallium-net CLI?")
 }
 
 // stripped copies bin into dir/bin without symbol tables (Debian and RPM
