@@ -59,18 +59,7 @@ func plainXML(name, mac string) string {
 // restart and hot-plug, with no denial logged for gallium-net.
 func TestAppArmorHook(t *testing.T) {
 	ctx := begin(t)
-	img, err := BuildImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb, err := LatestDeb(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, root, deb := imageAndDeb(ctx, t)
 	legacy := legacyLayoutDeb(t, root)
 	share := t.TempDir()
 	if err := os.WriteFile(filepath.Join(share, "halt.mb"), haltKernel(), 0o644); err != nil {

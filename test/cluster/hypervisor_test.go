@@ -108,21 +108,9 @@ const nestedDomain = `<domain type='qemu'>
 func TestLabHypervisor(t *testing.T) {
 	ctx := begin(t)
 
-	img, err := BuildImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, _, deb := imageAndDeb(ctx, t)
 	t.Logf("image %s: %d MB apparent, %d MB on disk; rootfs.sh took %s; kernel %s",
 		filepath.Base(img.RootFS), img.Size>>20, img.OnDisk>>20, img.BuildTime.Round(100*time.Millisecond), img.Release)
-
-	root, err := lab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb, err := LatestDeb(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	wantVersion := hostVersion(t, deb)
 
 	l := newLab(ctx, t)
@@ -262,6 +250,24 @@ func TestLabHypervisor(t *testing.T) {
 			}
 		}
 	})
+}
+
+// imageAndDeb is what a single-hypervisor test boots and installs: the
+// lab hypervisor image (built or cached), the repository root and this
+// tree's .deb (make packages).
+func imageAndDeb(ctx context.Context, t *testing.T) (img *Image, root, deb string) {
+	t.Helper()
+	img, err := BuildImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err = lab.RepoRoot(); err != nil {
+		t.Fatal(err)
+	}
+	if deb, err = LatestDeb(root); err != nil {
+		t.Fatal(err)
+	}
+	return img, root, deb
 }
 
 // issue7NICs is issue 7's wiring of a lab hypervisor: eno1 and eno2 on the
