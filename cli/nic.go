@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/netsetup"
+	nettap "github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/plugin/vmnet"
 )
@@ -135,7 +135,7 @@ func nicAdd(c *cli.Context) error {
 		return nil
 	}
 	// Hot-plugged: program its tap now (the hook's waiter does it too).
-	res, err := syncRunningNIC(conn, netsetup.NewTapNetlink(), s, snapshotPath(c), name, added.MAC)
+	res, err := syncRunningNIC(conn, nettap.NewNetlink(), s, snapshotPath(c), name, added.MAC)
 	if err != nil {
 		return fmt.Errorf("NIC %s is attached, but its tap could not be programmed: %w; run 'gallium-net nic sync %s'", added.MAC, err, name)
 	}
@@ -271,7 +271,7 @@ func nicSync(c *cli.Context) error {
 	}
 	rows := []syncRow{}
 	failed := 0
-	tk := netsetup.NewTapNetlink() // one netlink socket for every tap
+	tk := nettap.NewNetlink() // one netlink socket for every tap
 	for _, d := range doms {
 		if !d.Active || !d.Live.Managed {
 			continue
@@ -307,13 +307,13 @@ func nicSync(c *cli.Context) error {
 
 // syncRunningNIC is vmnet.SyncNIC with this host's snapshot (read afresh:
 // network define may have rewritten it) and netsetup's tap programming.
-func syncRunningNIC(conn vmnet.Conn, tk netsetup.TapKernel, s *plugin.Spec, snapPath, name, mac string) (vmnet.Synced, error) {
+func syncRunningNIC(conn vmnet.Conn, tk nettap.Kernel, s *plugin.Spec, snapPath, name, mac string) (vmnet.Synced, error) {
 	snap, err := plugin.ReadSnapshot(snapPath)
 	if err != nil {
 		return vmnet.Synced{}, err
 	}
 	program := func(tap string, sn plugin.SnapshotNetwork) ([]string, error) {
-		tr, err := netsetup.TapProgram(tk, netsetup.TapConfig{Tap: tap, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
+		tr, err := nettap.Program(tk, nettap.Config{Tap: tap, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
 		var ops []string
 		for _, op := range tr.Ops {
 			ops = append(ops, op.String())

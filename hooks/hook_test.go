@@ -14,35 +14,35 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gallium/gallium-net/hooks/internal/records"
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 )
 
-// fakeKernel is a TapKernel over a map of links; it records writes.
+// fakeKernel is a Kernel over a map of links; it records writes.
 type fakeKernel struct {
-	links  map[string]*netsetup.TapLinkState
+	links  map[string]*tap.LinkState
 	writes []string
 	fail   bool
 }
 
 func newFakeKernel() *fakeKernel {
-	k := &fakeKernel{links: map[string]*netsetup.TapLinkState{}}
-	k.links["gbr-vm"] = &netsetup.TapLinkState{Name: "gbr-vm", Bridge: true, Up: true, MTU: 1500}
+	k := &fakeKernel{links: map[string]*tap.LinkState{}}
+	k.links["gbr-vm"] = &tap.LinkState{Name: "gbr-vm", Bridge: true, Up: true, MTU: 1500}
 	for i := range 4 {
 		n := fmt.Sprintf("vnet%d", i)
-		k.links[n] = &netsetup.TapLinkState{Name: n, MTU: 1500, MAC: netsetup.TapMAC(fmt.Sprintf("52:54:00:00:00:0%d", i+1))}
+		k.links[n] = &tap.LinkState{Name: n, MTU: 1500, MAC: tap.MAC(fmt.Sprintf("52:54:00:00:00:0%d", i+1))}
 	}
 	return k
 }
 
-func (k *fakeKernel) TapLink(name string, _ bool) (netsetup.TapLinkState, error) {
+func (k *fakeKernel) Link(name string, _ bool) (tap.LinkState, error) {
 	if l, ok := k.links[name]; ok {
 		return *l, nil
 	}
-	return netsetup.TapLinkState{}, fmt.Errorf("%s: %w", name, netsetup.ErrTapNotFound)
+	return tap.LinkState{}, fmt.Errorf("%s: %w", name, tap.ErrNotFound)
 }
 
-func (k *fakeKernel) TapByMAC(mac net.HardwareAddr) (string, error) {
+func (k *fakeKernel) ByMAC(mac net.HardwareAddr) (string, error) {
 	for n, l := range k.links {
 		if bytes.Equal(l.MAC, mac) {
 			return n, nil
@@ -59,7 +59,7 @@ func (k *fakeKernel) write(s string) error {
 	return nil
 }
 
-func (k *fakeKernel) TapSetMaster(link, bridge string) error {
+func (k *fakeKernel) SetMaster(link, bridge string) error {
 	if err := k.write("master " + link + " " + bridge); err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (k *fakeKernel) TapSetMaster(link, bridge string) error {
 	return nil
 }
 
-func (k *fakeKernel) TapSetMTU(link string, mtu int) error {
+func (k *fakeKernel) SetMTU(link string, mtu int) error {
 	if err := k.write(fmt.Sprintf("mtu %s %d", link, mtu)); err != nil {
 		return err
 	}
@@ -75,17 +75,17 @@ func (k *fakeKernel) TapSetMTU(link string, mtu int) error {
 	return nil
 }
 
-func (k *fakeKernel) TapVlanAdd(link string, v netsetup.TapVLAN) error {
+func (k *fakeKernel) VlanAdd(link string, v tap.VLAN) error {
 	return k.write(fmt.Sprintf("vlan add %s %d", link, v.VID))
 }
 
-func (k *fakeKernel) TapVlanDel(link string, vid int) error {
+func (k *fakeKernel) VlanDel(link string, vid int) error {
 	return k.write(fmt.Sprintf("vlan del %s %d", link, vid))
 }
 
 // testEnv is a hook environment in a temporary directory with a snapshot
 // of hypervisor hv1 holding the untagged network "flat" on gbr-vm.
-func testEnv(t testing.TB, k netsetup.TapKernel) env {
+func testEnv(t testing.TB, k tap.Kernel) env {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "snapshot.json")
 	writeTestSnapshot(t, path)

@@ -37,7 +37,7 @@ func TestHookImportGraph(t *testing.T) {
 		}
 	}
 	checkHookYAML(t, goTool)
-	for _, want := range []string{"github.com/gallium/gallium-net/domains", "github.com/gallium/gallium-net/netsetup", "libvirt.org/go/libvirtxml"} {
+	for _, want := range []string{"github.com/gallium/gallium-net/domains", "github.com/gallium/gallium-net/netsetup/tap", "libvirt.org/go/libvirtxml"} {
 		found := false
 		for _, d := range deps {
 			found = found || d == want

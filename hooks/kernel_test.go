@@ -9,7 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/test/testenv"
 )
@@ -29,8 +29,8 @@ func taggedHookScenario(t *testing.T, h *netlink.Handle) {
 	yes := true
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "gbr-vm"}, VlanFiltering: &yes}
 	up := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "gb-vm"}}
-	tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "vnet0"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS | netlink.TUNTAP_NO_PI}
-	for _, l := range []netlink.Link{br, up, tap} {
+	vnet := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "vnet0"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS | netlink.TUNTAP_NO_PI}
+	for _, l := range []netlink.Link{br, up, vnet} {
 		if err := h.LinkAdd(l); err != nil {
 			t.Errorf("add %s: %v", l.Attrs().Name, err)
 			return
@@ -48,7 +48,7 @@ func taggedHookScenario(t *testing.T, h *netlink.Handle) {
 		t.Errorf("uplink VID 100: %v", err)
 		return
 	}
-	k := netsetup.TapNetlink{Handle: h}
+	k := tap.Netlink{Handle: h}
 	dir := t.TempDir()
 	snap := filepath.Join(dir, "snapshot.json")
 	if err := plugin.WriteSnapshot(snap, &plugin.HostSnapshot{
@@ -73,12 +73,12 @@ func taggedHookScenario(t *testing.T, h *netlink.Handle) {
 		t.Errorf("start: %s", errOut)
 		return
 	}
-	st, err := k.TapLink("vnet0", true)
+	st, err := k.Link("vnet0", true)
 	if err != nil {
 		t.Error(err)
 		return
 	}
-	if want := []netsetup.TapVLAN{{VID: 100, PVID: true, Untagged: true}}; st.Master != "gbr-vm" || !slices.Equal(st.VLANs, want) {
+	if want := []tap.VLAN{{VID: 100, PVID: true, Untagged: true}}; st.Master != "gbr-vm" || !slices.Equal(st.VLANs, want) {
 		t.Errorf("tap after start: master %q VLANs %v, want gbr-vm %v", st.Master, st.VLANs, want)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 )
 
@@ -161,7 +161,7 @@ func (h *hook) reprogramDomain(uuid, netName string, n plugin.SnapshotNetwork) e
 		if nic.Network != netName || nic.Tap == "" {
 			continue
 		}
-		res, err := netsetup.TapProgram(h.env.Kernel, netsetup.TapConfig{Tap: nic.Tap, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
+		res, err := tap.Program(h.env.Kernel, tap.Config{Tap: nic.Tap, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("domain %s NIC %s: %w", d.Name, nic.MAC, err))
 			continue
@@ -207,20 +207,20 @@ func awaitTap(argv []string, e env) int {
 	log, closeLog := newLogger(e, os.Stderr, inv)
 	defer closeLog()
 	h := &hook{inv: inv, stdout: os.Stdout, stderr: os.Stderr, env: e, log: log, quiet: log}
-	tapMAC := netsetup.TapMAC(mac)
+	tapMAC := tap.MAC(mac)
 	if tapMAC == nil {
 		log.Error("hot-plug: malformed MAC", "mac", mac)
 		return 2
 	}
 	deadline := time.Now().Add(awaitTapTimeout)
-	tap := ""
-	for tap == "" {
+	dev := ""
+	for dev == "" {
 		var err error
-		if tap, err = e.Kernel.TapByMAC(tapMAC); err != nil {
+		if dev, err = e.Kernel.ByMAC(tapMAC); err != nil {
 			log.Error("hot-plug: look for the tap", "mac", mac, "error", err.Error())
 			return 1
 		}
-		if tap != "" {
+		if dev != "" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -242,13 +242,13 @@ func awaitTap(argv []string, e env) int {
 	// libvirt enslaves the tap right after creating it; give it that moment
 	// so that both do not race on the port.
 	time.Sleep(50 * time.Millisecond)
-	res, err := netsetup.TapProgram(e.Kernel, netsetup.TapConfig{Tap: tap, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
+	res, err := tap.Program(e.Kernel, tap.Config{Tap: dev, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
 	if err != nil {
-		log.Error("hot-plug: program tap", "mac", mac, "tap", tap, "error", err.Error())
+		log.Error("hot-plug: program tap", "mac", mac, "tap", dev, "error", err.Error())
 		return 1
 	}
-	log.Info("hot-plug: tap programmed", "mac", mac, "tap", tap, "bridge", n.Bridge, "vlan", n.VLAN, "changes", res.Summary())
-	if err := h.recordTap(uuid, mac, tap); err != nil {
+	log.Info("hot-plug: tap programmed", "mac", mac, "tap", dev, "bridge", n.Bridge, "vlan", n.VLAN, "changes", res.Summary())
+	if err := h.recordTap(uuid, mac, dev); err != nil {
 		log.Error("hot-plug: record tap", "mac", mac, "error", err.Error())
 		return 1
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 )
 
@@ -79,7 +79,7 @@ func (h *hook) prepare(dom *domains.Domain) error {
 		}
 		err, checked := ready[netName]
 		if !checked {
-			err = netsetup.TapNetworkReady(h.env.Kernel, n.Bridge, n.Bond, n.VLAN)
+			err = tap.NetworkReady(h.env.Kernel, n.Bridge, n.Bond, n.VLAN)
 			ready[netName] = err
 		}
 		if err != nil {
@@ -139,7 +139,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 	var errs []error
 	type tapJob struct {
 		mac, network string
-		cfg          netsetup.TapConfig
+		cfg          tap.Config
 	}
 	var jobs []tapJob
 	for _, nic := range dom.ManagedNICs() {
@@ -159,7 +159,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 		if nic.Target == "" {
 			errs = append(errs, fmt.Errorf("NIC %s has no tap (<target dev>) in the domain XML", nic.MAC))
 		} else {
-			jobs = append(jobs, tapJob{nic.MAC, netName, netsetup.TapConfig{Tap: nic.Target, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU}})
+			jobs = append(jobs, tapJob{nic.MAC, netName, tap.Config{Tap: nic.Target, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU}})
 		}
 		rec.SetNIC(r)
 	}
@@ -175,7 +175,7 @@ func (h *hook) program(dom *domains.Domain, strict bool) error {
 		errs = append(errs, err)
 	}
 	for _, j := range jobs {
-		res, err := netsetup.TapProgram(h.env.Kernel, j.cfg)
+		res, err := tap.Program(h.env.Kernel, j.cfg)
 		if err != nil {
 			err = fmt.Errorf("NIC %s on network %s: %w", j.mac, j.network, err)
 			if strict {

@@ -76,7 +76,7 @@ func TestUpgradeFromTheSingleFile(t *testing.T) {
 	}
 }
 
-// blockingKernel holds TapSetMaster until release is closed, as a slow
+// blockingKernel holds SetMaster until release is closed, as a slow
 // kernel (or many taps) does.
 type blockingKernel struct {
 	*fakeKernel
@@ -84,13 +84,13 @@ type blockingKernel struct {
 	release chan struct{}
 }
 
-func (k *blockingKernel) TapSetMaster(link, bridge string) error {
+func (k *blockingKernel) SetMaster(link, bridge string) error {
 	select {
 	case k.entered <- struct{}{}:
 	default:
 	}
 	<-k.release
-	return k.fakeKernel.TapSetMaster(link, bridge)
+	return k.fakeKernel.SetMaster(link, bridge)
 }
 
 // TestStartsOfOtherDomainsDoNotWait: while vm1's start hook programs its

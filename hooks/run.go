@@ -13,7 +13,7 @@ import (
 
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin"
 )
 
@@ -30,7 +30,7 @@ type env struct {
 	// Journal is the journald socket; used when it exists.
 	Journal string
 	// Kernel programs taps.
-	Kernel netsetup.TapKernel
+	Kernel tap.Kernel
 	// LockTimeout bounds the wait for the records lock.
 	LockTimeout time.Duration
 	// Self is the hook's own executable, for the detached tap waiter.
@@ -44,7 +44,7 @@ func defaultEnv() env {
 		SnapshotPath: plugin.DefaultSnapshotPath,
 		LogPath:      "/var/log/gallium-net/hook.log",
 		Journal:      "/run/systemd/journal/socket",
-		Kernel:       netsetup.NewTapNetlink(),
+		Kernel:       tap.NewNetlink(),
 		LockTimeout:  records.DefaultLockTimeout,
 		Self:         self,
 	}

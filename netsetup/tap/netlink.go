@@ -1,4 +1,4 @@
-package netsetup
+package tap
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"github.com/vishvananda/netlink/nl"
 )
 
-// TapNetlink is the real TapKernel, on netlink (no cgo). The zero value uses
+// Netlink is the real Kernel, on netlink (no cgo). The zero value uses
 // the calling thread's network namespace and a new socket per request;
-// NewTapNetlink shares one socket; Handle may point it at another namespace.
-type TapNetlink struct {
+// NewNetlink shares one socket; Handle may point it at another namespace.
+type Netlink struct {
 	Handle *netlink.Handle
 	shared *sharedHandle
 }
@@ -25,14 +25,14 @@ type sharedHandle struct {
 	h    *netlink.Handle
 }
 
-// NewTapNetlink returns a TapNetlink that opens one netlink socket, in the
+// NewNetlink returns a Netlink that opens one netlink socket, in the
 // namespace of the thread that makes its first request, and reuses it for
 // every later request: programming a VM's taps is several requests per NIC.
 // Nothing is opened until then, so a hook call that programs no tap pays
 // nothing.
-func NewTapNetlink() TapNetlink { return TapNetlink{shared: &sharedHandle{}} }
+func NewNetlink() Netlink { return Netlink{shared: &sharedHandle{}} }
 
-func (t TapNetlink) h() *netlink.Handle {
+func (t Netlink) h() *netlink.Handle {
 	switch {
 	case t.Handle != nil:
 		return t.Handle
@@ -49,26 +49,26 @@ func (t TapNetlink) h() *netlink.Handle {
 	return &netlink.Handle{}
 }
 
-func (t TapNetlink) link(name string) (netlink.Link, error) {
+func (t Netlink) link(name string) (netlink.Link, error) {
 	l, err := t.h().LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("%s: %w", name, ErrTapNotFound)
+			return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return l, nil
 }
 
-// TapLink implements TapKernel.
-func (t TapNetlink) TapLink(name string, withVLANs bool) (TapLinkState, error) {
+// Link implements Kernel.
+func (t Netlink) Link(name string, withVLANs bool) (LinkState, error) {
 	l, err := t.link(name)
 	if err != nil {
-		return TapLinkState{}, err
+		return LinkState{}, err
 	}
 	a := l.Attrs()
-	st := TapLinkState{
+	st := LinkState{
 		Name:  a.Name,
 		Index: a.Index,
 		MAC:   a.HardwareAddr,
@@ -95,21 +95,21 @@ func (t TapNetlink) TapLink(name string, withVLANs bool) (TapLinkState, error) {
 		if err != nil {
 			return st, fmt.Errorf("%s: bridge vlan list: %w", name, err)
 		}
-		st.VLANs = tapVLANs(all[int32(a.Index)])
+		st.VLANs = vlans(all[int32(a.Index)])
 	}
 	return st, nil
 }
 
-func tapVLANs(infos []*nl.BridgeVlanInfo) []TapVLAN {
-	out := make([]TapVLAN, 0, len(infos))
+func vlans(infos []*nl.BridgeVlanInfo) []VLAN {
+	out := make([]VLAN, 0, len(infos))
 	for _, v := range infos {
-		out = append(out, TapVLAN{VID: int(v.Vid), PVID: v.PortVID(), Untagged: v.EngressUntag()})
+		out = append(out, VLAN{VID: int(v.Vid), PVID: v.PortVID(), Untagged: v.EngressUntag()})
 	}
 	return out
 }
 
-// TapByMAC implements TapKernel. Bridges never match.
-func (t TapNetlink) TapByMAC(mac net.HardwareAddr) (string, error) {
+// ByMAC implements Kernel. Bridges never match.
+func (t Netlink) ByMAC(mac net.HardwareAddr) (string, error) {
 	links, err := t.h().LinkList()
 	if err != nil {
 		return "", fmt.Errorf("list links: %w", err)
@@ -126,8 +126,8 @@ func (t TapNetlink) TapByMAC(mac net.HardwareAddr) (string, error) {
 	return "", nil
 }
 
-// TapSetMaster implements TapKernel.
-func (t TapNetlink) TapSetMaster(link, bridge string) error {
+// SetMaster implements Kernel.
+func (t Netlink) SetMaster(link, bridge string) error {
 	l, err := t.link(link)
 	if err != nil {
 		return err
@@ -139,8 +139,8 @@ func (t TapNetlink) TapSetMaster(link, bridge string) error {
 	return t.h().LinkSetMaster(l, b)
 }
 
-// TapSetMTU implements TapKernel.
-func (t TapNetlink) TapSetMTU(link string, mtu int) error {
+// SetMTU implements Kernel.
+func (t Netlink) SetMTU(link string, mtu int) error {
 	l, err := t.link(link)
 	if err != nil {
 		return err
@@ -148,9 +148,9 @@ func (t TapNetlink) TapSetMTU(link string, mtu int) error {
 	return t.h().LinkSetMTU(l, mtu)
 }
 
-// TapVlanAdd implements TapKernel: `bridge vlan add dev LINK vid V [pvid]
+// VlanAdd implements Kernel: `bridge vlan add dev LINK vid V [pvid]
 // [untagged]` on the port (master), as the bridge's port setting.
-func (t TapNetlink) TapVlanAdd(link string, v TapVLAN) error {
+func (t Netlink) VlanAdd(link string, v VLAN) error {
 	l, err := t.link(link)
 	if err != nil {
 		return err
@@ -158,8 +158,8 @@ func (t TapNetlink) TapVlanAdd(link string, v TapVLAN) error {
 	return t.h().BridgeVlanAdd(l, uint16(v.VID), v.PVID, v.Untagged, false, true)
 }
 
-// TapVlanDel implements TapKernel.
-func (t TapNetlink) TapVlanDel(link string, vid int) error {
+// VlanDel implements Kernel.
+func (t Netlink) VlanDel(link string, vid int) error {
 	l, err := t.link(link)
 	if err != nil {
 		return err
