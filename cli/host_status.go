@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/probe"
 )
 
 func hostStatusCommand() *cli.Command {
@@ -191,21 +192,21 @@ Example:
 			if err != nil {
 				return err
 			}
-			var groups []netsetup.ProbeGroup
+			var groups []probe.Group
 			for _, g := range hs.desired.Groups {
 				if len(g.Adapters) > 1 {
-					groups = append(groups, netsetup.ProbeGroup{Name: g.Name, Adapters: g.Adapters})
+					groups = append(groups, probe.Group{Name: g.Name, Adapters: g.Adapters})
 				}
 			}
-			rs, err := netsetup.VerifyTopology(groups, netsetup.ProbeOptions{Sender: hs.hv, Wait: c.Duration("wait"), Settle: c.Duration("settle")})
+			rs, err := probe.VerifyTopology(groups, probe.Options{Sender: hs.hv, Wait: c.Duration("wait"), Settle: c.Duration("settle")})
 			if err != nil {
 				return err
 			}
-			failed := netsetup.ProbeFailures(rs)
+			failed := probe.Failures(rs)
 			out := struct {
-				Hypervisor string                 `json:"hypervisor" yaml:"hypervisor"`
-				OK         bool                   `json:"ok" yaml:"ok"`
-				Pairs      []netsetup.ProbeResult `json:"pairs" yaml:"pairs"`
+				Hypervisor string         `json:"hypervisor" yaml:"hypervisor"`
+				OK         bool           `json:"ok" yaml:"ok"`
+				Pairs      []probe.Result `json:"pairs" yaml:"pairs"`
 			}{hs.hv, len(failed) == 0, rs}
 			if err := printOut(c, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "GROUP\tFROM\tTO\tRESULT")

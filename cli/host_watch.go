@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/announce"
 )
 
 // hostWatchCommand is the long-running companion of host apply: it follows
@@ -31,7 +31,7 @@ Example:
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			stopped, err := netsetup.Watch(ctx, func(bond, active string, n int, err error) {
+			stopped, err := announce.Watch(ctx, func(bond, active string, n int, err error) {
 				if err != nil {
 					slog.Error("announce after failover", "bond", bond, "active", active, "err", err)
 					return

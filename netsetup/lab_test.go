@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gallium/gallium-net/netsetup/announce"
+	"github.com/gallium/gallium-net/netsetup/probe"
 	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/test/testenv"
 	"github.com/google/go-cmp/cmp"
@@ -352,26 +354,6 @@ func dump(s *Snapshot) string {
 	return b.String()
 }
 
-// rawSocket opens an AF_PACKET socket on dev for all frames.
-func rawSocket(t testing.TB, dev string) int {
-	t.Helper()
-	ifi, err := net.InterfaceByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-		t.Fatal(err)
-	}
-	tv := unix.Timeval{Usec: 50000}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	t.Cleanup(func() { unix.Close(fd) })
-	return fd
-}
-
 // frame builds a broadcast probe frame, tagged with vid when vid != 0.
 func frame(vid uint16, marker string) []byte {
 	f := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x67, 0x6e, 0, 0, 1}
@@ -379,7 +361,7 @@ func frame(vid uint16, marker string) []byte {
 		f = binary.BigEndian.AppendUint16(f, 0x8100)
 		f = binary.BigEndian.AppendUint16(f, vid)
 	}
-	f = binary.BigEndian.AppendUint16(f, ProbeEtherType)
+	f = binary.BigEndian.AppendUint16(f, probe.EtherType)
 	f = append(f, []byte(" "+marker+" ")...)
 	for len(f) < 64 {
 		f = append(f, 0)
@@ -437,7 +419,7 @@ func TestLabVLANIsolation(t *testing.T) {
 		if vid != 1 {
 			netlink.BridgeVlanDel(p, 1, false, false, false, false)
 		}
-		fds[name] = rawSocket(t, peer)
+		fds[name] = testenv.RawSocket(t, peer)
 	}
 	// The uplink: an injector on the switch sends tagged and untagged frames.
 	var inj int
@@ -542,7 +524,7 @@ func (l *lab) plugInjector(fd *int) {
 		netlink.LinkSetMaster(p, br)
 		netlink.LinkSetUp(p)
 		netlink.LinkSetUp(i)
-		*fd = rawSocket(l.t, "gl-inj")
+		*fd = testenv.RawSocket(l.t, "gl-inj")
 	})
 }
 
@@ -553,15 +535,15 @@ func TestLabVerifyTopologyOnBondSlaves(t *testing.T) {
 	if _, err := Converge(k, hs, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var groups []ProbeGroup
+	var groups []probe.Group
 	for _, g := range hs.Groups {
-		groups = append(groups, ProbeGroup{Name: g.Name, Adapters: g.Adapters})
+		groups = append(groups, probe.Group{Name: g.Name, Adapters: g.Adapters})
 	}
-	rs, err := VerifyTopology(groups, ProbeOptions{Sender: "lab1"})
+	rs, err := probe.VerifyTopology(groups, probe.Options{Sender: "lab1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := ProbeFailures(rs); len(rs) != 4 || len(f) != 0 {
+	if f := probe.Failures(rs); len(rs) != 4 || len(f) != 0 {
 		t.Fatalf("all cabled (active and backup slaves): %+v", rs)
 	}
 	// Break gl-a4's path: its switch port leaves the switch.
@@ -570,12 +552,12 @@ func TestLabVerifyTopologyOnBondSlaves(t *testing.T) {
 		netlink.LinkSetNoMaster(p)
 		netlink.LinkSetUp(p)
 	})
-	rs, err = VerifyTopology(groups, ProbeOptions{Sender: "lab1"})
+	rs, err = probe.VerifyTopology(groups, probe.Options{Sender: "lab1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var failed []string
-	for _, r := range ProbeFailures(rs) {
+	for _, r := range probe.Failures(rs) {
 		failed = append(failed, r.Group+":"+r.From+">"+r.To)
 	}
 	if want := []string{"vm:gl-a3>gl-a4", "vm:gl-a4>gl-a3"}; !reflect.DeepEqual(failed, want) {
@@ -737,7 +719,7 @@ func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 			logMu.Unlock()
 			cancel()
 		}()
-		_, err := Watch(ctx, func(bond, active string, n int, err error) {
+		_, err := announce.Watch(ctx, func(bond, active string, n int, err error) {
 			logMu.Lock()
 			defer logMu.Unlock()
 			if !finished {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/gallium/gallium-net/test/testenv"
-	"github.com/vishvananda/netlink"
 )
 
 // inNetns moves the test's OS thread into a fresh network namespace for the
@@ -15,25 +14,6 @@ import (
 func inNetns(t testing.TB) {
 	t.Helper()
 	testenv.EnterNetns(t)
-}
-
-// vethPair creates a veth pair (test setup, not through Kernel).
-func vethPair(t testing.TB, a, b string) {
-	t.Helper()
-	la := netlink.NewLinkAttrs()
-	la.Name = a
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: b}); err != nil {
-		t.Fatalf("veth %s/%s: %v", a, b, err)
-	}
-	for _, n := range []string{a, b} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // failAfter fails the Nth write (1-based) of a real kernel.
@@ -64,7 +44,7 @@ func mustDo(t *testing.T, k Kernel, ops ...Op) {
 func TestNetlinkWritesReadBack(t *testing.T) {
 	inNetns(t)
 	k := NewNetlink()
-	vethPair(t, "gt-e1", "gt-p1")
+	testenv.VethPair(t, "gt-e1", "gt-p1")
 	mustDo(t, k,
 		Op{Kind: OpAddBridge, Link: "gbr-t0", MTU: 1400},
 		Op{Kind: OpSetMTU, Link: "gt-e1", MTU: 1400},
@@ -111,8 +91,8 @@ func TestNetlinkWritesReadBack(t *testing.T) {
 // host kernel has none) over a veth, an address and a default route.
 func bridgeTarget(t *testing.T, k Kernel) (before, target *Snapshot) {
 	t.Helper()
-	vethPair(t, "gt-e1", "gt-p1")
-	vethPair(t, "gt-e2", "gt-p2")
+	testenv.VethPair(t, "gt-e1", "gt-p1")
+	testenv.VethPair(t, "gt-e2", "gt-p2")
 	before, err := k.Observe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Strict reports whether missing prerequisites must fail tests (make test).
@@ -181,6 +183,50 @@ func EnterNetns(t testing.TB) {
 		_ = netlink.LinkSetUp(lo)
 	}
 }
+
+// VethPair creates the veth pair a/b in the calling thread's network
+// namespace and sets both ends up (test setup, not through the code under
+// test).
+func VethPair(t testing.TB, a, b string) {
+	t.Helper()
+	la := netlink.NewLinkAttrs()
+	la.Name = a
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: b}); err != nil {
+		t.Fatalf("veth %s/%s: %v", a, b, err)
+	}
+	for _, n := range []string{a, b} {
+		l, err := netlink.LinkByName(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// RawSocket opens an AF_PACKET socket on dev for all frames, with a receive
+// timeout of 50 ms; the test's cleanup closes it.
+func RawSocket(t testing.TB, dev string) int {
+	t.Helper()
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.Timeval{Usec: 50000}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // InNetns runs fn on its own goroutine and thread inside a fresh network
 // namespace, with a netlink handle of that namespace, and waits for it. The

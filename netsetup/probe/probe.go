@@ -1,4 +1,10 @@
-package netsetup
+// Package probe checks that every adapter of a group reaches every other
+// adapter of it at layer 2 (`gallium-net host verify-topology`): it sends
+// raw probe frames out of each adapter, bond slaves included, and reports
+// each ordered pair. It needs packet sockets only: it imports nothing of
+// netsetup, nor netlink, and netsetup does not import it (the CLI hands it
+// the groups of netsetup's desired state).
+package probe
 
 import (
 	"bytes"
@@ -15,15 +21,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ProbeEtherType is the ethertype of verify-topology probe frames: IEEE
+// EtherType is the ethertype of verify-topology probe frames: IEEE
 // 802 "local experimental ethertype 1", never used by real protocols.
-const ProbeEtherType = 0x88B5
+const EtherType = 0x88B5
 
 // probeMagic starts every probe payload.
 const probeMagic = "gallium-net-probe"
 
-// ProbeResult says whether frames sent out of From arrived on To.
-type ProbeResult struct {
+// Result says whether frames sent out of From arrived on To.
+type Result struct {
 	Group string `json:"group" yaml:"group"`
 	From  string `json:"from" yaml:"from"`
 	To    string `json:"to" yaml:"to"`
@@ -33,14 +39,14 @@ type ProbeResult struct {
 	Detail string `json:"detail,omitempty" yaml:"detail,omitempty"`
 }
 
-// ProbeGroup is one adapter group's adapters on this host.
-type ProbeGroup struct {
+// Group is one adapter group's adapters on this host.
+type Group struct {
 	Name     string
 	Adapters []string
 }
 
-// ProbeOptions tune VerifyTopology.
-type ProbeOptions struct {
+// Options tune VerifyTopology.
+type Options struct {
 	// Sender names this host in the payload (for a capture on the switch).
 	Sender string
 	// Wait is how long to listen after the last probe (default 500 ms).
@@ -67,14 +73,14 @@ type probeSock struct {
 // reports, for every ordered pair of adapters of a group, whether a frame
 // from the first arrived on the second. Each adapter gets an AF_PACKET
 // socket bound to it for all protocols (ETH_P_ALL, with a kernel filter for
-// ProbeEtherType): such a socket sees frames before the bond and bridge
+// EtherType): such a socket sees frames before the bond and bridge
 // handle them, so it works on bond slaves, active or backup (the bond drops
 // a backup slave's frames only after packet taps have seen them). Frames
 // are broadcast with a random locally administered source MAC, so a switch
 // never learns the bond's MAC on the wrong port. Links still coming up get
-// opts.Settle to do so (see ProbeOptions.Settle); a pair that fails costs
+// opts.Settle to do so (see Options.Settle); a pair that fails costs
 // that long.
-func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, error) {
+func VerifyTopology(groups []Group, opts Options) ([]Result, error) {
 	if opts.Wait == 0 {
 		opts.Wait = 500 * time.Millisecond
 	}
@@ -135,14 +141,14 @@ func VerifyTopology(groups []ProbeGroup, opts ProbeOptions) ([]ProbeResult, erro
 	// Carrier as it is now, after the probes: a carrier lost just before
 	// the run shows only once the kernel's linkwatch has run.
 	down := linksDown(names)
-	var out []ProbeResult
+	var out []Result
 	for _, g := range groups {
 		for _, from := range g.Adapters {
 			for _, to := range g.Adapters {
 				if from == to {
 					continue
 				}
-				r := ProbeResult{Group: g.Name, From: from, To: to, OK: got[probePair{g.Name, from, to}]}
+				r := Result{Group: g.Name, From: from, To: to, OK: got[probePair{g.Name, from, to}]}
 				if !r.OK {
 					r.Detail = carrierDetail(down, from, to)
 				}
@@ -222,7 +228,7 @@ func openProbeSocket(group, name string) (*probeSock, error) {
 	// Only probe frames reach user space: ldh [12]; jeq #0x88b5; ret all/0.
 	prog := []unix.SockFilter{
 		{Code: 0x28, K: 12},
-		{Code: 0x15, Jt: 0, Jf: 1, K: ProbeEtherType},
+		{Code: 0x15, Jt: 0, Jf: 1, K: EtherType},
 		{Code: 0x06, K: 0xffff},
 		{Code: 0x06, K: 0},
 	}
@@ -247,12 +253,12 @@ func sendProbe(s *probeSock, tag, sender string) error {
 	frame := make([]byte, 0, 14+len(payload)+46)
 	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	frame = append(frame, src...)
-	frame = binary.BigEndian.AppendUint16(frame, ProbeEtherType)
+	frame = binary.BigEndian.AppendUint16(frame, EtherType)
 	frame = append(frame, payload...)
 	for len(frame) < 60 {
 		frame = append(frame, 0)
 	}
-	to := &unix.SockaddrLinklayer{Protocol: htons(ProbeEtherType), Ifindex: s.ifindex, Halen: 6}
+	to := &unix.SockaddrLinklayer{Protocol: htons(EtherType), Ifindex: s.ifindex, Halen: 6}
 	copy(to.Addr[:], frame[:6])
 	if err := unix.Sendto(s.fd, frame, 0, to); err != nil {
 		return fmt.Errorf("adapter %s: send probe: %w", s.name, err)
@@ -303,7 +309,7 @@ func receiveProbes(socks []*probeSock, tag string, got map[probePair]bool, wait 
 // parseProbe returns the group and sending adapter of a probe frame of this
 // run (tag).
 func parseProbe(frame []byte, tag string) (group, adapter string, ok bool) {
-	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:14]) != ProbeEtherType {
+	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:14]) != EtherType {
 		return "", "", false
 	}
 	f := strings.Fields(string(bytes.TrimRight(frame[14:], "\x00")))
@@ -313,9 +319,9 @@ func parseProbe(frame []byte, tag string) (group, adapter string, ok bool) {
 	return f[2], f[3], true
 }
 
-// ProbeFailures returns the pairs that failed, sorted.
-func ProbeFailures(rs []ProbeResult) []ProbeResult {
-	var out []ProbeResult
+// Failures returns the pairs that failed, sorted.
+func Failures(rs []Result) []Result {
+	var out []Result
 	for _, r := range rs {
 		if !r.OK {
 			out = append(out, r)

@@ -1,4 +1,4 @@
-package netsetup
+package announce
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/gallium/gallium-net/test/testenv"
 )
 
 func TestAnnounceFrames(t *testing.T) {
@@ -24,13 +26,13 @@ func TestAnnounceFrames(t *testing.T) {
 	}
 }
 
-// Tier 2: Announce sends, out of the bond (here a veth standing in for it),
+// Tier 2: Send sends, out of the bond (here a veth standing in for it),
 // a gratuitous ARP for the bridge's address and a RARP for a MAC the bridge
 // learned on another port.
 func TestAnnounceSendsGARPAndVMMACs(t *testing.T) {
-	inNetns(t)
-	vethPair(t, "gb-t", "gt-up")   // "the bond" and, behind it, the switch
-	vethPair(t, "gt-vm", "gt-vmp") // a VM's tap and the VM
+	testenv.EnterNetns(t)
+	testenv.VethPair(t, "gb-t", "gt-up")   // "the bond" and, behind it, the switch
+	testenv.VethPair(t, "gt-vm", "gt-vmp") // a VM's tap and the VM
 	a := netlink.NewLinkAttrs()
 	a.Name = "gbr-t"
 	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: a}); err != nil {
@@ -46,15 +48,15 @@ func TestAnnounceSendsGARPAndVMMACs(t *testing.T) {
 	netlink.AddrAdd(br, addr)
 	// The VM speaks once, so the bridge learns its MAC on gt-vm.
 	vmMAC, _ := net.ParseMAC("52:54:00:aa:bb:cc")
-	vm := rawSocket(t, "gt-vmp")
+	vm := testenv.RawSocket(t, "gt-vmp")
 	if err := unix.Send(vm, rarpFrame(vmMAC), 0); err != nil {
 		t.Fatal(err)
 	}
-	up := rawSocket(t, "gt-up")
+	up := testenv.RawSocket(t, "gt-up")
 	for i := 0; i < 50 && len(learnedMACs(br.Attrs().Index, 0)) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	n, err := Announce("gb-t")
+	n, err := Send("gb-t")
 	// At least the GARP and the VM's RARP (the VM's kernel may have sent
 	// frames of its own, IPv6 DAD for example, from its veth's MAC).
 	if err != nil || n < 2 {

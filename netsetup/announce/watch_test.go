@@ -1,4 +1,4 @@
-package netsetup
+package announce
 
 import (
 	"context"
@@ -97,9 +97,9 @@ type announcement struct {
 // watchWith runs Watch against f with announcements recorded, not sent.
 func watchWith(t *testing.T, f *fakeSubscribe) (context.CancelFunc, <-chan error, <-chan announcement, <-chan error) {
 	t.Helper()
-	oldSub, oldAnnounce, oldDelays := linkSubscribe, announce, AnnounceDelays
-	linkSubscribe, announce, AnnounceDelays = f.subscribe, func(string) (int, error) { return 2, nil }, []time.Duration{0}
-	t.Cleanup(func() { linkSubscribe, announce, AnnounceDelays = oldSub, oldAnnounce, oldDelays })
+	oldSub, oldAnnounce, oldDelays := linkSubscribe, announce, Delays
+	linkSubscribe, announce, Delays = f.subscribe, func(string) (int, error) { return 2, nil }, []time.Duration{0}
+	t.Cleanup(func() { linkSubscribe, announce, Delays = oldSub, oldAnnounce, oldDelays })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	announced := make(chan announcement, 16)

@@ -1,4 +1,16 @@
-package netsetup
+// Package announce tells the physical switch where this host's addresses
+// and its VMs' MACs are after a bond failover or failback: Send announces
+// one bond's bridge addresses (gratuitous ARP) and the VM MACs behind it
+// (RARP), and Watch (`gallium-net host watch`) follows gallium-net's bonds
+// and sends the announcements whenever one changes its active adapter.
+//
+// It is its own package, not part of netsetup/probe, because it is another
+// job with another caller and other needs: it runs for good as a service
+// and follows the kernel through netlink, where the probes of
+// verify-topology run once and need only packet sockets. It imports
+// nothing of netsetup (only plugin, for the names gallium-net owns), and
+// netsetup does not import it.
+package announce
 
 import (
 	"context"
@@ -23,15 +35,15 @@ import (
 // active adapter nothing tells the physical switch, which keeps sending to
 // the old port until it relearns. A failover caused by a dead link is soon
 // mended (the switch flushes that port); a failback to the primary is not
-// (measured in the lab: every probe lost for a second). Announce does what
+// (measured in the lab: every probe lost for a second). Send does what
 // the bond cannot: it sends, out of the bond (so out of the new active
 // adapter), a gratuitous ARP for each IPv4 address of the bridge and a RARP
 // announcement (as QEMU's announce-self) for every MAC the bridge learned on
 // its other ports.
 
-// Announce sends the announcements for bond (whose master is a bridge) and
+// Send sends the announcements for bond (whose master is a bridge) and
 // returns how many frames it sent.
-func Announce(bond string) (int, error) {
+func Send(bond string) (int, error) {
 	b, err := netlink.LinkByName(bond)
 	if err != nil {
 		return 0, fmt.Errorf("announce %s: %w", bond, err)
@@ -108,6 +120,8 @@ func pad(f []byte) []byte {
 	return f
 }
 
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 // garpFrame is a gratuitous ARP request for ip from mac.
 func garpFrame(mac net.HardwareAddr, ip net.IP) []byte {
 	f := ethHeader(mac, unix.ETH_P_ARP)
@@ -131,17 +145,17 @@ func rarpFrame(mac net.HardwareAddr) []byte {
 	return pad(f)
 }
 
-// AnnounceDelays are when, after a change of active adapter, Watch sends the
+// Delays are when, after a change of active adapter, Watch sends the
 // announcements: at once, and again in case the new adapter's switch port
 // was not forwarding yet (a port that just came up can take a second or
 // more; the bond's updelay is what keeps traffic off it until then).
-var AnnounceDelays = []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+var Delays = []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
 // linkSubscribe and announce are what Watch calls into the kernel with;
 // tests replace them to force a lost subscription.
 var (
 	linkSubscribe = netlink.LinkSubscribeWithOptions
-	announce      = Announce
+	announce      = Send
 )
 
 // A subscription lost more than watchMaxLosses times within
@@ -154,7 +168,7 @@ const (
 )
 
 // Watch follows gallium-net's bonds in the calling thread's network
-// namespace and calls Announce whenever one changes its active adapter,
+// namespace and calls Send whenever one changes its active adapter,
 // until ctx ends. report, when set, hears about every announcement;
 // resubscribed, when set, hears why the subscription was lost each time
 // Watch had to subscribe again. It returns once the subscription is in
@@ -303,14 +317,14 @@ func (w *bondWatch) follow(updates <-chan netlink.LinkUpdate) (lost bool) {
 	}
 }
 
-// announce sends b's announcements at each of AnnounceDelays.
+// announce sends b's announcements at each of Delays.
 func (w *bondWatch) announce(b *netlink.Bond) {
 	name := fmt.Sprint(b.ActiveSlave)
 	if s, err := netlink.LinkByIndex(b.ActiveSlave); err == nil {
 		name = s.Attrs().Name
 	}
 	start := time.Now()
-	for _, d := range AnnounceDelays {
+	for _, d := range Delays {
 		select {
 		case <-w.ctx.Done():
 			return

@@ -1,4 +1,4 @@
-package netsetup
+package probe
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/gallium/gallium-net/test/testenv"
 )
 
 // switchWith builds a plain bridge "switch" joining the peers of n veth
@@ -23,7 +25,7 @@ func switchWith(t *testing.T, n int) []string {
 	var adapters []string
 	for i := 1; i <= n; i++ {
 		ad, port := fmt.Sprintf("gt-a%d", i), fmt.Sprintf("gt-s%d", i)
-		vethPair(t, ad, port)
+		testenv.VethPair(t, ad, port)
 		p, _ := netlink.LinkByName(port)
 		if err := netlink.LinkSetMaster(p, sw); err != nil {
 			t.Fatal(err)
@@ -34,14 +36,14 @@ func switchWith(t *testing.T, n int) []string {
 }
 
 func TestVerifyTopologyFindsBrokenPair(t *testing.T) {
-	inNetns(t)
+	testenv.EnterNetns(t)
 	adapters := switchWith(t, 3)
-	groups := []ProbeGroup{{Name: "g", Adapters: adapters}}
-	rs, err := VerifyTopology(groups, ProbeOptions{Sender: "test"})
+	groups := []Group{{Name: "g", Adapters: adapters}}
+	rs, err := VerifyTopology(groups, Options{Sender: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 6 || len(ProbeFailures(rs)) != 0 {
+	if len(rs) != 6 || len(Failures(rs)) != 0 {
 		t.Fatalf("all connected: %+v", rs)
 	}
 	// Pull gt-a3's cable at the switch.
@@ -49,12 +51,12 @@ func TestVerifyTopologyFindsBrokenPair(t *testing.T) {
 	if err := netlink.LinkSetNoMaster(p); err != nil {
 		t.Fatal(err)
 	}
-	rs, err = VerifyTopology(groups, ProbeOptions{Sender: "test"})
+	rs, err = VerifyTopology(groups, Options{Sender: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, r := range ProbeFailures(rs) {
+	for _, r := range Failures(rs) {
 		got = append(got, r.From+">"+r.To)
 	}
 	want := []string{"gt-a1>gt-a3", "gt-a2>gt-a3", "gt-a3>gt-a1", "gt-a3>gt-a2"}
@@ -67,7 +69,7 @@ func TestVerifyTopologyFindsBrokenPair(t *testing.T) {
 // right after `host apply` enslaved the adapter) must not fail its pairs:
 // failing pairs are probed again until Settle has passed.
 func TestVerifyTopologyWaitsForAPortComingUp(t *testing.T) {
-	inNetns(t)
+	testenv.EnterNetns(t)
 	adapters := switchWith(t, 3)
 	p, _ := netlink.LinkByName("gt-s3")
 	if err := netlink.LinkSetNoMaster(p); err != nil {
@@ -92,14 +94,14 @@ func TestVerifyTopologyWaitsForAPortComingUp(t *testing.T) {
 		}
 		plugged <- err
 	}()
-	rs, err := VerifyTopology([]ProbeGroup{{Name: "g", Adapters: adapters}}, ProbeOptions{Sender: "test", Settle: 3 * time.Second})
+	rs, err := VerifyTopology([]Group{{Name: "g", Adapters: adapters}}, Options{Sender: "test", Settle: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := <-plugged; err != nil {
 		t.Fatal(err)
 	}
-	if f := ProbeFailures(rs); len(rs) != 6 || len(f) != 0 {
+	if f := Failures(rs); len(rs) != 6 || len(f) != 0 {
 		t.Fatalf("the port came up within Settle, yet: %+v", f)
 	}
 }
@@ -108,7 +110,7 @@ func TestVerifyTopologyWaitsForAPortComingUp(t *testing.T) {
 // fails its pairs and the result says which adapter; the other pairs of
 // the group are still probed.
 func TestVerifyTopologyNamesAnAdapterWithoutCarrier(t *testing.T) {
-	inNetns(t)
+	testenv.EnterNetns(t)
 	adapters := switchWith(t, 4)
 	for _, n := range []string{"gt-s3", "gt-a4"} {
 		l, _ := netlink.LinkByName(n)
@@ -116,7 +118,7 @@ func TestVerifyTopologyNamesAnAdapterWithoutCarrier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rs, err := VerifyTopology([]ProbeGroup{{Name: "g", Adapters: adapters}}, ProbeOptions{Sender: "test", Settle: 300 * time.Millisecond})
+	rs, err := VerifyTopology([]Group{{Name: "g", Adapters: adapters}}, Options{Sender: "test", Settle: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
