@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/confirm"
 	"github.com/gallium/gallium-net/plugin"
 )
 
@@ -42,7 +43,7 @@ IP untagged on the infrastructure bridge.
 func hostStateDirFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:    "state-dir",
-		Value:   netsetup.DefaultStateDir,
+		Value:   confirm.DefaultStateDir,
 		EnvVars: []string{"GALLIUM_NET_STATE_DIR"},
 		Usage:   "`DIR` for commit-confirm snapshots",
 	}
@@ -103,7 +104,7 @@ Example:
 			if p.Disruptive() {
 				fmt.Fprintln(c.App.Writer, "# the plan has DISRUPTIVE steps: apply needs --allow-disruptive")
 			}
-			if p.Touches(managementLinks(hs.desired, obs), true) {
+			if p.ChangesManagement(hs.desired, obs) {
 				fmt.Fprintln(c.App.Writer, "# the plan changes the management link: apply will ask for 'gallium-net host confirm'")
 			}
 			return refusedErr(p)
@@ -119,19 +120,4 @@ func refusedErr(p *netsetup.Plan) error {
 		return nil
 	}
 	return &exitError{code: exitFailure, err: errors.New(p.Refused)}
-}
-
-// managementLinks are the links whose change may cut this host off: the
-// infrastructure bond, bridge and adapters, and whatever carries the
-// management IP now.
-func managementLinks(d *netsetup.HostState, obs *netsetup.Snapshot) []string {
-	out := d.ManagementLinks()
-	for _, l := range obs.Links {
-		for _, a := range l.Addrs {
-			if a == d.ManagementIP {
-				out = append(out, l.Name)
-			}
-		}
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/confirm"
 )
 
 func hostApplyCommand() *cli.Command {
@@ -33,7 +34,7 @@ Example:
 		Flags: []cli.Flag{
 			specFlag(), hypervisorFlag(), hostStateDirFlag(),
 			&cli.BoolFlag{Name: "allow-disruptive", Usage: "allow steps that re-create or delete a bond or bridge (traffic stops on it)"},
-			&cli.DurationFlag{Name: "confirm-timeout", Value: netsetup.DefaultConfirmTimeout, Usage: "roll back a change of the management link unless confirmed within `DURATION` (0 disables: not recommended over SSH)"},
+			&cli.DurationFlag{Name: "confirm-timeout", Value: confirm.DefaultTimeout, Usage: "roll back a change of the management link unless confirmed within `DURATION` (0 disables: not recommended over SSH)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
 			&cli.BoolFlag{Name: "skip-checks", Usage: "apply even when adapter checks report errors (slow or missing adapters)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing (as 'host plan')"},
@@ -89,82 +90,35 @@ func hostApply(c *cli.Context) error {
 			return errors.New("not applied")
 		}
 	}
-	store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
 	timeout := c.Duration("confirm-timeout")
-	snap := obs.Subset(hs.desired.Adapters())
-	// The VIP may move to or away from this host before a rollback.
-	snap.KeepAddrs = hs.desired.KeepAddrsByLink()
-	id := ""
-	if p.Touches(managementLinks(hs.desired, obs), true) {
-		if timeout <= 0 {
-			fmt.Fprintln(c.App.ErrWriter, "warning: the plan changes the management link and --confirm-timeout 0 disables the automatic rollback")
-		} else {
-			id, err = armRollback(store, hs.hv, snap, timeout)
-			if err != nil {
-				return fmt.Errorf("arm the automatic rollback (nothing was changed): %w", err)
+	id, err := confirm.Apply(k, confirm.Request{
+		Store:      confirm.Store{Dir: c.String("state-dir")},
+		Hypervisor: hs.hv,
+		Desired:    hs.desired,
+		Observed:   obs,
+		Plan:       p,
+		Options:    netsetup.ApplyOptions{AllowDisruptive: c.Bool("allow-disruptive"), Progress: progressPrinter(w)},
+		Timeout:    timeout,
+		RollbackArgv: func(dir, id string, wait time.Duration) ([]string, error) {
+			exe, err := os.Executable()
+			return []string{exe, "host", "rollback", "--state-dir", dir, "--if-unconfirmed", id, "--after", wait.String()}, err
+		},
+		Notify: func(n confirm.Notice) {
+			if n.Unguarded {
+				fmt.Fprintln(c.App.ErrWriter, "warning: the plan changes the management link and --confirm-timeout 0 disables the automatic rollback")
+				return
 			}
-			fmt.Fprintf(w, "# the plan changes the management link: automatic rollback %s armed for %s\n", id, timeout)
-		}
-	}
-	if id == "" {
-		// Kept for a manual 'gallium-net host rollback'.
-		now := time.Now()
-		if err := store.Save(&netsetup.Pending{ID: netsetup.NewPendingID(now), Hypervisor: hs.hv, Created: now, Snapshot: snap}); err != nil {
-			return fmt.Errorf("save the pre-apply state (nothing was changed): %w", err)
-		}
-	}
-	err = netsetup.Apply(k, p, netsetup.ApplyOptions{AllowDisruptive: c.Bool("allow-disruptive"), Progress: progressPrinter(w)})
+			fmt.Fprintf(w, "# the plan changes the management link: automatic rollback %s armed for %s\n", n.ID, n.Timeout)
+		},
+	})
 	if err != nil {
-		if id != "" {
-			// The undo already put the host back: the timer has nothing to do.
-			store.Confirm(id)
-		}
-		return err
-	}
-	if err := netsetup.Verify(k, hs.desired); err != nil {
-		if id != "" {
-			return fmt.Errorf("%w\nthe automatic rollback %s stays armed: it restores the previous state in %s unless you run 'gallium-net host confirm'", err, id, timeout)
-		}
 		return err
 	}
 	fmt.Fprintf(w, "hypervisor %s converged (%d steps, verified)\n", hs.hv, len(p.Steps))
 	if id != "" {
 		fmt.Fprintf(w, "KEEP THIS CHANGE: run 'gallium-net host confirm' within %s (from a new session, to prove the host is still reachable); otherwise it is rolled back.\n", timeout)
 	}
-	store.Prune(20)
 	return nil
-}
-
-// armRollback saves snap and starts the detached process that restores it
-// after timeout unless confirmed.
-func armRollback(store netsetup.ConfirmStore, hv string, snap *netsetup.Snapshot, timeout time.Duration) (string, error) {
-	now := time.Now()
-	id := netsetup.NewPendingID(now)
-	if err := store.Save(&netsetup.Pending{ID: id, Hypervisor: hv, Created: now, Deadline: now.Add(timeout), Snapshot: snap}); err != nil {
-		return "", err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		store.Confirm(id)
-		return "", err
-	}
-	dir := store.Dir
-	if dir == "" {
-		dir = netsetup.DefaultStateDir
-	}
-	// With systemd a transient timer unit waits (it survives logind killing
-	// the SSH session's processes); otherwise a process in its own session
-	// sleeps itself.
-	argv := []string{exe, "host", "rollback", "--state-dir", dir, "--if-unconfirmed", id, "--after", timeout.String()}
-	var after time.Duration
-	if netsetup.HasSystemd() {
-		argv[len(argv)-1], after = "0s", timeout
-	}
-	if _, err := netsetup.Detach(argv, store.LogPath(id), after, "gallium-net-rollback-"+id); err != nil {
-		store.Confirm(id)
-		return "", err
-	}
-	return id, nil
 }
 
 func progressPrinter(w io.Writer) func(i, n int, s netsetup.Step, done bool, err error) {
@@ -209,7 +163,7 @@ Example:
 		ArgsUsage: "[ID]",
 		Flags:     []cli.Flag{hostStateDirFlag()},
 		Action: func(c *cli.Context) error {
-			store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
+			store := confirm.Store{Dir: c.String("state-dir")}
 			ids := store.Armed()
 			if id := c.Args().First(); id != "" {
 				ids = []string{id}
@@ -245,11 +199,11 @@ Example:
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask"},
 		},
 		Action: func(c *cli.Context) error {
-			store := netsetup.ConfirmStore{Dir: c.String("state-dir")}
+			store := confirm.Store{Dir: c.String("state-dir")}
 			k := netsetup.NewNetlink()
 			if id := c.String("if-unconfirmed"); id != "" {
 				err := store.RollbackIfUnconfirmed(k, id, c.Duration("after"), func(msg string) { slog.Info(msg, "id", id) })
-				if errors.Is(err, netsetup.ErrNotArmed) {
+				if errors.Is(err, confirm.ErrNotArmed) {
 					slog.Info("confirmed in time; nothing to roll back", "id", id)
 					return nil
 				}

@@ -788,29 +788,3 @@ func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 		}
 	}
 }
-
-// Tier 3: an unconfirmed commit-confirm apply that builds bonds rolls back
-// to the pre-apply host after the CLI is killed.
-func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
-	newLab(t)
-	k := NewNetlink()
-	before := observe(t, k)
-	// The target of the "apply": the converged lab host, computed on a
-	// simulated copy (the real one must not change before the CLI runs).
-	f := NewSimKernelFrom(before)
-	hs := labDesired(t, labSpec())
-	if _, err := Converge(f, hs, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	target, _ := f.Observe()
-	target = target.Subset(hs.Adapters())
-	start := time.Now()
-	store, id, _ := runUnconfirmedApply(t, target, 2*time.Second)
-	obs := observe(t, k)
-	if obs.Link("gb-infra") == nil {
-		t.Fatal("the apply did not happen")
-	}
-	took := waitRestored(t, k, before.Subset(hs.Adapters()), hs.Adapters(), start, 15*time.Second)
-	t.Logf("bonds rolled back %s after the apply started (timeout 2s)", took.Round(time.Millisecond))
-	waitResult(t, store, id)
-}

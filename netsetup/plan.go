@@ -94,6 +94,22 @@ func (p *Plan) Touches(links []string, route bool) bool {
 	return false
 }
 
+// ChangesManagement reports whether the plan changes what may cut this host
+// off: the default route, the infrastructure bond, bridge and adapters of d,
+// or whatever link carries the management IP now (obs). An apply of such a
+// plan is what commit-confirm guards (netsetup/confirm).
+func (p *Plan) ChangesManagement(d *HostState, obs *Snapshot) bool {
+	links := d.ManagementLinks()
+	for _, l := range obs.Links {
+		for _, a := range l.Addrs {
+			if a == d.ManagementIP {
+				links = append(links, l.Name)
+			}
+		}
+	}
+	return p.Touches(links, true)
+}
+
 // target is what the planner converges to: a desired state from the spec,
 // or a snapshot to restore.
 type target struct {

@@ -12,6 +12,13 @@
 // so that plans, apply and rollback are tested without root, and the planner
 // itself uses it to predict what each step does.
 //
+// netsetup's side jobs have packages of their own below it: netsetup/tap
+// (the hook's tap programming), netsetup/confirm (commit-confirm of an
+// apply), netsetup/probe (verify-topology's probe frames) and
+// netsetup/announce (failover announcements, `host watch`). netsetup
+// imports none of them: tap, probe and announce import nothing of netsetup
+// either, and confirm builds on it (netsetup/imports_test.go keeps this).
+//
 // Decisions (where DESIGN.md is silent):
 //   - Inside a bridge the native (untagged) VLAN is VID 1, the bridge's
 //     default PVID (NativeVID), so a tagged network cannot use VLAN 1. The
@@ -31,14 +38,15 @@
 //     and only when cluster.gateway is set.
 //   - Commit-confirm covers plans that touch the infrastructure bond,
 //     bridge or adapters, the link that has the management IP now, or the
-//     default route. State lives under /var/lib/gallium-net/confirm.
+//     default route (Plan.ChangesManagement; netsetup/confirm arms the
+//     rollback). State lives under /var/lib/gallium-net/confirm.
 //   - The kernel sends a bond's gratuitous ARPs only for addresses on the
 //     bond itself; the management IP is on the bridge above it and the VMs
 //     behind it, so after a failback to the primary the switch may keep
 //     sending to the old port until it relearns (lab: from none to every
 //     probe lost for a second). Watch (`gallium-net host watch`, a service)
 //     announces the bridge's IPs and the VMs' MACs out of the new adapter
-//     after every change of active adapter (announce.go).
+//     after every change of active adapter (netsetup/announce).
 //   - Bonds wait updelay (spec bond.updelayMs, default 1000 ms, see
 //     plugin.DefaultUpdelayMs) before using an adapter whose link came
 //     back: a plugged cable has carrier before the switch port forwards,

@@ -1,4 +1,4 @@
-package netsetup
+package confirm
 
 import (
 	"crypto/rand"
@@ -6,15 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin"
 )
 
@@ -22,9 +20,9 @@ import (
 // markers.
 const DefaultStateDir = "/var/lib/gallium-net"
 
-// DefaultConfirmTimeout is how long an apply that touches the management
+// DefaultTimeout is how long an apply that touches the management
 // link waits for `gallium-net host confirm` before rolling back.
-const DefaultConfirmTimeout = 60 * time.Second
+const DefaultTimeout = 60 * time.Second
 
 // Pending is a pre-apply snapshot saved by a commit-confirm apply.
 type Pending struct {
@@ -36,24 +34,26 @@ type Pending struct {
 	Deadline time.Time `json:"deadline,omitempty"`
 	// Snapshot is the part of the host that the apply may change
 	// (Snapshot.Subset): what a rollback restores.
-	Snapshot *Snapshot `json:"snapshot"`
+	Snapshot *netsetup.Snapshot `json:"snapshot"`
 }
 
-// ConfirmStore keeps commit-confirm state under Dir/confirm: ID.json is the
+// Store keeps commit-confirm state under Dir/confirm: ID.json is the
 // pre-apply snapshot, ID.armed is the marker that confirm removes; a rollback
 // renames the marker to ID.rolling-back first, so confirm and rollback never
 // both win.
-type ConfirmStore struct{ Dir string }
+type Store struct{ Dir string }
 
-func (s ConfirmStore) dir() string {
-	d := s.Dir
-	if d == "" {
-		d = DefaultStateDir
+// StateDir is Dir, or DefaultStateDir when Dir is empty.
+func (s Store) StateDir() string {
+	if s.Dir == "" {
+		return DefaultStateDir
 	}
-	return filepath.Join(d, "confirm")
+	return s.Dir
 }
 
-func (s ConfirmStore) path(id, ext string) string { return filepath.Join(s.dir(), id+ext) }
+func (s Store) dir() string { return filepath.Join(s.StateDir(), "confirm") }
+
+func (s Store) path(id, ext string) string { return filepath.Join(s.dir(), id+ext) }
 
 // NewPendingID returns a sortable, unique ID.
 func NewPendingID(now time.Time) string {
@@ -65,7 +65,7 @@ func NewPendingID(now time.Time) string {
 // Save writes the snapshot and, when p.Deadline is set, arms the marker
 // (commit-confirm); without a deadline the snapshot is only kept for a
 // manual `gallium-net host rollback`.
-func (s ConfirmStore) Save(p *Pending) error {
+func (s Store) Save(p *Pending) error {
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func (s ConfirmStore) Save(p *Pending) error {
 }
 
 // Load reads a saved snapshot.
-func (s ConfirmStore) Load(id string) (*Pending, error) {
+func (s Store) Load(id string) (*Pending, error) {
 	if strings.ContainsAny(id, "/\\") || id == "" {
 		return nil, fmt.Errorf("bad rollback ID %q", id)
 	}
@@ -99,7 +99,7 @@ func (s ConfirmStore) Load(id string) (*Pending, error) {
 }
 
 // IDs returns the saved snapshots' IDs, oldest first.
-func (s ConfirmStore) IDs() []string {
+func (s Store) IDs() []string {
 	ents, _ := os.ReadDir(s.dir())
 	var out []string
 	for _, e := range ents {
@@ -112,7 +112,7 @@ func (s ConfirmStore) IDs() []string {
 }
 
 // Armed returns the IDs whose rollback is armed (not yet confirmed).
-func (s ConfirmStore) Armed() []string {
+func (s Store) Armed() []string {
 	var out []string
 	for _, id := range s.IDs() {
 		if _, err := os.Stat(s.path(id, ".armed")); err == nil {
@@ -127,7 +127,7 @@ func (s ConfirmStore) Armed() []string {
 var ErrNotArmed = errors.New("not armed")
 
 // Confirm disarms the rollback of id.
-func (s ConfirmStore) Confirm(id string) error {
+func (s Store) Confirm(id string) error {
 	err := os.Remove(s.path(id, ".armed"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, e := os.Stat(s.path(id, ".rolling-back")); e == nil {
@@ -140,7 +140,7 @@ func (s ConfirmStore) Confirm(id string) error {
 
 // Take claims the armed rollback of id for a rollback run: it renames the
 // marker, so a confirm that comes later fails instead of racing.
-func (s ConfirmStore) Take(id string) error {
+func (s Store) Take(id string) error {
 	err := os.Rename(s.path(id, ".armed"), s.path(id, ".rolling-back"))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("apply %s: %w (it was confirmed)", id, ErrNotArmed)
@@ -149,7 +149,7 @@ func (s ConfirmStore) Take(id string) error {
 }
 
 // Finish records the outcome of a rollback that Take claimed.
-func (s ConfirmStore) Finish(id string, result error) error {
+func (s Store) Finish(id string, result error) error {
 	msg := "rolled back " + time.Now().UTC().Format(time.RFC3339) + "\n"
 	if result != nil {
 		msg = "rollback FAILED " + time.Now().UTC().Format(time.RFC3339) + ": " + result.Error() + "\n"
@@ -161,17 +161,17 @@ func (s ConfirmStore) Finish(id string, result error) error {
 }
 
 // Result returns what a finished rollback recorded, or "".
-func (s ConfirmStore) Result(id string) string {
+func (s Store) Result(id string) string {
 	b, _ := os.ReadFile(s.path(id, ".result"))
 	return strings.TrimSpace(string(b))
 }
 
 // LogPath is where the detached rollback process of id logs.
-func (s ConfirmStore) LogPath(id string) string { return s.path(id, ".log") }
+func (s Store) LogPath(id string) string { return s.path(id, ".log") }
 
 // Prune removes all but the newest keep snapshots that are neither armed
 // nor rolling back.
-func (s ConfirmStore) Prune(keep int) {
+func (s Store) Prune(keep int) {
 	ids := s.IDs()
 	for i := 0; i < len(ids)-keep; i++ {
 		id := ids[i]
@@ -187,97 +187,10 @@ func (s ConfirmStore) Prune(keep int) {
 	}
 }
 
-// Detach starts argv as a process in its own session (setsid), with no
-// terminal, stdin from /dev/null and output to logPath, and does not wait
-// for it: it outlives the CLI and its SSH session. When systemd runs the
-// host and the caller is in PID 1's network namespace (HasSystemd),
-// systemd-run is used instead (a transient unit with a timer), which also
-// survives logind killing the session's processes; after is then the timer
-// and argv must not wait itself. A transient unit runs in PID 1's network
-// namespace, so from any other it would roll back the wrong one: there the
-// detached process, which stays in the caller's, is used.
-// It returns the process ID (0 with systemd-run).
-func Detach(argv []string, logPath string, systemdAfter time.Duration, unit string) (int, error) {
-	if systemdAfter > 0 {
-		if sr := systemdRun(); sr != "" {
-			args := []string{"--unit", unit, "--collect", fmt.Sprintf("--on-active=%dms", systemdAfter.Milliseconds()), "--timer-property=AccuracySec=100ms"}
-			out, err := exec.Command(sr, append(args, argv...)...).CombinedOutput()
-			if err != nil {
-				return 0, fmt.Errorf("systemd-run: %v: %s", err, strings.TrimSpace(string(out)))
-			}
-			return 0, nil
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return 0, err
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	pid := cmd.Process.Pid
-	return pid, cmd.Process.Release()
-}
-
-// HasSystemd reports whether a rollback timer can be a transient systemd
-// unit: systemd runs this host, systemd-run is there, and the caller is in
-// PID 1's network namespace, where the unit would run.
-func HasSystemd() bool { return systemdRun() != "" }
-
-// systemdDir exists when systemd runs the host (sd_booted(3)); a variable
-// so that a test can stand in for systemd.
-var systemdDir = "/run/systemd/system"
-
-// systemdRun is systemd-run's path when a transient unit would act on the
-// caller's network namespace, else "".
-func systemdRun() string {
-	if _, err := os.Stat(systemdDir); err != nil {
-		return ""
-	}
-	if same, err := inInitNetns(); !same {
-		slog.Debug("rollback timer: a detached process, not systemd-run: this process is not in PID 1's network namespace, where a transient unit would run", "err", err)
-		return ""
-	}
-	p, _ := exec.LookPath("systemd-run")
-	return p
-}
-
-// initNetnsPath names PID 1's network namespace; a variable so that a test
-// can stand in for PID 1 (a sandbox may hide PID 1's namespaces even from
-// root).
-var initNetnsPath = "/proc/1/ns/net"
-
-// inInitNetns reports whether the calling thread is in PID 1's network
-// namespace. The thread's, not the process's: Detach forks from it, and a
-// Go program (a test) may have moved one locked thread elsewhere. When the
-// namespaces cannot be compared it says false, so that the rollback runs
-// where the caller is.
-func inInitNetns() (bool, error) {
-	// readlink ("net:[inode]"), not stat: stat opens the namespace, which
-	// a container may refuse even to root, and the link names it uniquely.
-	self, err := os.Readlink("/proc/thread-self/ns/net")
-	if err != nil {
-		return false, fmt.Errorf("this thread's network namespace: %w", err)
-	}
-	init, err := os.Readlink(initNetnsPath)
-	if err != nil {
-		return false, fmt.Errorf("PID 1's network namespace: %w", err)
-	}
-	return self == init, nil
-}
-
 // RollbackIfUnconfirmed waits until the rollback of id is due (after), and
 // restores the saved snapshot unless confirm ran meanwhile. It returns
 // ErrNotArmed when there was nothing to do.
-func (s ConfirmStore) RollbackIfUnconfirmed(k Kernel, id string, after time.Duration, log func(string)) error {
+func (s Store) RollbackIfUnconfirmed(k netsetup.Kernel, id string, after time.Duration, log func(string)) error {
 	p, err := s.Load(id)
 	if err != nil {
 		return err
@@ -287,7 +200,7 @@ func (s ConfirmStore) RollbackIfUnconfirmed(k Kernel, id string, after time.Dura
 		return err
 	}
 	log(fmt.Sprintf("apply %s was not confirmed in time: restoring the pre-apply state", id))
-	_, err = Restore(k, p.Snapshot, func(i, n int, st Step, done bool, err error) {
+	_, err = netsetup.Restore(k, p.Snapshot, func(i, n int, st netsetup.Step, done bool, err error) {
 		if done {
 			log(fmt.Sprintf("[%d/%d] %s: %s", i+1, n, st.Cmd, errText(err)))
 		}
@@ -300,13 +213,13 @@ func (s ConfirmStore) RollbackIfUnconfirmed(k Kernel, id string, after time.Dura
 
 // RollbackNow restores the snapshot of id now (a manual rollback), whether
 // or not it was confirmed.
-func (s ConfirmStore) RollbackNow(k Kernel, id string, progress func(i, n int, st Step, done bool, err error)) (*Plan, error) {
+func (s Store) RollbackNow(k netsetup.Kernel, id string, progress func(i, n int, st netsetup.Step, done bool, err error)) (*netsetup.Plan, error) {
 	p, err := s.Load(id)
 	if err != nil {
 		return nil, err
 	}
 	taken := s.Take(id) == nil
-	plan, err := Restore(k, p.Snapshot, progress)
+	plan, err := netsetup.Restore(k, p.Snapshot, progress)
 	if taken {
 		s.Finish(id, err)
 	}

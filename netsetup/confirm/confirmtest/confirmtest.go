@@ -1,4 +1,9 @@
-package netsetup
+// Package confirmtest runs commit-confirm as the CLI does, for the tests of
+// netsetup/confirm and netsetup's kernel-lab test: the test binary runs
+// itself again as "the CLI" (which saves, arms a detached rollback and
+// applies) and as the detached rollback process. A test binary that uses
+// RunUnconfirmedApply must call Main from its TestMain.
+package confirmtest
 
 import (
 	"bufio"
@@ -13,12 +18,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/confirm"
 )
 
-// TestMain lets the commit-confirm tests run the test binary again as "the
-// CLI" (mode apply) and as the detached rollback process (mode rollback),
-// without a fake test that would show up as skipped in every run.
-func TestMain(m *testing.M) {
+// Main is the TestMain of a test binary that uses RunUnconfirmedApply: it
+// lets the test binary run again as "the CLI" (mode apply) and as the
+// detached rollback process (mode rollback), without a fake test that would
+// show up as skipped in every run.
+func Main(m *testing.M) {
 	if mode := os.Getenv("GALLIUM_NETSETUP_HELPER"); mode != "" {
 		helperProcess(mode)
 		os.Exit(0)
@@ -28,8 +37,8 @@ func TestMain(m *testing.M) {
 
 // helperProcess is the re-executed test binary; it never returns.
 func helperProcess(mode string) {
-	store := ConfirmStore{Dir: os.Getenv("GALLIUM_NETSETUP_DIR")}
-	k := NewNetlink()
+	store := confirm.Store{Dir: os.Getenv("GALLIUM_NETSETUP_DIR")}
+	k := netsetup.NewNetlink()
 	switch mode {
 	case "rollback":
 		after, _ := time.ParseDuration(os.Getenv("GALLIUM_NETSETUP_AFTER"))
@@ -43,7 +52,7 @@ func helperProcess(mode string) {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
 		}
-		var target Snapshot
+		var target netsetup.Snapshot
 		data, _ := os.ReadFile(os.Getenv("GALLIUM_NETSETUP_TARGET"))
 		if err := json.Unmarshal(data, &target); err != nil {
 			fmt.Println("FAIL", err)
@@ -51,23 +60,23 @@ func helperProcess(mode string) {
 		}
 		after, _ := time.ParseDuration(os.Getenv("GALLIUM_NETSETUP_AFTER"))
 		now := time.Now()
-		id := NewPendingID(now)
+		id := confirm.NewPendingID(now)
 		var names []string
 		for _, l := range target.Links {
 			names = append(names, l.Name)
 		}
-		if err := store.Save(&Pending{ID: id, Created: now, Deadline: now.Add(after), Snapshot: obs.Subset(names)}); err != nil {
+		if err := store.Save(&confirm.Pending{ID: id, Created: now, Deadline: now.Add(after), Snapshot: obs.Subset(names)}); err != nil {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
 		}
 		os.Setenv("GALLIUM_NETSETUP_HELPER", "rollback")
 		os.Setenv("GALLIUM_NETSETUP_ID", id)
-		pid, err := Detach([]string{os.Args[0], "-test.run=^$"}, store.LogPath(id), 0, "")
+		pid, err := confirm.Detach([]string{os.Args[0], "-test.run=^$"}, store.LogPath(id), 0, "")
 		if err != nil {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
 		}
-		if _, err := Restore(k, &target, nil); err != nil {
+		if _, err := netsetup.Restore(k, &target, nil); err != nil {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
 		}
@@ -76,11 +85,11 @@ func helperProcess(mode string) {
 	}
 }
 
-// runUnconfirmedApply runs "the CLI" in its own process group, applies
+// RunUnconfirmedApply runs "the CLI" in its own process group, applies
 // target with commit-confirm (rollback after `after`), kills the CLI's whole
 // process group as a dying SSH session would, and returns the rollback ID
 // and the rollback process's PID.
-func runUnconfirmedApply(t *testing.T, target *Snapshot, after time.Duration) (ConfirmStore, string, int) {
+func RunUnconfirmedApply(t *testing.T, target *netsetup.Snapshot, after time.Duration) (confirm.Store, string, int) {
 	t.Helper()
 	dir := t.TempDir()
 	tf := dir + "/target.json"
@@ -119,7 +128,7 @@ func runUnconfirmedApply(t *testing.T, target *Snapshot, after time.Duration) (C
 	if sid, err := sessionOf(pid); err != nil || sid != pid {
 		t.Errorf("rollback process %d: session %d (%v); want its own session", pid, sid, err)
 	}
-	return ConfirmStore{Dir: dir}, id, pid
+	return confirm.Store{Dir: dir}, id, pid
 }
 
 // sessionOf reads a process's session ID from /proc.
@@ -135,9 +144,9 @@ func sessionOf(pid int) (int, error) {
 	return sid, err
 }
 
-// waitRestored polls until the host equals want (on want's links) or the
+// WaitRestored polls until the host equals want (on want's links) or the
 // deadline passes, and returns how long after start it took.
-func waitRestored(t *testing.T, k Kernel, want *Snapshot, names []string, start time.Time, limit time.Duration) time.Duration {
+func WaitRestored(t *testing.T, k netsetup.Kernel, want *netsetup.Snapshot, names []string, start time.Time, limit time.Duration) time.Duration {
 	t.Helper()
 	for time.Since(start) < limit {
 		obs, err := k.Observe()
@@ -149,36 +158,14 @@ func waitRestored(t *testing.T, k Kernel, want *Snapshot, names []string, start 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	obs := observe(t, k)
+	obs, _ := k.Observe()
 	t.Fatalf("not rolled back within %s (-want +got):\n%s", limit, cmp.Diff(want.Restorable(), obs.Subset(names).Restorable()))
 	return 0
 }
 
-// Tier 2: an unconfirmed commit-confirm apply rolls back on time even
-// though the CLI process (and its process group) was killed.
-func TestCommitConfirmRollsBackAfterTheCLIDies(t *testing.T) {
-	inNetns(t)
-	k := NewNetlink()
-	before, target := bridgeTarget(t, k)
-	names := []string{"gt-e1", "gt-e2"}
-	want := before.Subset(names)
-	start := time.Now()
-	store, id, _ := runUnconfirmedApply(t, target, 1500*time.Millisecond)
-	obs := observe(t, k)
-	if obs.Link("gbr-t0") == nil {
-		t.Fatal("the apply did not happen")
-	}
-	took := waitRestored(t, k, want, names, start, 10*time.Second)
-	t.Logf("rolled back %s after the apply started (timeout 1.5s)", took.Round(time.Millisecond))
-	if took < 1500*time.Millisecond {
-		t.Errorf("rolled back after %s, before the confirm timeout", took)
-	}
-	waitResult(t, store, id)
-}
-
-// waitResult waits for the rollback process to record that it rolled back
+// WaitResult waits for the rollback process to record that it rolled back
 // (it does so after verifying the host, so a little after the host is back).
-func waitResult(t *testing.T, store ConfirmStore, id string) {
+func WaitResult(t *testing.T, store confirm.Store, id string) {
 	t.Helper()
 	for i := 0; i < 500 && !strings.HasPrefix(store.Result(id), "rolled back"); i++ {
 		time.Sleep(20 * time.Millisecond)
@@ -186,30 +173,5 @@ func waitResult(t *testing.T, store ConfirmStore, id string) {
 	if r := store.Result(id); !strings.HasPrefix(r, "rolled back") {
 		log, _ := os.ReadFile(store.LogPath(id))
 		t.Errorf("result %q; log:\n%s", r, log)
-	}
-}
-
-// Tier 2: a confirmed apply stays.
-func TestCommitConfirmConfirmedApplyStays(t *testing.T) {
-	inNetns(t)
-	k := NewNetlink()
-	_, target := bridgeTarget(t, k)
-	store, id, pid := runUnconfirmedApply(t, target, 1500*time.Millisecond)
-	if err := store.Confirm(id); err != nil {
-		t.Fatal(err)
-	}
-	// The rollback process wakes up, finds the marker gone and exits.
-	for i := 0; i < 200; i++ {
-		if err := syscall.Kill(pid, 0); err != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	obs := observe(t, k)
-	if obs.Link("gbr-t0") == nil || obs.Link("gt-e1").Master != "gbr-t0" {
-		t.Errorf("a confirmed apply was rolled back: %+v", obs)
-	}
-	if r := store.Result(id); r != "" {
-		t.Errorf("result %q, want none", r)
 	}
 }

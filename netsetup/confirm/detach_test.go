@@ -1,4 +1,4 @@
-package netsetup
+package confirm
 
 import (
 	"os"
