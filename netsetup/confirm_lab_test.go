@@ -22,10 +22,7 @@ func TestMain(m *testing.M) { confirmtest.Main(m) }
 func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	netsetup.NewLab(t)
 	k := netsetup.NewNetlink()
-	before, err := k.Observe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := netsetup.Observe(t, k)
 	// The target of the "apply": the converged lab host, computed on a
 	// simulated copy (the real one must not change before the CLI runs).
 	f := netsetup.NewSimKernelFrom(before)
@@ -37,10 +34,7 @@ func TestLabCommitConfirmRollsBackBonds(t *testing.T) {
 	target = target.Subset(hs.Adapters())
 	start := time.Now()
 	store, id, _ := confirmtest.RunUnconfirmedApply(t, target, 2*time.Second)
-	obs, err := k.Observe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	obs := netsetup.Observe(t, k)
 	if obs.Link("gb-infra") == nil {
 		t.Fatal("the apply did not happen")
 	}

@@ -6,4 +6,5 @@ var (
 	NewLab     = newLab
 	LabSpec    = labSpec
 	LabDesired = labDesired
+	Observe    = observe
 )

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +38,7 @@ func listPackages(t *testing.T, args ...string) []goPackage {
 	}
 	goTool := testenv.NeedTool(t, "go", "the Go toolchain")
 	cmd := exec.Command(goTool, append([]string{"list", "-json"}, args...)...)
-	cmd.Dir = filepath.Dir(repoFile(t, "go.mod"))
+	cmd.Dir = repoFile(t, "")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()

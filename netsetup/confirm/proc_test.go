@@ -1,6 +1,7 @@
 package confirm_test
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -20,8 +21,9 @@ func TestMain(m *testing.M) { confirmtest.Main(m) }
 // the default route, and an address on gt-e2.
 func cabledHost(t *testing.T, k netsetup.Kernel) (before, target *netsetup.Snapshot) {
 	t.Helper()
-	testenv.VethPair(t, "gt-e1", "gt-p1")
-	testenv.VethPair(t, "gt-e2", "gt-p2")
+	for i := 1; i <= 2; i++ {
+		testenv.VethPair(t, fmt.Sprintf("gt-e%d", i), fmt.Sprintf("gt-p%d", i))
+	}
 	before, err := k.Observe()
 	if err != nil {
 		t.Fatal(err)
