@@ -7,7 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // hostCommand is `gallium-net host ...`: this hypervisor's bonds, bridges,
@@ -50,7 +50,7 @@ func hostStateDirFlag() cli.Flag {
 
 // hostSetup is what every host subcommand starts from.
 type hostSetup struct {
-	spec    *plugin.Spec
+	spec    *model.Spec
 	hv      string
 	desired *netsetup.HostState
 }

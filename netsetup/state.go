@@ -20,7 +20,7 @@
 //     itself has VID 1 only where the management IP lives.
 //   - The bond's MAC is its first adapter's (fail_over_mac none); the bridge
 //     is pinned to it when created, so VM taps never change it.
-//   - gallium-net manages gb-*/gbr-* links (plugin.Owned) and the spec's
+//   - gallium-net manages gb-*/gbr-* links (model.Owned) and the spec's
 //     adapters, nothing else. Deleting an owned link (its group left the
 //     spec, or it must be re-created) is a disruptive step.
 //   - Managed addresses are the permanent global ones. An adapter that
@@ -40,7 +40,7 @@
 //     announces the bridge's IPs and the VMs' MACs out of the new adapter
 //     after every change of active adapter (announce.go).
 //   - Bonds wait updelay (spec bond.updelayMs, default 1000 ms, see
-//     plugin.DefaultUpdelayMs) before using an adapter whose link came
+//     model.DefaultUpdelayMs) before using an adapter whose link came
 //     back: a plugged cable has carrier before the switch port forwards,
 //     and a failback into that port lost nearly every probe for up to a
 //     second in the lab; with the default none. downdelay (bond.downdelayMs)
@@ -60,7 +60,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // NativeVID is the bridge VLAN that carries a group's untagged (native)
@@ -210,12 +210,12 @@ func (s *Snapshot) Subset(names []string) *Snapshot {
 		keep[n] = true
 	}
 	for _, l := range s.Links {
-		if plugin.Owned(l.Name) {
+		if model.Owned(l.Name) {
 			keep[l.Name] = true
 		}
 	}
 	for _, l := range s.Links {
-		if l.Master != "" && plugin.Owned(l.Master) {
+		if l.Master != "" && model.Owned(l.Master) {
 			keep[l.Name] = true
 		}
 	}
@@ -344,7 +344,7 @@ func (h *HostState) ManagementLinks() []string {
 
 // Desired derives hypervisor hv's host networking from a validated spec (with
 // defaults applied). It is pure.
-func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
+func Desired(spec *model.Spec, hypervisor string) (*HostState, error) {
 	hv := spec.Hypervisor(hypervisor)
 	if hv == nil {
 		var names []string
@@ -368,16 +368,16 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 		gs := GroupState{
 			Name:           g.Name,
 			Infrastructure: g == infra,
-			Bond:           plugin.BondName(g.Name),
-			Bridge:         plugin.BridgeName(g.Name),
+			Bond:           model.BondName(g.Name),
+			Bridge:         model.BridgeName(g.Name),
 			Adapters:       append([]string(nil), g.Adapters[hv.Name]...),
 			MTU:            spec.GroupMTU(g),
 			BondConfig: BondConfig{
 				Mode:            BondMode,
-				Miimon:          orDefault(g.Bond.Miimon, plugin.DefaultMiimon),
+				Miimon:          orDefault(g.Bond.Miimon, model.DefaultMiimon),
 				Primary:         g.PrimaryOn(hv.Name),
 				PrimaryReselect: g.Bond.PrimaryReselect,
-				NumGratARP:      orDefault(g.Bond.NumGratARP, plugin.DefaultNumGratARP),
+				NumGratARP:      orDefault(g.Bond.NumGratARP, model.DefaultNumGratARP),
 				PeerNotifyDelay: g.Bond.PeerNotifyDelayMs,
 				Updelay:         g.Bond.Updelay(),
 				Downdelay:       g.Bond.DowndelayMs,
@@ -385,7 +385,7 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 			},
 		}
 		if gs.BondConfig.PrimaryReselect == "" {
-			gs.BondConfig.PrimaryReselect = plugin.DefaultPrimaryReselect
+			gs.BondConfig.PrimaryReselect = model.DefaultPrimaryReselect
 		}
 		// The kernel would round a delay that is not a multiple of miimon
 		// down, and the host would never converge to the spec.
@@ -393,7 +393,7 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 			key string
 			ms  int
 		}{{"peerNotifyDelayMs", gs.BondConfig.PeerNotifyDelay}, {"updelayMs", gs.BondConfig.Updelay}, {"downdelayMs", gs.BondConfig.Downdelay}} {
-			if err := plugin.IsBondDelay(d.key, d.ms, gs.BondConfig.Miimon); err != nil {
+			if err := model.IsBondDelay(d.key, d.ms, gs.BondConfig.Miimon); err != nil {
 				return nil, fmt.Errorf("adapter group %s: bond.%v", g.Name, err)
 			}
 		}
@@ -447,7 +447,7 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 			}
 		}
 		for _, name := range []string{gs.Bond, gs.Bridge} {
-			if why := plugin.ValidIfName(name); why != "" {
+			if why := model.ValidIfName(name); why != "" {
 				return nil, fmt.Errorf("adapter group %s: derived link name %q %s; use a shorter group name", g.Name, name, why)
 			}
 		}

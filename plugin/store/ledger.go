@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // Keys of the NIC ledger. A NIC lives at nics/<domain uuid>/<nic key>; its
@@ -177,7 +177,7 @@ func (s *Store) allocateOnce(ctx context.Context, req NIC, prefix *string) (NIC,
 		}
 		*prefix = spec.Cluster.MACPrefix
 		if *prefix == "" {
-			*prefix = plugin.DefaultMACPrefix
+			*prefix = model.DefaultMACPrefix
 		}
 	}
 	mac, err := s.newMAC(*prefix)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -88,7 +88,7 @@ func TestUsedMACs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := &plugin.HostSnapshot{NICs: []plugin.SnapshotNIC{{MAC: "52:54:00:00:00:03"}}}
+	snap := &snapshot.Host{NICs: []snapshot.NIC{{MAC: "52:54:00:00:00:03"}}}
 	used := UsedMACs([]*Domain{{Config: cfg, Live: live}}, snap)
 	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03", "52:54:00:00:00:09"} {
 		if !used[m] {
