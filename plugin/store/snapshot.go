@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
@@ -56,7 +57,7 @@ const staleTempAge = 10 * time.Second
 // removeStaleTemps deletes temporary files that writers killed between
 // create and rename left next to the snapshot, so they cannot pile up.
 func removeStaleTemps(path string) {
-	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	matches, _ := filepath.Glob(atomicfile.TempPattern(path))
 	for _, m := range matches {
 		if st, err := os.Stat(m); err == nil && time.Since(st.ModTime()) > staleTempAge {
 			_ = os.Remove(m)
