@@ -66,14 +66,12 @@ func InterfaceXML(s *model.Spec, network, profile, mac string) (string, error) {
 }
 
 // ResolveProfile returns the hardware profile named name, or the cluster's
-// default profile when name is "". An unknown name is an error that lists the
+// default profile (cluster.defaultProfile of the defaulted spec) when name is
+// "". An unknown name is an error that lists the
 // known profiles.
 func ResolveProfile(s *model.Spec, name string) (*model.HardwareProfile, error) {
 	if name == "" {
-		name = s.Cluster.DefaultProfile
-		if name == "" {
-			name = model.DefaultProfileName
-		}
+		name = s.Cluster.DefaultProfile // filled by model.SetDefaults
 	}
 	p := s.Profile(name)
 	if p == nil {

@@ -63,30 +63,45 @@ func TestDesiredEvaluationSingleAdapterIsABond(t *testing.T) {
 	}
 }
 
-func TestDesiredErrors(t *testing.T) {
+// TestDesiredUnknownHypervisor: a hypervisor the spec does not have is
+// Desired's one error.
+func TestDesiredUnknownHypervisor(t *testing.T) {
+	_, err := Desired(loadExample(t, "cluster.yaml"), "hv9")
+	if want := `hypervisor "hv9" is not in the cluster spec (known: hv1, hv2, hv3)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// TestDesiredNeedsAValidatedSpec: the rules Desired once checked again, in
+// its own words, are validation's alone; its callers validate first (the
+// CLI's loadSpec), and validation refuses each of these specs.
+func TestDesiredNeedsAValidatedSpec(t *testing.T) {
 	tests := []struct {
-		name   string
-		edit   func(s *model.Spec)
-		hv     string
-		errHas string
+		name    string
+		edit    func(s *model.Spec)
+		path    string
+		message string
 	}{
-		{"unknown hypervisor", func(s *model.Spec) {}, "hv9", `hypervisor "hv9" is not in the cluster spec (known: hv1, hv2, hv3)`},
-		{"VLAN 1 is native", func(s *model.Spec) { s.Networks[0].VLAN = 1 }, "hv1", "VLAN 1 is the bridge's native VLAN"},
-		{"adapter in two groups", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno2", "eno4"} }, "hv1", "adapter eno2 is in adapter groups infra and vmgroup"},
-		{"adapter not listed", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "hv1", "adapter eno9 is not listed under hypervisor hv1"},
-		{"no infrastructure here", func(s *model.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "hv1", "no infrastructure adapter group has adapters here"},
-		{"bad management IP", func(s *model.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hv1", "managementIP"},
-		{"updelay off the miimon grid", func(s *model.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(150) }, "hv1", "adapter group vmgroup: bond.updelayMs 150 is not a multiple of miimon (100)"},
-		{"miimon that puts the updelay off its grid", func(s *model.Spec) { s.AdapterGroups[0].Bond.Miimon = 300 }, "hv1", "adapter group infra: bond.updelayMs 1000 is not a multiple of miimon (300)"},
+		{"VLAN 1 is native", func(s *model.Spec) { s.Networks[0].VLAN = 1 }, "networks[prod].vlan", "VLAN 1 carries each adapter group's untagged (native) traffic"},
+		{"adapter in two groups", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno2", "eno4"} }, "adapterGroups[vmgroup].adapters[hv1]", "adapter \"eno2\" of \"hv1\" is already in adapter group \"infra\""},
+		{"adapter not listed", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "adapterGroups[vmgroup].adapters[hv1]", "\"eno9\" is not an adapter of hypervisor \"hv1\""},
+		{"no infrastructure here", func(s *model.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "adapterGroups[infra].adapters[hv1]", "the infrastructure group \"infra\" has no adapters on hypervisor \"hv1\""},
+		{"bad management IP", func(s *model.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hypervisors[hv1].managementIP", "is not an address in CIDR form"},
+		{"bad VIP", func(s *model.Spec) { s.Cluster.VIP = "192.168.1.x" }, "cluster.vip", "is not an IP address"},
+		{"updelay off the miimon grid", func(s *model.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(150) }, "adapterGroups[vmgroup].bond.updelayMs", "updelayMs 150 is not a multiple of miimon (100)"},
+		{"miimon that puts the updelay off its grid", func(s *model.Spec) { s.AdapterGroups[0].Bond.Miimon = 300 }, "adapterGroups[infra].bond.updelayMs", "updelayMs 1000 is not a multiple of miimon (300)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := loadExample(t, "cluster.yaml")
 			tc.edit(s)
-			_, err := Desired(s, tc.hv)
-			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.errHas)
+			errs := model.Validate(s).Errors()
+			for _, f := range errs {
+				if f.Path == tc.path && strings.Contains(f.Message, tc.message) {
+					return
+				}
 			}
+			t.Errorf("validation: want an error at %s containing %q, got %v", tc.path, tc.message, errs)
 		})
 	}
 }
@@ -270,10 +285,6 @@ func TestDesiredCanonicalVIP(t *testing.T) {
 	hs, err := Desired(spec, "hv1")
 	if err != nil || hs.VIP != "192.168.1.100" {
 		t.Fatalf("Desired: VIP %q, %v", hs.VIP, err)
-	}
-	spec.Cluster.VIP = "192.168.1.x"
-	if _, err := Desired(spec, "hv1"); err == nil || !strings.Contains(err.Error(), "cluster.vip") {
-		t.Errorf("a bad VIP: %v", err)
 	}
 }
 

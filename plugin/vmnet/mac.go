@@ -68,13 +68,10 @@ func CheckMAC(mac string, used map[string]bool) (string, error) {
 	return norm, nil
 }
 
-// AllocateMAC picks a MAC under prefix (the spec's cluster.macPrefix; ""
-// is model.DefaultMACPrefix) that is not in used, with random bytes from
-// rnd (nil: crypto/rand).
+// AllocateMAC picks a MAC under prefix (the defaulted spec's
+// cluster.macPrefix) that is not in used, with random bytes from rnd (nil:
+// crypto/rand).
 func AllocateMAC(prefix string, used map[string]bool, rnd io.Reader) (string, error) {
-	if prefix == "" {
-		prefix = model.DefaultMACPrefix
-	}
 	if rnd == nil {
 		rnd = rand.Reader
 	}
