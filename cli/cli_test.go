@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gallium/gallium-net/plugin"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // run runs the gallium-net app in-process and returns stdout, stderr and the
@@ -109,7 +111,7 @@ func TestValidateUnloadableSpec(t *testing.T) {
 		t.Errorf("want the key path and line:col of the unknown key, got:\n%s", out)
 	}
 	out, _, code = run(t, "validate", "-f", "/nonexistent/cluster.yaml")
-	if code == 0 || !strings.Contains(out, "no cluster spec at /nonexistent/cluster.yaml") || !strings.Contains(out, "(see "+plugin.ExampleSpec+")") {
+	if code == 0 || !strings.Contains(out, "no cluster spec at /nonexistent/cluster.yaml") || !strings.Contains(out, "(see "+specfile.ExampleSpec+")") {
 		t.Errorf("missing file: exit %d, want the path and what to do:\n%s", code, out)
 	}
 }
@@ -123,7 +125,7 @@ func TestListFormats(t *testing.T) {
 	var groups []map[string]any
 	if err := json.Unmarshal([]byte(out), &groups); err != nil || len(groups) != 2 || groups[0]["bond"] != "gb-infra" {
 		t.Errorf("json: %v\n%s", err, out)
-	} else if groups[0]["updelayMs"] != float64(plugin.DefaultUpdelayMs) || groups[0]["downdelayMs"] != float64(0) {
+	} else if groups[0]["updelayMs"] != float64(model.DefaultUpdelayMs) || groups[0]["downdelayMs"] != float64(0) {
 		t.Errorf("json: bond delays (defaults) missing: %v", groups[0])
 	}
 	out, _, _ = run(t, "list", "adapters", "-f", example, "-o", "yaml")

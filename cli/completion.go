@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // The shell scripts ask gallium-net itself for the candidates of the word
@@ -166,7 +166,7 @@ func specNames(file, kind string) []string {
 	if file == "" {
 		file = DefaultSpecPath
 	}
-	s, err := plugin.Load(file)
+	s, err := specfile.Load(file)
 	if err != nil {
 		return nil
 	}

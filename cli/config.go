@@ -14,7 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 	"github.com/gallium/gallium-net/plugin/store/boltstore"
 	"github.com/gallium/gallium-net/plugin/store/etcdstore"
@@ -160,11 +161,11 @@ func snapshotPath(c *cli.Context) string {
 	if cfg, err := hostConfigOf(c); err == nil && cfg.Snapshot != "" {
 		return cfg.Snapshot
 	}
-	return firstNonEmpty(c.String("snapshot"), plugin.DefaultSnapshotPath)
+	return firstNonEmpty(c.String("snapshot"), snapshot.DefaultPath)
 }
 
 // storedSpec reads the cluster spec the store holds, parsed.
-func storedSpec(ctx context.Context, st *store.Store) (*store.SpecRecord, *plugin.Spec, error) {
+func storedSpec(ctx context.Context, st *store.Store) (*store.SpecRecord, *model.Spec, error) {
 	rec, err := st.Spec(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -6,8 +6,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
-	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/plugin/diagram"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 func diagramCommand() *cli.Command {
@@ -27,7 +27,7 @@ Examples:
 			specFlag(),
 			&cli.StringFlag{Name: "hypervisor", Usage: "draw only hypervisor `NAME`"},
 			&cli.StringFlag{Name: "format", Value: "dot", Usage: "dot or mermaid"},
-			&cli.StringFlag{Name: "nics", Usage: "draw the VM NICs of this host snapshot `FILE` (e.g. " + plugin.DefaultSnapshotPath + ")"},
+			&cli.StringFlag{Name: "nics", Usage: "draw the VM NICs of this host snapshot `FILE` (e.g. " + snapshot.DefaultPath + ")"},
 			&cli.BoolFlag{Name: "live", Usage: "draw this hypervisor's state now over the spec: active adapters, adapters without carrier, the VIP when held here"},
 		},
 		Action: func(c *cli.Context) error {
@@ -37,7 +37,7 @@ Examples:
 			}
 			opt := diagram.Options{Hypervisor: c.String("hypervisor")}
 			if path := c.String("nics"); path != "" {
-				snap, err := plugin.ReadSnapshot(path)
+				snap, err := snapshot.Read(path)
 				if err != nil {
 					return err
 				}

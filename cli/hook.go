@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/procfs"
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 	"github.com/gallium/gallium-net/plugin/lsm"
 )
 
@@ -128,7 +128,7 @@ func hookInstall(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "sent SIGHUP to %s (pid %d): it re-reads its hooks\n", name, pid)
 	}
 	data, _ := json.Marshal(rec)
-	if err := plugin.WriteFileAtomic(reloadRecord, data, 0o644); err != nil {
+	if err := atomicfile.Write(reloadRecord, data, 0o644); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "warning: cannot record the reload (%v); 'hook status' may report it as pending\n", err)
 	}
 	return nil

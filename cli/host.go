@@ -8,7 +8,7 @@ import (
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/netsetup/confirm"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // hostCommand is `gallium-net host ...`: this hypervisor's bonds, bridges,
@@ -51,7 +51,7 @@ func hostStateDirFlag() cli.Flag {
 
 // hostSetup is what every host subcommand starts from.
 type hostSetup struct {
-	spec    *plugin.Spec
+	spec    *model.Spec
 	hv      string
 	desired *netsetup.HostState
 }

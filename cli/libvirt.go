@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/vmnet/libvirtconn"
 )
 
@@ -26,7 +26,7 @@ func connectFlag() cli.Flag {
 func snapshotFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:  "snapshot",
-		Value: plugin.DefaultSnapshotPath,
+		Value: snapshot.DefaultPath,
 		Usage: "host snapshot `FILE` the libvirt hook reads",
 	}
 }

@@ -8,12 +8,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // The list commands print one layer of the spec as a table, JSON or YAML.
 func listCommand() *cli.Command {
-	sub := func(name, usage string, run func(c *cli.Context, s *plugin.Spec) error) *cli.Command {
+	sub := func(name, usage string, run func(c *cli.Context, s *model.Spec) error) *cli.Command {
 		return &cli.Command{
 			Name:        name,
 			Usage:       usage,
@@ -47,7 +47,7 @@ type hypervisorRow struct {
 	Adapters     []string `json:"adapters" yaml:"adapters"`
 }
 
-func listHypervisors(c *cli.Context, s *plugin.Spec) error {
+func listHypervisors(c *cli.Context, s *model.Spec) error {
 	rows := []hypervisorRow{}
 	for _, h := range s.Hypervisors {
 		r := hypervisorRow{Name: h.Name, ManagementIP: h.ManagementIP, Adapters: []string{}}
@@ -72,7 +72,7 @@ type adapterRow struct {
 	Primary    bool   `json:"primary,omitempty" yaml:"primary,omitempty"`
 }
 
-func listAdapters(c *cli.Context, s *plugin.Spec) error {
+func listAdapters(c *cli.Context, s *model.Spec) error {
 	rows := []adapterRow{}
 	for _, h := range s.Hypervisors {
 		for _, a := range h.Adapters {
@@ -112,11 +112,11 @@ type groupRow struct {
 	Adapters       map[string][]string `json:"adapters" yaml:"adapters"`
 }
 
-func listGroups(c *cli.Context, s *plugin.Spec) error {
+func listGroups(c *cli.Context, s *model.Spec) error {
 	rows := []groupRow{}
 	for _, g := range s.AdapterGroups {
-		rows = append(rows, groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: plugin.BondName(g.Name),
-			Bridge: plugin.BridgeName(g.Name), Miimon: g.Bond.Miimon, UpdelayMs: g.Bond.Updelay(), DowndelayMs: g.Bond.DowndelayMs,
+		rows = append(rows, groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: model.BondName(g.Name),
+			Bridge: model.BridgeName(g.Name), Miimon: g.Bond.Miimon, UpdelayMs: g.Bond.Updelay(), DowndelayMs: g.Bond.DowndelayMs,
 			MTU: s.GroupMTU(&g), Adapters: g.Adapters})
 	}
 	return printOut(c, rows, func(w *tabwriter.Writer) {
@@ -147,11 +147,11 @@ type networkRow struct {
 	MTU      int    `json:"mtu" yaml:"mtu"`
 }
 
-func listNetworks(c *cli.Context, s *plugin.Spec) error {
+func listNetworks(c *cli.Context, s *model.Spec) error {
 	rows := []networkRow{}
 	for i := range s.Networks {
 		n := &s.Networks[i]
-		rows = append(rows, networkRow{Name: n.Name, Group: n.AdapterGroup, VLAN: n.VLAN, Untagged: !n.Tagged(), Bridge: plugin.BridgeName(n.AdapterGroup), MTU: s.NetworkMTU(n)})
+		rows = append(rows, networkRow{Name: n.Name, Group: n.AdapterGroup, VLAN: n.VLAN, Untagged: !n.Tagged(), Bridge: model.BridgeName(n.AdapterGroup), MTU: s.NetworkMTU(n)})
 	}
 	return printOut(c, rows, func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "NETWORK\tVLAN\tGROUP\tBRIDGE\tMTU")
@@ -165,8 +165,8 @@ func listNetworks(c *cli.Context, s *plugin.Spec) error {
 	})
 }
 
-func listProfiles(c *cli.Context, s *plugin.Spec) error {
-	rows := append([]plugin.HardwareProfile{}, s.HardwareProfiles...)
+func listProfiles(c *cli.Context, s *model.Spec) error {
+	rows := append([]model.HardwareProfile{}, s.HardwareProfiles...)
 	return printOut(c, rows, func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "PROFILE\tNIC MODEL\tDEFAULT")
 		for _, r := range rows {

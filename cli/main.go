@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
 	"github.com/gallium/gallium-net/plugin/lsm"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
@@ -53,8 +53,8 @@ VM <interface> devices), and keeps every VM NIC in sync through its libvirt hook
 Every command that reads the spec takes -f/--spec FILE after its own name
 (default ` + DefaultSpecPath + `). Start with:
 
-   gallium-net validate -f ` + plugin.ExampleSpec + `
-   gallium-net diagram -f ` + plugin.ExampleSpec + ` --hypervisor hv1`,
+   gallium-net validate -f ` + specfile.ExampleSpec + `
+   gallium-net diagram -f ` + specfile.ExampleSpec + ` --hypervisor hv1`,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages to stderr"},

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
@@ -76,15 +76,15 @@ func networkDefine(c *cli.Context) error {
 	results, defineErr := vmnet.DefineNetworks(conn, s, hv, names, opt)
 	// The snapshot covers every network of this host, whichever were named,
 	// and keeps the NIC records it had (the cluster ledger owns those).
-	var nics []plugin.SnapshotNIC
-	if old, err := plugin.ReadSnapshot(snapshotPath(c)); err == nil {
+	var nics []snapshot.NIC
+	if old, err := snapshot.Read(snapshotPath(c)); err == nil {
 		nics = old.NICs
 	}
-	snap, err := plugin.BuildSnapshot(s, hv, nics, 0, time.Now())
+	snap, err := snapshot.Build(s, hv, nics, 0, time.Now())
 	if err != nil {
 		return err
 	}
-	if err := plugin.WriteSnapshot(snapshotPath(c), snap); err != nil {
+	if err := snapshot.Write(snapshotPath(c), snap); err != nil {
 		return fmt.Errorf("write the host snapshot for the hook: %w", err)
 	}
 	if err := printOut(c, results, func(w *tabwriter.Writer) {

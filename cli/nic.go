@@ -10,7 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	nettap "github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/vmnet"
 )
 
@@ -114,7 +115,7 @@ func nicAdd(c *cli.Context) error {
 	if _, err := vmnet.LoadDomain(conn, name); err != nil {
 		return err
 	}
-	snap, _ := plugin.ReadSnapshot(snapshotPath(c))
+	snap, _ := snapshot.Read(snapshotPath(c))
 	ledger, err := openNICLedger(c)
 	if err != nil {
 		return err
@@ -307,12 +308,12 @@ func nicSync(c *cli.Context) error {
 
 // syncRunningNIC is vmnet.SyncNIC with this host's snapshot (read afresh:
 // network define may have rewritten it) and netsetup's tap programming.
-func syncRunningNIC(conn vmnet.Conn, tk nettap.Kernel, s *plugin.Spec, snapPath, name, mac string) (vmnet.Synced, error) {
-	snap, err := plugin.ReadSnapshot(snapPath)
+func syncRunningNIC(conn vmnet.Conn, tk nettap.Kernel, s *model.Spec, snapPath, name, mac string) (vmnet.Synced, error) {
+	snap, err := snapshot.Read(snapPath)
 	if err != nil {
 		return vmnet.Synced{}, err
 	}
-	program := func(tap string, sn plugin.SnapshotNetwork) ([]string, error) {
+	program := func(tap string, sn snapshot.Network) ([]string, error) {
 		tr, err := nettap.Program(tk, nettap.Config{Tap: tap, Bridge: sn.Bridge, VLAN: sn.VLAN, MTU: sn.MTU})
 		var ops []string
 		for _, op := range tr.Ops {

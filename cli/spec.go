@@ -10,7 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // specFlag is -f/--spec, which every command that reads the spec takes after
@@ -34,12 +35,12 @@ func hypervisorFlag() cli.Flag {
 }
 
 // readSpec loads the spec -f names, without validating it.
-func readSpec(c *cli.Context) (*plugin.Spec, error) {
+func readSpec(c *cli.Context) (*model.Spec, error) {
 	path := specPath(c)
-	s, err := plugin.Load(path)
+	s, err := specfile.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see %s)", path, plugin.ExampleSpec)
+			return nil, fmt.Errorf("no cluster spec at %s: pass -f FILE, or write one there (see %s)", path, specfile.ExampleSpec)
 		}
 		return nil, err
 	}
@@ -59,12 +60,12 @@ func specPath(c *cli.Context) string {
 
 // loadSpec loads and validates the spec -f names. Warnings go to stderr; an
 // invalid spec is an error that lists what to fix.
-func loadSpec(c *cli.Context) (*plugin.Spec, error) {
+func loadSpec(c *cli.Context) (*model.Spec, error) {
 	s, err := readSpec(c)
 	if err != nil {
 		return nil, err
 	}
-	findings := plugin.Validate(s)
+	findings := model.Validate(s)
 	warnSummary(c, findings)
 	if err := findings.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
@@ -75,7 +76,7 @@ func loadSpec(c *cli.Context) (*plugin.Spec, error) {
 // warnSummary prints one line for the spec's warnings: every command that
 // reads the spec repeated each in full (20 three-line warnings on 'list
 // profiles' for 5 hypervisors without speeds); validate shows them.
-func warnSummary(c *cli.Context, findings plugin.Findings) {
+func warnSummary(c *cli.Context, findings model.Findings) {
 	warns := findings.Warnings()
 	if len(warns) == 0 {
 		return
@@ -97,7 +98,7 @@ func warnSummary(c *cli.Context, findings plugin.Findings) {
 
 // loadSpecHere loads and validates the spec and says which of its
 // hypervisors this host is: what every command that acts on this host needs.
-func loadSpecHere(c *cli.Context) (*plugin.Spec, string, error) {
+func loadSpecHere(c *cli.Context) (*model.Spec, string, error) {
 	s, err := loadSpec(c)
 	if err != nil {
 		return nil, "", err
@@ -113,7 +114,7 @@ func loadSpecHere(c *cli.Context) (*plugin.Spec, string, error) {
 // when given, else hypervisor: in this host's config, else the one named like
 // this host, else the one whose
 // management IP is configured on a local interface.
-func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
+func thisHypervisor(c *cli.Context, s *model.Spec) (string, error) {
 	names := s.HypervisorNames()
 	if hv := c.String("hypervisor"); hv != "" {
 		if s.Hypervisor(hv) == nil {
@@ -144,7 +145,7 @@ func thisHypervisor(c *cli.Context, s *plugin.Spec) (string, error) {
 // without regard to case. validate accepts (and suggests) names like
 // hv1.example.com, and DNS names do not depend on case; validate refuses two
 // hypervisors whose names differ only in case, so at most one matches.
-func hypervisorNamed(s *plugin.Spec, host string) string {
+func hypervisorNamed(s *model.Spec, host string) string {
 	short, _, _ := strings.Cut(host, ".")
 	for _, name := range []string{host, short} {
 		if name == "" {
@@ -159,7 +160,7 @@ func hypervisorNamed(s *plugin.Spec, host string) string {
 	return ""
 }
 
-func matchHypervisor(s *plugin.Spec, host string, addrs []net.Addr, names []string) (string, error) {
+func matchHypervisor(s *model.Spec, host string, addrs []net.Addr, names []string) (string, error) {
 	for _, a := range addrs {
 		ipn, ok := a.(*net.IPNet)
 		if !ok {

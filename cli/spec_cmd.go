@@ -12,7 +12,8 @@ import (
 	"github.com/sergi/go-diff/diffmatchpatch"
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -109,11 +110,11 @@ func specPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := plugin.Parse(body, specPath(c))
+	s, err := specfile.Parse(body, specPath(c))
 	if err != nil {
 		return err
 	}
-	findings := plugin.Validate(s)
+	findings := model.Validate(s)
 	warnSummary(c, findings)
 	if err := findings.Err(); err != nil {
 		return fmt.Errorf("refusing to push an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))

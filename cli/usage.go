@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // Exit codes of gallium-net (README "Exit codes"). A script must be able to
@@ -85,7 +85,7 @@ func closestCommand(cmds []*cli.Command, word string) string {
 			continue
 		}
 		for _, n := range c.Names() {
-			d := plugin.EditDistance(strings.ToLower(word), n)
+			d := specfile.EditDistance(strings.ToLower(word), n)
 			if best == "" || d < bestDist {
 				best, bestDist = n, d
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // TestUnexpectedArguments: a spec path given as an argument was ignored and
@@ -98,7 +98,7 @@ func TestMaxArgs(t *testing.T) {
 // short one, without regard to case (issue 13 #3: only the short name was
 // tried, case-sensitively, although validate accepts hv1.example.com).
 func TestHypervisorNamed(t *testing.T) {
-	s := &plugin.Spec{Hypervisors: []plugin.Hypervisor{{Name: "hv1.example.com"}, {Name: "hv2"}, {Name: "hv1"}}}
+	s := &model.Spec{Hypervisors: []model.Hypervisor{{Name: "hv1.example.com"}, {Name: "hv2"}, {Name: "hv1"}}}
 	got := map[string]string{}
 	for _, host := range []string{"hv1.example.com", "HV1.Example.COM", "hv2.example.com", "HV2", "hv1", "hv1.other.org", "hv3.example.com", ""} {
 		got[host] = hypervisorNamed(s, host)

@@ -7,13 +7,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // validateResult is the JSON contract of `validate -o json` (DESIGN.md §2).
 type validateResult struct {
-	Valid    bool             `json:"valid"`
-	Findings []plugin.Finding `json:"findings"`
+	Valid    bool            `json:"valid"`
+	Findings []model.Finding `json:"findings"`
 }
 
 func validateCommand() *cli.Command {
@@ -30,7 +31,7 @@ Examples:
    gallium-net validate -f cluster.yaml -o json | jq '.findings[]'`,
 		Flags: []cli.Flag{specFlag(), outputFlag("text", "json")},
 		Action: func(c *cli.Context) error {
-			res := validateResult{Findings: []plugin.Finding{}}
+			res := validateResult{Findings: []model.Finding{}}
 			s, err := readSpec(c)
 			if err != nil {
 				// A spec that does not even load is invalid; report it in
@@ -38,8 +39,8 @@ Examples:
 				// The path names the key, or the place when there is
 				// none; the message does not repeat either ("empty.yaml:
 				// empty.yaml: spec is empty").
-				f := plugin.Finding{Severity: plugin.SeverityError, Path: specPath(c), Message: err.Error()}
-				var le *plugin.LoadError
+				f := model.Finding{Severity: model.SeverityError, Path: specPath(c), Message: err.Error()}
+				var le *specfile.LoadError
 				if errors.As(err, &le) {
 					if le.Key != "" {
 						f.Path, f.Message = le.Key, le.Where()+": "+le.Msg
@@ -49,9 +50,9 @@ Examples:
 				}
 				res.Findings = append(res.Findings, f)
 			} else {
-				res.Findings = append(res.Findings, plugin.Validate(s).Sorted()...)
+				res.Findings = append(res.Findings, model.Validate(s).Sorted()...)
 			}
-			res.Valid = !plugin.Findings(res.Findings).HasErrors()
+			res.Valid = !model.Findings(res.Findings).HasErrors()
 			if c.String("output") == "json" {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
@@ -63,7 +64,7 @@ Examples:
 				for _, f := range res.Findings {
 					fmt.Fprintf(w, "%-7s %s: %s\n", f.Severity, f.Path, f.Message)
 				}
-				nerr, nwarn := len(plugin.Findings(res.Findings).Errors()), len(plugin.Findings(res.Findings).Warnings())
+				nerr, nwarn := len(model.Findings(res.Findings).Errors()), len(model.Findings(res.Findings).Warnings())
 				if res.Valid {
 					fmt.Fprintf(w, "%s: valid (%d warning(s))\n", specPath(c), nwarn)
 				} else {

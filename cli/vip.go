@@ -17,7 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 	"github.com/gallium/gallium-net/plugin/vip"
 )
 
@@ -125,7 +125,7 @@ func vipApply(c *cli.Context) error {
 			return fmt.Errorf("%s was not written by gallium-net; move it away (or merge it into the cluster's setup) and run again, or pass --force to replace it (a backup is kept)", path)
 		}
 		backup := path + ".gallium-net-backup"
-		if err := plugin.WriteFileAtomic(backup, old, 0o600); err != nil {
+		if err := atomicfile.Write(backup, old, 0o600); err != nil {
 			return fmt.Errorf("back up %s: %w", path, err)
 		}
 		fmt.Fprintf(c.App.ErrWriter, "kept the previous %s as %s\n", path, backup)
@@ -133,7 +133,7 @@ func vipApply(c *cli.Context) error {
 	if err := checkKeepalivedConf(conf); err != nil {
 		return err
 	}
-	if err := plugin.WriteFileAtomic(path, conf, 0o644); err != nil {
+	if err := atomicfile.Write(path, conf, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "installed %s for %s (virtual router id %d, VIP %s)\n", path, hv, vip.RouterID(s.Cluster.Name), s.Cluster.VIP)

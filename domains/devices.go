@@ -6,7 +6,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // ErrNoInterface is returned (wrapped) when a domain XML has no <interface>
@@ -75,7 +75,7 @@ func findInterface(domainXML, mac string) (*libvirtxml.DomainInterface, error) {
 // dom onto network: the spec's interface with the model and alias it runs
 // with now, because a running NIC's model cannot change and the alias is how
 // libvirt finds the device.
-func LiveInterfaceXML(s *plugin.Spec, dom *Domain, n NIC, network string) (string, error) {
+func LiveInterfaceXML(s *model.Spec, dom *Domain, n NIC, network string) (string, error) {
 	profile := ""
 	if dom.Meta != nil {
 		profile = dom.Meta.Profile

@@ -14,7 +14,7 @@
 // A spec network becomes a libvirt network of the same name with
 // <forward mode='bridge'/> onto its adapter group's bridge (gbr-GROUP). A
 // libvirt network is gallium-net's iff it has that shape on a bridge whose
-// name plugin.Owned accepts; nothing else is ever changed. The VLAN of a
+// name model.Owned accepts; nothing else is ever changed. The VLAN of a
 // tagged network is put on each tap by gallium-net's hook, because libvirt
 // before 11.0 cannot do it on a plain Linux bridge (Debian 12 has 9.0);
 // NetworkOptions.NativeVLAN (see NetworkOptionsFor) writes <vlan> into the

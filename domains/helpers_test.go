@@ -5,13 +5,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // testSpec loads testdata/cluster.yaml (with defaults applied).
-func testSpec(t testing.TB) *plugin.Spec {
+func testSpec(t testing.TB) *model.Spec {
 	t.Helper()
-	s, err := plugin.Load(filepath.Join("testdata", "cluster.yaml"))
+	s, err := specfile.Load(filepath.Join("testdata", "cluster.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // Interface builds the domain <interface> of a VM NIC with MAC mac on spec
 // network network, its model taken from hardware profile profile ("" means
 // the cluster's default profile).
-func Interface(s *plugin.Spec, network, profile, mac string) (*libvirtxml.DomainInterface, error) {
+func Interface(s *model.Spec, network, profile, mac string) (*libvirtxml.DomainInterface, error) {
 	if s == nil {
 		return nil, errors.New("no cluster spec")
 	}
@@ -38,7 +38,7 @@ func Interface(s *plugin.Spec, network, profile, mac string) (*libvirtxml.Domain
 		Source:  &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Name}},
 		Model:   &libvirtxml.DomainInterfaceModel{Type: p.NICModel},
 	}
-	if mtu := s.NetworkMTU(n); mtu != plugin.DefaultMTU && mtu > 0 {
+	if mtu := s.NetworkMTU(n); mtu != model.DefaultMTU && mtu > 0 {
 		iface.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(mtu)}
 	}
 	return iface, nil
@@ -53,7 +53,7 @@ func Interface(s *plugin.Spec, network, profile, mac string) (*libvirtxml.Domain
 //	  <model type="virtio"></model>
 //	  <mtu size="9000"></mtu>   (only when the network's MTU is not 1500)
 //	</interface>
-func InterfaceXML(s *plugin.Spec, network, profile, mac string) (string, error) {
+func InterfaceXML(s *model.Spec, network, profile, mac string) (string, error) {
 	iface, err := Interface(s, network, profile, mac)
 	if err != nil {
 		return "", err
@@ -66,14 +66,12 @@ func InterfaceXML(s *plugin.Spec, network, profile, mac string) (string, error) 
 }
 
 // ResolveProfile returns the hardware profile named name, or the cluster's
-// default profile when name is "". An unknown name is an error that lists the
+// default profile (cluster.defaultProfile of the defaulted spec) when name is
+// "". An unknown name is an error that lists the
 // known profiles.
-func ResolveProfile(s *plugin.Spec, name string) (*plugin.HardwareProfile, error) {
+func ResolveProfile(s *model.Spec, name string) (*model.HardwareProfile, error) {
 	if name == "" {
-		name = s.Cluster.DefaultProfile
-		if name == "" {
-			name = plugin.DefaultProfileName
-		}
+		name = s.Cluster.DefaultProfile // filled by model.SetDefaults
 	}
 	p := s.Profile(name)
 	if p == nil {

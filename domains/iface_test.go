@@ -119,7 +119,7 @@ func TestNormalizeMAC(t *testing.T) {
 		"52:54:00:AB:cd:EF": "52:54:00:ab:cd:ef",
 		"02:00:00:00:00:01": "02:00:00:00:00:01", // locally administered is fine
 		"fc:00:00:00:00:01": "fc:00:00:00:00:01",
-		// The forms plugin.ParseVMMAC reads, so that `nic add --mac` and
+		// The forms model.ParseVMMAC reads, so that `nic add --mac` and
 		// `nic remove` agree.
 		"52-54-00-AB-CD-EF":  "52:54:00:ab:cd:ef",
 		"5254.00ab.cdef":     "52:54:00:ab:cd:ef",

@@ -10,7 +10,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // NetworkOptions tune the libvirt network XML.
@@ -37,7 +37,7 @@ func NetworkOptionsFor(libVersion uint32) NetworkOptions {
 // Network builds the libvirt network definition of spec network network on
 // hypervisor hypervisor: forward mode bridge onto the bridge of the network's
 // adapter group, named like the spec network.
-func Network(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) (*libvirtxml.Network, error) {
+func Network(s *model.Spec, network, hypervisor string, opt NetworkOptions) (*libvirtxml.Network, error) {
 	if s == nil {
 		return nil, errors.New("no cluster spec")
 	}
@@ -63,7 +63,7 @@ func Network(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) (*l
 		XMLName: xml.Name{Local: "network"},
 		Name:    n.Name,
 		Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
-		Bridge:  &libvirtxml.NetworkBridge{Name: plugin.BridgeName(g.Name)},
+		Bridge:  &libvirtxml.NetworkBridge{Name: model.BridgeName(g.Name)},
 	}
 	if opt.NativeVLAN && n.Tagged() {
 		def.VLAN = &libvirtxml.NetworkVLAN{Tags: []libvirtxml.NetworkVLANTag{{ID: uint(n.VLAN)}}}
@@ -80,7 +80,7 @@ func Network(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) (*l
 //	  <bridge name="gbr-vmgroup"></bridge>
 //	  <vlan><tag id="100"></tag></vlan>   (only with NativeVLAN, tagged networks)
 //	</network>
-func NetworkXML(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) (string, error) {
+func NetworkXML(s *model.Spec, network, hypervisor string, opt NetworkOptions) (string, error) {
 	def, err := Network(s, network, hypervisor, opt)
 	if err != nil {
 		return "", err
@@ -92,7 +92,7 @@ func NetworkXML(s *plugin.Spec, network, hypervisor string, opt NetworkOptions) 
 	return out, nil
 }
 
-func knownNetworks(s *plugin.Spec) string {
+func knownNetworks(s *model.Spec) string {
 	names := make([]string, 0, len(s.Networks))
 	for _, n := range s.Networks {
 		names = append(names, n.Name)
@@ -100,7 +100,7 @@ func knownNetworks(s *plugin.Spec) string {
 	return knownList(names)
 }
 
-func knownHypervisors(s *plugin.Spec) string {
+func knownHypervisors(s *model.Spec) string {
 	return knownList(s.HypervisorNames())
 }
 
@@ -132,7 +132,7 @@ type NetworkDef struct {
 // Owned reports whether gallium-net owns the network: forward mode bridge
 // onto a bridge whose name is one gallium-net derives.
 func (d *NetworkDef) Owned() bool {
-	return d.ForwardMode == "bridge" && plugin.Owned(d.Bridge)
+	return d.ForwardMode == "bridge" && model.Owned(d.Bridge)
 }
 
 // ParseNetworkXML reads the parts of a libvirt network XML (as from

@@ -15,7 +15,7 @@ import (
 
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // fakeKernel is a Kernel over a map of links; it records writes.
@@ -93,14 +93,14 @@ func testEnv(t testing.TB, k tap.Kernel) env {
 }
 
 func writeTestSnapshot(t testing.TB, path string) {
-	snap := &plugin.HostSnapshot{
-		Version: plugin.SnapshotVersion, Cluster: "lab", Hypervisor: "hv1", Generated: time.Now(),
-		Networks: map[string]plugin.SnapshotNetwork{
+	snap := &snapshot.Host{
+		Version: snapshot.Version, Cluster: "lab", Hypervisor: "hv1", Generated: time.Now(),
+		Networks: map[string]snapshot.Network{
 			"flat":  {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", MTU: 1500},
 			"jumbo": {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", MTU: 9000},
 		},
 	}
-	if err := plugin.WriteSnapshot(path, snap); err != nil {
+	if err := snapshot.Write(path, snap); err != nil {
 		t.Fatal(err)
 	}
 }

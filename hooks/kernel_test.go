@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/test/testenv"
 )
 
@@ -51,9 +51,9 @@ func taggedHookScenario(t *testing.T, h *netlink.Handle) {
 	k := tap.Netlink{Handle: h}
 	dir := t.TempDir()
 	snap := filepath.Join(dir, "snapshot.json")
-	if err := plugin.WriteSnapshot(snap, &plugin.HostSnapshot{
-		Version: plugin.SnapshotVersion, Hypervisor: "hv1", Generated: time.Now(),
-		Networks: map[string]plugin.SnapshotNetwork{
+	if err := snapshot.Write(snap, &snapshot.Host{
+		Version: snapshot.Version, Hypervisor: "hv1", Generated: time.Now(),
+		Networks: map[string]snapshot.Network{
 			"prod":  {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", VLAN: 100, MTU: 1500},
 			"other": {Group: "vm", Bridge: "gbr-vm", Bond: "gb-vm", VLAN: 200, MTU: 1500},
 		},

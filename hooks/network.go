@@ -12,7 +12,7 @@ import (
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // networkOps are the network operations the hook acts on.
@@ -145,7 +145,7 @@ func (h *hook) reprogramNetwork(netName string) error {
 
 // reprogramDomain re-asserts the taps of one domain's NICs on a network under
 // that domain's lock, and records the network's current values.
-func (h *hook) reprogramDomain(uuid, netName string, n plugin.SnapshotNetwork) error {
+func (h *hook) reprogramDomain(uuid, netName string, n snapshot.Network) error {
 	tx, err := h.store().Open(uuid)
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // qemuOps are the qemu operations the hook acts on; everything else (attach,
@@ -56,7 +56,7 @@ func (h *hook) qemu() error {
 	return nil
 }
 
-func fixNetworkHint(snap *plugin.HostSnapshot, network string) string {
+func fixNetworkHint(snap *snapshot.Host, network string) string {
 	return fmt.Sprintf("add network %s to the cluster spec on an adapter group of hypervisor %s and run 'gallium-net network define %s' on this host", network, snap.Hypervisor, network)
 }
 
@@ -96,7 +96,7 @@ func (h *hook) prepare(dom *domains.Domain) error {
 	return nil
 }
 
-func networkNames(snap *plugin.HostSnapshot) string {
+func networkNames(snap *snapshot.Host) string {
 	names := make([]string, 0, len(snap.Networks))
 	for n := range snap.Networks {
 		names = append(names, n)

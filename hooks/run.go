@@ -14,7 +14,7 @@ import (
 	"github.com/gallium/gallium-net/domains"
 	"github.com/gallium/gallium-net/hooks/internal/records"
 	"github.com/gallium/gallium-net/netsetup/tap"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // env is everything an invocation may touch besides its arguments and stdio;
@@ -41,7 +41,7 @@ func defaultEnv() env {
 	self, _ := os.Executable()
 	e := env{
 		StateDir:     "/run/gallium-net/hook",
-		SnapshotPath: plugin.DefaultSnapshotPath,
+		SnapshotPath: snapshot.DefaultPath,
 		LogPath:      "/var/log/gallium-net/hook.log",
 		Journal:      "/run/systemd/journal/socket",
 		Kernel:       tap.NewNetlink(),
@@ -196,13 +196,13 @@ func (h *hook) store() records.Store {
 	return records.Store{Dir: h.env.StateDir, LockTimeout: h.env.LockTimeout, Log: h.log}
 }
 
-func (h *hook) snapshot() (*plugin.HostSnapshot, error) {
-	snap, err := plugin.ReadSnapshot(h.env.SnapshotPath)
+func (h *hook) snapshot() (*snapshot.Host, error) {
+	snap, err := snapshot.Read(h.env.SnapshotPath)
 	if err != nil {
 		return nil, err
 	}
 	if snap.Networks == nil {
-		snap.Networks = map[string]plugin.SnapshotNetwork{}
+		snap.Networks = map[string]snapshot.Network{}
 	}
 	return snap, nil
 }

@@ -5,27 +5,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // spec200 is the benchmark cluster: two groups (infra with the management
 // IP; vm with 200 tagged networks, VLANs 100-299) on adapters.
-func spec200(adapters []string) *plugin.Spec {
-	s := &plugin.Spec{
-		Cluster:     plugin.Cluster{Name: "bench", Subnet: "10.77.0.0/24", VIP: "10.77.0.100", Gateway: "10.77.0.1"},
-		Hypervisors: []plugin.Hypervisor{{Name: "lab1", ManagementIP: "10.77.0.11/24"}},
-		AdapterGroups: []plugin.AdapterGroup{
+func spec200(adapters []string) *model.Spec {
+	s := &model.Spec{
+		Cluster:     model.Cluster{Name: "bench", Subnet: "10.77.0.0/24", VIP: "10.77.0.100", Gateway: "10.77.0.1"},
+		Hypervisors: []model.Hypervisor{{Name: "lab1", ManagementIP: "10.77.0.11/24"}},
+		AdapterGroups: []model.AdapterGroup{
 			{Name: "infra", Infrastructure: true, Adapters: map[string][]string{"lab1": adapters[:2]}},
 			{Name: "vm", Adapters: map[string][]string{"lab1": adapters[2:4]}},
 		},
 	}
 	for _, a := range adapters {
-		s.Hypervisors[0].Adapters = append(s.Hypervisors[0].Adapters, plugin.Adapter{Name: a})
+		s.Hypervisors[0].Adapters = append(s.Hypervisors[0].Adapters, model.Adapter{Name: a})
 	}
 	for v := 100; v < 300; v++ {
-		s.Networks = append(s.Networks, plugin.Network{Name: fmt.Sprintf("n%d", v), AdapterGroup: "vm", VLAN: v})
+		s.Networks = append(s.Networks, model.Network{Name: fmt.Sprintf("n%d", v), AdapterGroup: "vm", VLAN: v})
 	}
-	plugin.SetDefaults(s)
+	model.SetDefaults(s)
 	return s
 }
 

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // DefaultSysfs is where the kernel publishes link facts.
@@ -58,10 +58,10 @@ func readSys(dir, file string) string {
 // an error (a warning in evaluation mode); an unknown speed (virtual NICs)
 // is a warning; so is a speed that differs from the one the spec declares
 // and an adapter without carrier.
-func CheckAdapters(spec *plugin.Spec, hv string, read func(name string) AdapterFacts) (plugin.Findings, []AdapterFacts) {
+func CheckAdapters(spec *model.Spec, hv string, read func(name string) AdapterFacts) (model.Findings, []AdapterFacts) {
 	h := spec.Hypervisor(hv)
 	if h == nil {
-		return plugin.Findings{{Severity: plugin.SeverityError, Path: "hypervisors", Message: fmt.Sprintf("hypervisor %q is not in the cluster spec", hv)}}, nil
+		return model.Findings{{Severity: model.SeverityError, Path: "hypervisors", Message: fmt.Sprintf("hypervisor %q is not in the cluster spec", hv)}}, nil
 	}
 	infra := map[string]bool{}
 	if g := spec.InfrastructureGroup(); g != nil {
@@ -69,21 +69,21 @@ func CheckAdapters(spec *plugin.Spec, hv string, read func(name string) AdapterF
 			infra[a] = true
 		}
 	}
-	var out plugin.Findings
+	var out model.Findings
 	var facts []AdapterFacts
-	add := func(sev plugin.Severity, adapter, msg string) {
-		out = append(out, plugin.Finding{Severity: sev, Path: fmt.Sprintf("hypervisors[%s].adapters[%s]", hv, adapter), Message: msg})
+	add := func(sev model.Severity, adapter, msg string) {
+		out = append(out, model.Finding{Severity: sev, Path: fmt.Sprintf("hypervisors[%s].adapters[%s]", hv, adapter), Message: msg})
 	}
 	for _, g := range spec.GroupsOn(hv) {
 		for _, name := range g.Adapters[hv] {
 			f := read(name)
 			facts = append(facts, f)
 			if !f.Exists {
-				add(plugin.SeverityError, name, fmt.Sprintf("adapter %s of hypervisor %s does not exist on this host; check the NIC name (ip link) or fix the spec", name, hv))
+				add(model.SeverityError, name, fmt.Sprintf("adapter %s of hypervisor %s does not exist on this host; check the NIC name (ip link) or fix the spec", name, hv))
 				continue
 			}
 			if !f.Carrier {
-				add(plugin.SeverityWarning, name, fmt.Sprintf("adapter %s has no carrier (cable or switch port down)", name))
+				add(model.SeverityWarning, name, fmt.Sprintf("adapter %s has no carrier (cable or switch port down)", name))
 			}
 			declared := 0
 			if a := h.Adapter(name); a != nil {
@@ -91,16 +91,16 @@ func CheckAdapters(spec *plugin.Spec, hv string, read func(name string) AdapterF
 			}
 			switch {
 			case f.SpeedMbps < 0:
-				add(plugin.SeverityWarning, name, fmt.Sprintf("adapter %s does not report its speed (a virtual NIC, or no link); cannot check the %d Mbps minimum", name, MinInfraSpeedMbps))
+				add(model.SeverityWarning, name, fmt.Sprintf("adapter %s does not report its speed (a virtual NIC, or no link); cannot check the %d Mbps minimum", name, MinInfraSpeedMbps))
 			case infra[name] && f.SpeedMbps < MinInfraSpeedMbps:
-				sev, tail := plugin.SeverityError, "; an infrastructure adapter needs at least 10 Gbps (evaluation mode allows less)"
+				sev, tail := model.SeverityError, "; an infrastructure adapter needs at least 10 Gbps (evaluation mode allows less)"
 				if spec.Cluster.Evaluation {
-					sev, tail = plugin.SeverityWarning, "; allowed in evaluation mode, not supported for production"
+					sev, tail = model.SeverityWarning, "; allowed in evaluation mode, not supported for production"
 				}
 				add(sev, name, fmt.Sprintf("infrastructure adapter %s runs at %d Mbps%s", name, f.SpeedMbps, tail))
 			}
 			if declared > 0 && f.SpeedMbps > 0 && declared != f.SpeedMbps {
-				add(plugin.SeverityWarning, name, fmt.Sprintf("adapter %s runs at %d Mbps, the spec says %d", name, f.SpeedMbps, declared))
+				add(model.SeverityWarning, name, fmt.Sprintf("adapter %s runs at %d Mbps, the spec says %d", name, f.SpeedMbps, declared))
 			}
 		}
 	}

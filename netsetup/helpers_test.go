@@ -5,7 +5,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // repoFile returns the path of a file at the repository root.
@@ -15,9 +16,9 @@ func repoFile(t testing.TB, rel string) string {
 	return filepath.Join(filepath.Dir(here), "..", rel)
 }
 
-func loadExample(t testing.TB, name string) *plugin.Spec {
+func loadExample(t testing.TB, name string) *model.Spec {
 	t.Helper()
-	s, err := plugin.Load(repoFile(t, "examples/"+name))
+	s, err := specfile.Load(repoFile(t, "examples/"+name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,14 +20,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/netsetup/announce"
-	"github.com/gallium/gallium-net/netsetup/probe"
-	"github.com/gallium/gallium-net/plugin"
-	"github.com/gallium/gallium-net/test/testenv"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/gallium/gallium-net/netsetup/announce"
+	"github.com/gallium/gallium-net/netsetup/probe"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/test/testenv"
 )
 
 var labAdapters = []string{"gl-a1", "gl-a2", "gl-a3", "gl-a4"}
@@ -35,26 +36,26 @@ var labAdapters = []string{"gl-a1", "gl-a2", "gl-a3", "gl-a4"}
 // labSpec is a one-hypervisor cluster on labAdapters: infra (gl-a1, gl-a2)
 // with the management IP, vm (gl-a3, gl-a4) with VLANs 100, 200 and an
 // untagged network.
-func labSpec() *plugin.Spec {
-	s := &plugin.Spec{
-		Cluster: plugin.Cluster{Name: "lab", Subnet: "10.77.0.0/24", VIP: "10.77.0.100", Gateway: "10.77.0.1"},
-		Hypervisors: []plugin.Hypervisor{{Name: "lab1", ManagementIP: "10.77.0.11/24",
-			Adapters: []plugin.Adapter{{Name: "gl-a1"}, {Name: "gl-a2"}, {Name: "gl-a3"}, {Name: "gl-a4"}}}},
-		AdapterGroups: []plugin.AdapterGroup{
-			{Name: "infra", Infrastructure: true, Adapters: map[string][]string{"lab1": {"gl-a1", "gl-a2"}}, Bond: plugin.BondTuning{Miimon: 100}},
+func labSpec() *model.Spec {
+	s := &model.Spec{
+		Cluster: model.Cluster{Name: "lab", Subnet: "10.77.0.0/24", VIP: "10.77.0.100", Gateway: "10.77.0.1"},
+		Hypervisors: []model.Hypervisor{{Name: "lab1", ManagementIP: "10.77.0.11/24",
+			Adapters: []model.Adapter{{Name: "gl-a1"}, {Name: "gl-a2"}, {Name: "gl-a3"}, {Name: "gl-a4"}}}},
+		AdapterGroups: []model.AdapterGroup{
+			{Name: "infra", Infrastructure: true, Adapters: map[string][]string{"lab1": {"gl-a1", "gl-a2"}}, Bond: model.BondTuning{Miimon: 100}},
 			{Name: "vm", Adapters: map[string][]string{"lab1": {"gl-a3", "gl-a4"}}},
 		},
-		Networks: []plugin.Network{
+		Networks: []model.Network{
 			{Name: "prod", AdapterGroup: "vm", VLAN: 100},
 			{Name: "dev", AdapterGroup: "vm", VLAN: 200},
 			{Name: "flat", AdapterGroup: "vm"},
 		},
 	}
-	plugin.SetDefaults(s)
+	model.SetDefaults(s)
 	return s
 }
 
-func labDesired(t testing.TB, s *plugin.Spec) *HostState {
+func labDesired(t testing.TB, s *model.Spec) *HostState {
 	t.Helper()
 	hs, err := Desired(s, "lab1")
 	if err != nil {
@@ -218,7 +219,7 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 	spec.AdapterGroups[1].Bond.PeerNotifyDelayMs = 200
 	spec.AdapterGroups[1].Bond.UpdelayMs = intp(500)
 	spec.AdapterGroups[1].Bond.DowndelayMs = 200
-	spec.Networks = append(spec.Networks, plugin.Network{Name: "new", AdapterGroup: "vm", VLAN: 300})
+	spec.Networks = append(spec.Networks, model.Network{Name: "new", AdapterGroup: "vm", VLAN: 300})
 	hs = labDesired(t, spec)
 	p, err = Converge(k, hs, ApplyOptions{})
 	if err != nil {
@@ -281,7 +282,7 @@ var labScenarios = map[string]func(t *testing.T, k Kernel) *HostState{
 		s.AdapterGroups[1].MTU = 9000
 		s.AdapterGroups[1].Adapters["lab1"] = []string{"gl-a4", "gl-a3"}
 		s.AdapterGroups[1].Bond.Primary = "gl-a4"
-		s.Networks = append(s.Networks[1:], plugin.Network{Name: "n3", AdapterGroup: "vm", VLAN: 300})
+		s.Networks = append(s.Networks[1:], model.Network{Name: "n3", AdapterGroup: "vm", VLAN: 300})
 		s.Hypervisors[0].ManagementIP = "10.77.0.12/24"
 		return labDesired(t, s)
 	},
@@ -601,7 +602,7 @@ func failover(t *testing.T, watch bool, updelay *int, checkFailback bool) {
 	if updelay != nil {
 		spec.AdapterGroups[0].Bond.UpdelayMs = updelay
 	}
-	if fs := plugin.Validate(spec); fs.HasErrors() {
+	if fs := model.Validate(spec); fs.HasErrors() {
 		t.Fatalf("lab spec: %v", fs.Errors())
 	}
 	hs := labDesired(t, spec)

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // Step is one write of a plan with the writes that undo it.
@@ -160,13 +160,13 @@ func restoreTarget(snap *Snapshot) *target {
 	s := snap.Clone()
 	for _, kind := range []string{"bond", "bridge"} {
 		for _, l := range s.Links {
-			if plugin.Owned(l.Name) && l.Kind == kind {
+			if model.Owned(l.Name) && l.Kind == kind {
 				t.links = append(t.links, l)
 			}
 		}
 	}
 	for _, l := range s.Links {
-		if !plugin.Owned(l.Name) || (l.Kind != "bond" && l.Kind != "bridge") {
+		if !model.Owned(l.Name) || (l.Kind != "bond" && l.Kind != "bridge") {
 			t.adapters = append(t.adapters, l)
 		}
 	}
@@ -229,10 +229,10 @@ func checkAdapters(desired *HostState, observed *Snapshot) error {
 		if l == nil {
 			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s does not exist on this host; fix the adapter name in the spec or check the NIC", desired.Hypervisor, a)}
 		}
-		if l.Master != "" && !plugin.Owned(l.Master) {
+		if l.Master != "" && !model.Owned(l.Master) {
 			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s is enslaved to %s, which gallium-net does not manage; release it first (ip link set %s nomaster) or remove it from the spec", desired.Hypervisor, a, l.Master, a)}
 		}
-		if plugin.Owned(a) {
+		if model.Owned(a) {
 			return &PlanError{fmt.Sprintf("hypervisor %s: adapter %s has a name gallium-net uses for its own links", desired.Hypervisor, a)}
 		}
 	}
@@ -362,7 +362,7 @@ func (p *planner) run() error {
 // changeable in place.
 func (p *planner) deleteOwned() error {
 	for _, l := range p.cur().Links {
-		if !plugin.Owned(l.Name) {
+		if !model.Owned(l.Name) {
 			continue
 		}
 		want := p.targetLink(l.Name)
@@ -412,7 +412,7 @@ func (p *planner) releaseSlaves() error {
 	t := p.t
 	for _, a := range t.adapters {
 		have := p.cur().Link(a.Name)
-		if have == nil || have.Master == "" || have.Master == a.Master || !plugin.Owned(have.Master) {
+		if have == nil || have.Master == "" || have.Master == a.Master || !model.Owned(have.Master) {
 			continue
 		}
 		if err := p.emit(Op{Kind: OpSetMaster, Link: a.Name}, false, ""); err != nil {
@@ -421,7 +421,7 @@ func (p *planner) releaseSlaves() error {
 	}
 	for _, s := range p.cur().Links {
 		m := p.cur().Link(s.Master)
-		if !t.removeOwned || m == nil || m.Kind != "bond" || !plugin.Owned(m.Name) || p.targetLink(s.Name) != nil {
+		if !t.removeOwned || m == nil || m.Kind != "bond" || !model.Owned(m.Name) || p.targetLink(s.Name) != nil {
 			continue
 		}
 		wanted := false
@@ -607,7 +607,7 @@ func (p *planner) bridgeVLANs() error {
 		if have == nil {
 			continue
 		}
-		self := w.Kind == "bridge" && plugin.Owned(w.Name)
+		self := w.Kind == "bridge" && model.Owned(w.Name)
 		if !self {
 			if m := p.cur().Link(have.Master); m == nil || m.Kind != "bridge" {
 				continue

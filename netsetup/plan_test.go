@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 	"github.com/gallium/gallium-net/test/testenv"
 )
 
@@ -22,7 +22,7 @@ func TestDesiredExample(t *testing.T) {
 	want := GroupState{
 		Name: "infra", Infrastructure: true, Bond: "gb-infra", Bridge: "gbr-infra",
 		Adapters:    []string{"eno1", "eno2"},
-		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, Updelay: plugin.DefaultUpdelayMs, FailOverMAC: "none"},
+		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, Updelay: model.DefaultUpdelayMs, FailOverMAC: "none"},
 		MTU:         1500,
 		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
@@ -63,30 +63,45 @@ func TestDesiredEvaluationSingleAdapterIsABond(t *testing.T) {
 	}
 }
 
-func TestDesiredErrors(t *testing.T) {
+// TestDesiredUnknownHypervisor: a hypervisor the spec does not have is
+// Desired's one error.
+func TestDesiredUnknownHypervisor(t *testing.T) {
+	_, err := Desired(loadExample(t, "cluster.yaml"), "hv9")
+	if want := `hypervisor "hv9" is not in the cluster spec (known: hv1, hv2, hv3)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// TestDesiredNeedsAValidatedSpec: the rules Desired once checked again, in
+// its own words, are validation's alone; its callers validate first (the
+// CLI's loadSpec), and validation refuses each of these specs.
+func TestDesiredNeedsAValidatedSpec(t *testing.T) {
 	tests := []struct {
-		name   string
-		edit   func(s *plugin.Spec)
-		hv     string
-		errHas string
+		name    string
+		edit    func(s *model.Spec)
+		path    string
+		message string
 	}{
-		{"unknown hypervisor", func(s *plugin.Spec) {}, "hv9", `hypervisor "hv9" is not in the cluster spec (known: hv1, hv2, hv3)`},
-		{"VLAN 1 is native", func(s *plugin.Spec) { s.Networks[0].VLAN = 1 }, "hv1", "VLAN 1 is the bridge's native VLAN"},
-		{"adapter in two groups", func(s *plugin.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno2", "eno4"} }, "hv1", "adapter eno2 is in adapter groups infra and vmgroup"},
-		{"adapter not listed", func(s *plugin.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "hv1", "adapter eno9 is not listed under hypervisor hv1"},
-		{"no infrastructure here", func(s *plugin.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "hv1", "no infrastructure adapter group has adapters here"},
-		{"bad management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hv1", "managementIP"},
-		{"updelay off the miimon grid", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(150) }, "hv1", "adapter group vmgroup: bond.updelayMs 150 is not a multiple of miimon (100)"},
-		{"miimon that puts the updelay off its grid", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.Miimon = 300 }, "hv1", "adapter group infra: bond.updelayMs 1000 is not a multiple of miimon (300)"},
+		{"VLAN 1 is native", func(s *model.Spec) { s.Networks[0].VLAN = 1 }, "networks[prod].vlan", "VLAN 1 carries each adapter group's untagged (native) traffic"},
+		{"adapter in two groups", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno2", "eno4"} }, "adapterGroups[vmgroup].adapters[hv1]", "adapter \"eno2\" of \"hv1\" is already in adapter group \"infra\""},
+		{"adapter not listed", func(s *model.Spec) { s.AdapterGroups[1].Adapters["hv1"] = []string{"eno3", "eno9"} }, "adapterGroups[vmgroup].adapters[hv1]", "\"eno9\" is not an adapter of hypervisor \"hv1\""},
+		{"no infrastructure here", func(s *model.Spec) { delete(s.AdapterGroups[0].Adapters, "hv1") }, "adapterGroups[infra].adapters[hv1]", "the infrastructure group \"infra\" has no adapters on hypervisor \"hv1\""},
+		{"bad management IP", func(s *model.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.300/24" }, "hypervisors[hv1].managementIP", "is not an address in CIDR form"},
+		{"bad VIP", func(s *model.Spec) { s.Cluster.VIP = "192.168.1.x" }, "cluster.vip", "is not an IP address"},
+		{"updelay off the miimon grid", func(s *model.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(150) }, "adapterGroups[vmgroup].bond.updelayMs", "updelayMs 150 is not a multiple of miimon (100)"},
+		{"miimon that puts the updelay off its grid", func(s *model.Spec) { s.AdapterGroups[0].Bond.Miimon = 300 }, "adapterGroups[infra].bond.updelayMs", "updelayMs 1000 is not a multiple of miimon (300)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := loadExample(t, "cluster.yaml")
 			tc.edit(s)
-			_, err := Desired(s, tc.hv)
-			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.errHas)
+			errs := model.Validate(s).Errors()
+			for _, f := range errs {
+				if f.Path == tc.path && strings.Contains(f.Message, tc.message) {
+					return
+				}
 			}
+			t.Errorf("validation: want an error at %s containing %q, got %v", tc.path, tc.message, errs)
 		})
 	}
 }
@@ -271,14 +286,10 @@ func TestDesiredCanonicalVIP(t *testing.T) {
 	if err != nil || hs.VIP != "192.168.1.100" {
 		t.Fatalf("Desired: VIP %q, %v", hs.VIP, err)
 	}
-	spec.Cluster.VIP = "192.168.1.x"
-	if _, err := Desired(spec, "hv1"); err == nil || !strings.Contains(err.Error(), "cluster.vip") {
-		t.Errorf("a bad VIP: %v", err)
-	}
 }
 
 // converged returns a fake hv1 that gallium-net has already configured.
-func converged(t *testing.T) (*SimKernel, *plugin.Spec) {
+func converged(t *testing.T) (*SimKernel, *model.Spec) {
 	t.Helper()
 	spec := loadExample(t, "cluster.yaml")
 	hs, err := Desired(spec, "hv1")
@@ -305,20 +316,20 @@ func indexes(t *testing.T, f *SimKernel) map[string]int {
 func TestChangesInPlace(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(s *plugin.Spec)
+		edit func(s *model.Spec)
 		want []string
 	}{
 		// The kernel counts updelay in miimon intervals: doubling miimon
 		// doubles it, so it is set again.
-		{"miimon", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.Miimon = 200 },
+		{"miimon", func(s *model.Spec) { s.AdapterGroups[0].Bond.Miimon = 200 },
 			[]string{"ip link set gb-infra type bond miimon 200", "ip link set gb-infra type bond updelay 1000"}},
-		{"updelay", func(s *plugin.Spec) { s.AdapterGroups[0].Bond.UpdelayMs = intp(200) },
+		{"updelay", func(s *model.Spec) { s.AdapterGroups[0].Bond.UpdelayMs = intp(200) },
 			[]string{"ip link set gb-infra type bond updelay 200"}},
-		{"updelay off", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(0) },
+		{"updelay off", func(s *model.Spec) { s.AdapterGroups[1].Bond.UpdelayMs = intp(0) },
 			[]string{"ip link set gb-vmgroup type bond updelay 0"}},
-		{"downdelay", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.DowndelayMs = 300 },
+		{"downdelay", func(s *model.Spec) { s.AdapterGroups[1].Bond.DowndelayMs = 300 },
 			[]string{"ip link set gb-vmgroup type bond downdelay 300"}},
-		{"miimon and delays together", func(s *plugin.Spec) {
+		{"miimon and delays together", func(s *model.Spec) {
 			b := &s.AdapterGroups[1].Bond
 			b.Miimon, b.UpdelayMs, b.DowndelayMs, b.PeerNotifyDelayMs = 50, intp(600), 150, 100
 		}, []string{
@@ -327,9 +338,9 @@ func TestChangesInPlace(t *testing.T) {
 			"ip link set gb-vmgroup type bond updelay 600",
 			"ip link set gb-vmgroup type bond downdelay 150",
 		}},
-		{"primary", func(s *plugin.Spec) { s.AdapterGroups[1].Bond.Primary = "eno4" },
+		{"primary", func(s *model.Spec) { s.AdapterGroups[1].Bond.Primary = "eno4" },
 			[]string{"ip link set gb-vmgroup type bond primary eno4"}},
-		{"bond tuning", func(s *plugin.Spec) {
+		{"bond tuning", func(s *model.Spec) {
 			s.AdapterGroups[1].Bond.PrimaryReselect = "failure"
 			s.AdapterGroups[1].Bond.NumGratARP = 3
 			s.AdapterGroups[1].Bond.PeerNotifyDelayMs = 200
@@ -338,20 +349,20 @@ func TestChangesInPlace(t *testing.T) {
 			"ip link set gb-vmgroup type bond num_grat_arp 3",
 			"ip link set gb-vmgroup type bond peer_notif_delay 200",
 		}},
-		{"MTU", func(s *plugin.Spec) { s.AdapterGroups[1].MTU = 9000 },
+		{"MTU", func(s *model.Spec) { s.AdapterGroups[1].MTU = 9000 },
 			[]string{"ip link set gb-vmgroup mtu 9000", "ip link set gbr-vmgroup mtu 9000"}},
-		{"add a network", func(s *plugin.Spec) {
-			s.Networks = append(s.Networks, plugin.Network{Name: "test", AdapterGroup: "vmgroup", VLAN: 300})
+		{"add a network", func(s *model.Spec) {
+			s.Networks = append(s.Networks, model.Network{Name: "test", AdapterGroup: "vmgroup", VLAN: 300})
 		}, []string{"bridge vlan add dev gb-vmgroup vid 300"}},
-		{"remove a network", func(s *plugin.Spec) { s.Networks = s.Networks[1:] },
+		{"remove a network", func(s *model.Spec) { s.Networks = s.Networks[1:] },
 			[]string{"bridge vlan del dev gb-vmgroup vid 100"}},
-		{"untagged network removed", func(s *plugin.Spec) { s.Networks = s.Networks[:2] },
+		{"untagged network removed", func(s *model.Spec) { s.Networks = s.Networks[:2] },
 			[]string{"bridge vlan del dev gb-vmgroup vid 1"}},
-		{"management IP", func(s *plugin.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.111/24" },
+		{"management IP", func(s *model.Spec) { s.Hypervisors[0].ManagementIP = "192.168.1.111/24" },
 			[]string{"ip addr del 192.168.1.101/24 dev gbr-infra", "ip addr add 192.168.1.111/24 dev gbr-infra", "ip route replace default via 192.168.1.1 dev gbr-infra"}},
-		{"gateway", func(s *plugin.Spec) { s.Cluster.Gateway = "192.168.1.254" },
+		{"gateway", func(s *model.Spec) { s.Cluster.Gateway = "192.168.1.254" },
 			[]string{"ip route replace default via 192.168.1.254 dev gbr-infra"}},
-		{"adapter moves between groups", func(s *plugin.Spec) {
+		{"adapter moves between groups", func(s *model.Spec) {
 			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
 			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}
 			s.AdapterGroups[1].Bond.Primary = "eno4"
@@ -509,7 +520,7 @@ func TestForeignLinksAreNeverTouched(t *testing.T) {
 // scenarios are starting hosts and specs whose plans the rollback test
 // breaks at every step.
 func scenarios(t *testing.T) map[string]func() (*SimKernel, *HostState) {
-	edit := func(fn func(s *plugin.Spec)) func() (*SimKernel, *HostState) {
+	edit := func(fn func(s *model.Spec)) func() (*SimKernel, *HostState) {
 		return func() (*SimKernel, *HostState) {
 			f, spec := converged(t)
 			fn(spec)
@@ -522,23 +533,23 @@ func scenarios(t *testing.T) map[string]func() (*SimKernel, *HostState) {
 	}
 	return map[string]func() (*SimKernel, *HostState){
 		"from scratch": func() (*SimKernel, *HostState) { return exampleHost(), desiredExample(t, "hv1") },
-		"many changes": edit(func(s *plugin.Spec) {
+		"many changes": edit(func(s *model.Spec) {
 			s.AdapterGroups[0].Bond.Miimon = 50
 			s.AdapterGroups[1].MTU = 9000
-			s.Networks = append(s.Networks[1:], plugin.Network{Name: "n3", AdapterGroup: "vmgroup", VLAN: 300})
+			s.Networks = append(s.Networks[1:], model.Network{Name: "n3", AdapterGroup: "vmgroup", VLAN: 300})
 			s.Hypervisors[0].ManagementIP = "192.168.1.121/24"
 			s.Cluster.Gateway = "192.168.1.254"
 		}),
-		"bond delays": edit(func(s *plugin.Spec) {
+		"bond delays": edit(func(s *model.Spec) {
 			b := &s.AdapterGroups[1].Bond
 			b.Miimon, b.UpdelayMs, b.DowndelayMs = 200, intp(400), 200
 			s.AdapterGroups[0].Bond.UpdelayMs = intp(0)
 		}),
-		"adapter moves": edit(func(s *plugin.Spec) {
+		"adapter moves": edit(func(s *model.Spec) {
 			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
 			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}
 		}),
-		"group removed": edit(func(s *plugin.Spec) {
+		"group removed": edit(func(s *model.Spec) {
 			delete(s.AdapterGroups[1].Adapters, "hv1")
 		}),
 		"bond mode": func() (*SimKernel, *HostState) {

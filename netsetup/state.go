@@ -27,7 +27,7 @@
 //     itself has VID 1 only where the management IP lives.
 //   - The bond's MAC is its first adapter's (fail_over_mac none); the bridge
 //     is pinned to it when created, so VM taps never change it.
-//   - gallium-net manages gb-*/gbr-* links (plugin.Owned) and the spec's
+//   - gallium-net manages gb-*/gbr-* links (model.Owned) and the spec's
 //     adapters, nothing else. Deleting an owned link (its group left the
 //     spec, or it must be re-created) is a disruptive step.
 //   - Managed addresses are the permanent global ones. An adapter that
@@ -48,7 +48,7 @@
 //     announces the bridge's IPs and the VMs' MACs out of the new adapter
 //     after every change of active adapter (netsetup/announce).
 //   - Bonds wait updelay (spec bond.updelayMs, default 1000 ms, see
-//     plugin.DefaultUpdelayMs) before using an adapter whose link came
+//     model.DefaultUpdelayMs) before using an adapter whose link came
 //     back: a plugged cable has carrier before the switch port forwards,
 //     and a failback into that port lost nearly every probe for up to a
 //     second in the lab; with the default none. downdelay (bond.downdelayMs)
@@ -68,7 +68,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // NativeVID is the bridge VLAN that carries a group's untagged (native)
@@ -218,12 +218,12 @@ func (s *Snapshot) Subset(names []string) *Snapshot {
 		keep[n] = true
 	}
 	for _, l := range s.Links {
-		if plugin.Owned(l.Name) {
+		if model.Owned(l.Name) {
 			keep[l.Name] = true
 		}
 	}
 	for _, l := range s.Links {
-		if l.Master != "" && plugin.Owned(l.Master) {
+		if l.Master != "" && model.Owned(l.Master) {
 			keep[l.Name] = true
 		}
 	}
@@ -350,84 +350,48 @@ func (h *HostState) ManagementLinks() []string {
 	return out
 }
 
-// Desired derives hypervisor hv's host networking from a validated spec (with
-// defaults applied). It is pure.
-func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
+// Desired derives hypervisor hv's host networking from a spec that
+// specfile.Load (or model.SetDefaults) has defaulted and model.Validate has
+// found without errors. It is pure, and it checks none of validation's rules
+// again: a spec that was not validated gives a meaningless state, not an
+// error. Its only error is a hypervisor the spec does not have.
+func Desired(spec *model.Spec, hypervisor string) (*HostState, error) {
 	hv := spec.Hypervisor(hypervisor)
 	if hv == nil {
-		var names []string
-		for _, h := range spec.Hypervisors {
-			names = append(names, h.Name)
-		}
-		return nil, fmt.Errorf("hypervisor %q is not in the cluster spec (known: %s)", hypervisor, strings.Join(names, ", "))
+		return nil, fmt.Errorf("hypervisor %q is not in the cluster spec (known: %s)", hypervisor, strings.Join(spec.HypervisorNames(), ", "))
 	}
-	ip, ipnet, err := net.ParseCIDR(hv.ManagementIP)
-	if err != nil {
-		return nil, fmt.Errorf("hypervisor %s: managementIP %q: %w", hv.Name, hv.ManagementIP, err)
+	mgmt := hv.ManagementIP
+	if ip, ipnet, err := net.ParseCIDR(mgmt); err == nil {
+		mgmt = (&net.IPNet{IP: ip, Mask: ipnet.Mask}).String()
 	}
-	mgmt := (&net.IPNet{IP: ip, Mask: ipnet.Mask}).String()
 	hs := &HostState{Hypervisor: hv.Name, ManagementIP: mgmt}
 	infra := spec.InfrastructureGroup()
-	if infra == nil || len(infra.Adapters[hv.Name]) == 0 {
-		return nil, fmt.Errorf("hypervisor %s: no infrastructure adapter group has adapters here, so the management IP %s has no home; add this hypervisor's adapters to the infrastructure group", hv.Name, hv.ManagementIP)
-	}
-	seen := map[string]string{}
 	for _, g := range spec.GroupsOn(hv.Name) {
 		gs := GroupState{
 			Name:           g.Name,
 			Infrastructure: g == infra,
-			Bond:           plugin.BondName(g.Name),
-			Bridge:         plugin.BridgeName(g.Name),
+			Bond:           model.BondName(g.Name),
+			Bridge:         model.BridgeName(g.Name),
 			Adapters:       append([]string(nil), g.Adapters[hv.Name]...),
 			MTU:            spec.GroupMTU(g),
 			BondConfig: BondConfig{
 				Mode:            BondMode,
-				Miimon:          orDefault(g.Bond.Miimon, plugin.DefaultMiimon),
+				Miimon:          g.Bond.Miimon,
 				Primary:         g.PrimaryOn(hv.Name),
 				PrimaryReselect: g.Bond.PrimaryReselect,
-				NumGratARP:      orDefault(g.Bond.NumGratARP, plugin.DefaultNumGratARP),
+				NumGratARP:      g.Bond.NumGratARP,
 				PeerNotifyDelay: g.Bond.PeerNotifyDelayMs,
 				Updelay:         g.Bond.Updelay(),
 				Downdelay:       g.Bond.DowndelayMs,
 				FailOverMAC:     "none",
 			},
 		}
-		if gs.BondConfig.PrimaryReselect == "" {
-			gs.BondConfig.PrimaryReselect = plugin.DefaultPrimaryReselect
-		}
-		// The kernel would round a delay that is not a multiple of miimon
-		// down, and the host would never converge to the spec.
-		for _, d := range []struct {
-			key string
-			ms  int
-		}{{"peerNotifyDelayMs", gs.BondConfig.PeerNotifyDelay}, {"updelayMs", gs.BondConfig.Updelay}, {"downdelayMs", gs.BondConfig.Downdelay}} {
-			if err := plugin.IsBondDelay(d.key, d.ms, gs.BondConfig.Miimon); err != nil {
-				return nil, fmt.Errorf("adapter group %s: bond.%v", g.Name, err)
-			}
-		}
-		for _, a := range gs.Adapters {
-			if other, dup := seen[a]; dup {
-				return nil, fmt.Errorf("hypervisor %s: adapter %s is in adapter groups %s and %s; an adapter belongs to at most one group", hv.Name, a, other, g.Name)
-			}
-			seen[a] = g.Name
-			if hv.Adapter(a) == nil {
-				return nil, fmt.Errorf("adapter group %s: adapter %s is not listed under hypervisor %s's adapters", g.Name, a, hv.Name)
-			}
-		}
 		native := gs.Infrastructure
-		vids := map[int]string{}
 		for _, n := range spec.NetworksOn(g.Name) {
 			if !n.Tagged() {
 				native = true
 				continue
 			}
-			if n.VLAN == NativeVID {
-				return nil, fmt.Errorf("network %s: VLAN %d is the bridge's native VLAN inside gallium-net bridges; use another VID", n.Name, NativeVID)
-			}
-			if other, dup := vids[n.VLAN]; dup {
-				return nil, fmt.Errorf("networks %s and %s: both use VLAN %d on adapter group %s", other, n.Name, n.VLAN, g.Name)
-			}
-			vids[n.VLAN] = n.Name
 			gs.PortVLANs = append(gs.PortVLANs, VLAN{VID: uint16(n.VLAN)})
 		}
 		if native {
@@ -441,32 +405,16 @@ func Desired(spec *plugin.Spec, hypervisor string) (*HostState, error) {
 			if v := strings.TrimSpace(spec.Cluster.VIP); v != "" {
 				// The validator's reading of the VIP, kept canonical so
 				// that the planner recognises it on the bridge.
-				vip, err := netip.ParseAddr(v)
-				if err != nil {
-					return nil, fmt.Errorf("cluster.vip %q is not an IP address", spec.Cluster.VIP)
+				hs.VIP = v
+				if vip, err := netip.ParseAddr(v); err == nil {
+					hs.VIP = vip.String()
 				}
-				hs.VIP = vip.String()
 			}
 			if spec.Cluster.Gateway != "" {
-				if net.ParseIP(spec.Cluster.Gateway) == nil {
-					return nil, fmt.Errorf("cluster.gateway %q is not an IP address", spec.Cluster.Gateway)
-				}
 				hs.DefaultRoute = &Route{Gateway: spec.Cluster.Gateway, Dev: gs.Bridge}
-			}
-		}
-		for _, name := range []string{gs.Bond, gs.Bridge} {
-			if why := plugin.ValidIfName(name); why != "" {
-				return nil, fmt.Errorf("adapter group %s: derived link name %q %s; use a shorter group name", g.Name, name, why)
 			}
 		}
 		hs.Groups = append(hs.Groups, gs)
 	}
 	return hs, nil
-}
-
-func orDefault(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }

@@ -21,9 +21,9 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=-buildvcs=false
 
 targets=(
-  "./plugin BenchmarkLoadValidate1000Networks 20ms"
-  "./plugin BenchmarkValidate1000Networks -"
-  "./plugin BenchmarkValidate4000Networks 1.5ms"
+  "./plugin/model BenchmarkLoadValidate1000Networks 20ms"
+  "./plugin/model BenchmarkValidate1000Networks -"
+  "./plugin/model BenchmarkValidate4000Networks 1.5ms"
   "./plugin/store BenchmarkReadSnapshot 20ms"
   "./plugin/store/boltstore BenchmarkAllocateMAC 50ms"
   "./plugin/store/boltstore BenchmarkAllocateMACExisting 1ms"

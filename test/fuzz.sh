@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=-buildvcs=false
 
 targets=(
-  "./plugin FuzzParse 2m"
-  "./plugin FuzzMACPrefix 30s"
+  "./plugin/model FuzzParse 2m"
+  "./plugin/model FuzzMACPrefix 30s"
   "./hooks FuzzHookInput 2m"
   "./domains FuzzParseDomain 2m"
 )

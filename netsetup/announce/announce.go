@@ -26,7 +26,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // Why this exists: the kernel's bond announces a failover (num_grat_arp)
@@ -304,7 +304,7 @@ func (w *bondWatch) follow(updates <-chan netlink.LinkUpdate) (lost bool) {
 				return w.ctx.Err() == nil
 			}
 			b, isBond := u.Link.(*netlink.Bond)
-			if !isBond || !plugin.Owned(b.Name) || b.ActiveSlave <= 0 {
+			if !isBond || !model.Owned(b.Name) || b.ActiveSlave <= 0 {
 				continue
 			}
 			prev, seen := w.active[b.Name]

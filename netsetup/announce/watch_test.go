@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // subscription is one scripted netlink subscription: it gets the channel,
@@ -56,7 +56,7 @@ func (f *fakeSubscribe) subscribe(ch chan<- netlink.LinkUpdate, done <-chan stru
 // ifindexes are far beyond any real link's, so Watch names the adapter by
 // its index.
 func bondUpdate(active int) netlink.LinkUpdate {
-	b := netlink.NewLinkBond(netlink.LinkAttrs{Name: plugin.BondPrefix + "vm"})
+	b := netlink.NewLinkBond(netlink.LinkAttrs{Name: model.BondPrefix + "vm"})
 	b.ActiveSlave = ifBase + active
 	return netlink.LinkUpdate{Link: b}
 }
@@ -135,7 +135,7 @@ func TestWatchResubscribesAfterReceiveError(t *testing.T) {
 		until(bondUpdate(3)), // the listing after the loss: a failover it missed
 	}}
 	cancel, stopped, announced, resubscribed := watchWith(t, f)
-	bond := plugin.BondPrefix + "vm"
+	bond := model.BondPrefix + "vm"
 	if a := receive(t, announced, "announcement of the failover 1->2"); a != (announcement{bond, fmt.Sprint(ifBase + 2)}) {
 		t.Errorf("first announcement %+v, want %s active 2", a, bond)
 	}

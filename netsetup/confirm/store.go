@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/gallium/gallium-net/netsetup"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
 // DefaultStateDir is where commit-confirm keeps pre-apply snapshots and
@@ -73,13 +73,13 @@ func (s Store) Save(p *Pending) error {
 	if err != nil {
 		return err
 	}
-	if err := plugin.WriteFileAtomic(s.path(p.ID, ".json"), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(s.path(p.ID, ".json"), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save pre-apply snapshot: %w", err)
 	}
 	if p.Deadline.IsZero() {
 		return nil
 	}
-	if err := plugin.WriteFileAtomic(s.path(p.ID, ".armed"), []byte(p.Deadline.UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(s.path(p.ID, ".armed"), []byte(p.Deadline.UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("arm rollback: %w", err)
 	}
 	return nil

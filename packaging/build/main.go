@@ -18,6 +18,7 @@ import (
 	"debug/elf"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -30,6 +31,8 @@ import (
 	"github.com/goreleaser/nfpm/v2"
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the deb packager
 	_ "github.com/goreleaser/nfpm/v2/rpm" // registers the rpm packager
+
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
 func main() {
@@ -181,21 +184,10 @@ func run(binDir, outDir, pkgDir, version, arch string, formats []string, printVe
 // writePackage writes to a temporary file first so an interrupted build
 // never leaves a truncated package that looks complete.
 func writePackage(p nfpm.Packager, info *nfpm.Info, target string) error {
-	tmp := target + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
+	if err := atomicfile.WriteFunc(target, 0o644, func(w io.Writer) error { return p.Package(info, w) }); err != nil {
 		return fmt.Errorf("package %s: %w", target, err)
 	}
-	if err := p.Package(info, f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("package %s: %w", target, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("package %s: %w", target, err)
-	}
-	return os.Rename(tmp, target)
+	return nil
 }
 
 // generateDocs runs the built CLI to produce the man page (gzipped at

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // NIC is a VM network interface to draw on a hypervisor.
@@ -45,8 +45,8 @@ type HostLive struct {
 	HoldsVIP bool
 }
 
-// model is the picture before it is written in either language.
-type model struct {
+// picture is the diagram before it is written in either language.
+type picture struct {
 	hosts []host
 }
 
@@ -76,8 +76,8 @@ type network struct {
 	vlan int
 }
 
-func build(s *plugin.Spec, opt Options) (*model, error) {
-	m := &model{}
+func build(s *model.Spec, opt Options) (*picture, error) {
+	m := &picture{}
 	if opt.Hypervisor != "" && s.Hypervisor(opt.Hypervisor) == nil {
 		return nil, fmt.Errorf("diagram: hypervisor %q is not in the spec; use one of: %s", opt.Hypervisor, strings.Join(s.HypervisorNames(), ", "))
 	}
@@ -89,7 +89,7 @@ func build(s *plugin.Spec, opt Options) (*model, error) {
 		live, haveLive := opt.Live[hv.Name]
 		h.down, h.vip = live.Down, live.HoldsVIP
 		for _, g := range s.GroupsOn(hv.Name) {
-			gr := group{name: g.Name, bond: plugin.BondName(g.Name), bridge: plugin.BridgeName(g.Name), infra: g.Infrastructure}
+			gr := group{name: g.Name, bond: model.BondName(g.Name), bridge: model.BridgeName(g.Name), infra: g.Infrastructure}
 			primary := g.PrimaryOn(hv.Name)
 			for _, a := range g.Adapters[hv.Name] {
 				ad := adapter{name: a, primary: a == primary}

@@ -1,19 +1,19 @@
 package diagram
 
 import (
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/test/testenv"
 
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/gallium/gallium-net/plugin"
 )
 
-func load(t *testing.T, name string) *plugin.Spec {
+func load(t *testing.T, name string) *model.Spec {
 	t.Helper()
-	s, err := plugin.Load(filepath.Join("..", "..", "examples", name))
+	s, err := specfile.Load(filepath.Join("..", "..", "examples", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestGolden(t *testing.T) {
 	cases := []struct {
 		file, spec string
 		opt        Options
-		render     func(*plugin.Spec, Options) (string, error)
+		render     func(*model.Spec, Options) (string, error)
 	}{
 		{"cluster-hv1.dot", "cluster.yaml", Options{Hypervisor: "hv1", NICs: nics}, DOT},
 		{"cluster.mmd", "cluster.yaml", Options{NICs: nics}, Mermaid},

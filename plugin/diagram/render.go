@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // DOT renders the diagram as Graphviz DOT (`dot -Tsvg` draws it).
-func DOT(s *plugin.Spec, opt Options) (string, error) {
+func DOT(s *model.Spec, opt Options) (string, error) {
 	m, err := build(s, opt)
 	if err != nil {
 		return "", err
@@ -78,7 +78,7 @@ func DOT(s *plugin.Spec, opt Options) (string, error) {
 }
 
 // Mermaid renders the diagram as a Mermaid flowchart.
-func Mermaid(s *plugin.Spec, opt Options) (string, error) {
+func Mermaid(s *model.Spec, opt Options) (string, error) {
 	m, err := build(s, opt)
 	if err != nil {
 		return "", err

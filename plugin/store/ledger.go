@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/gallium/gallium-net/plugin"
 )
 
 // Keys of the NIC ledger. A NIC lives at nics/<domain uuid>/<nic key>; its
@@ -175,10 +173,7 @@ func (s *Store) allocateOnce(ctx context.Context, req NIC, prefix *string) (NIC,
 		if err != nil {
 			return NIC{}, false, err
 		}
-		*prefix = spec.Cluster.MACPrefix
-		if *prefix == "" {
-			*prefix = plugin.DefaultMACPrefix
-		}
+		*prefix = spec.Cluster.MACPrefix // defaulted by Parse
 	}
 	mac, err := s.newMAC(*prefix)
 	if err != nil {

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/atomicfile"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // SyncSnapshot rewrites hypervisor hv's host snapshot at path from the
@@ -31,19 +32,19 @@ func (s *Store) SyncSnapshot(ctx context.Context, hv, path string) (changed bool
 	if err != nil {
 		return false, fmt.Errorf("host snapshot for %s: %w", hv, err)
 	}
-	snics := make([]plugin.SnapshotNIC, 0, len(nics))
+	snics := make([]snapshot.NIC, 0, len(nics))
 	for _, n := range nics {
-		snics = append(snics, plugin.SnapshotNIC{DomainUUID: n.DomainUUID, Domain: n.Domain, MAC: n.MAC, Network: n.Network, Model: n.Model})
+		snics = append(snics, snapshot.NIC{DomainUUID: n.DomainUUID, Domain: n.Domain, MAC: n.MAC, Network: n.Network, Model: n.Model})
 	}
-	snap, err := plugin.BuildSnapshot(spec, hv, snics, rec.Version, s.now())
+	snap, err := snapshot.Build(spec, hv, snics, rec.Version, s.now())
 	if err != nil {
 		return false, err
 	}
-	if old, err := plugin.ReadSnapshot(path); err == nil && sameSnapshot(old, snap) {
+	if old, err := snapshot.Read(path); err == nil && sameSnapshot(old, snap) {
 		return false, nil
 	}
 	removeStaleTemps(path)
-	if err := plugin.WriteSnapshot(path, snap); err != nil {
+	if err := snapshot.Write(path, snap); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -56,7 +57,7 @@ const staleTempAge = 10 * time.Second
 // removeStaleTemps deletes temporary files that writers killed between
 // create and rename left next to the snapshot, so they cannot pile up.
 func removeStaleTemps(path string) {
-	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	matches, _ := filepath.Glob(atomicfile.TempPattern(path))
 	for _, m := range matches {
 		if st, err := os.Stat(m); err == nil && time.Since(st.ModTime()) > staleTempAge {
 			_ = os.Remove(m)
@@ -65,7 +66,7 @@ func removeStaleTemps(path string) {
 }
 
 // sameSnapshot compares two snapshots ignoring when they were generated.
-func sameSnapshot(a, b *plugin.HostSnapshot) bool {
+func sameSnapshot(a, b *snapshot.Host) bool {
 	x, y := *a, *b
 	x.Generated, y.Generated = time.Time{}, time.Time{}
 	if len(x.NICs) == 0 {

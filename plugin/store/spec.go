@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // Keys of the spec. The current spec and every pushed version are stored, so
@@ -45,8 +46,8 @@ type SpecRecord struct {
 }
 
 // Spec parses the stored YAML (with defaults applied).
-func (r *SpecRecord) Spec() (*plugin.Spec, error) {
-	s, err := plugin.Parse([]byte(r.YAML), fmt.Sprintf("stored spec revision %d", r.Version))
+func (r *SpecRecord) Spec() (*model.Spec, error) {
+	s, err := specfile.Parse([]byte(r.YAML), fmt.Sprintf("stored spec revision %d", r.Version))
 	if err != nil {
 		return nil, fmt.Errorf("stored spec revision %d: %w", r.Version, err)
 	}
@@ -153,13 +154,13 @@ func (s *Store) PushSpec(ctx context.Context, req PushRequest) (PushResult, erro
 	if base == 0 {
 		base = headerRev
 	}
-	spec, err := plugin.Parse(body, "pushed spec")
+	spec, err := specfile.Parse(body, "pushed spec")
 	if err != nil {
 		return PushResult{}, fmt.Errorf("spec push: %w", err)
 	}
 	// Every hypervisor realises the stored spec: an invalid one must never
 	// get in, whoever calls.
-	if err := plugin.Validate(spec).Err(); err != nil {
+	if err := model.Validate(spec).Err(); err != nil {
 		return PushResult{}, fmt.Errorf("spec push: refusing an invalid spec (check it with 'gallium-net validate -f FILE'): %w", err)
 	}
 	sum := sha256.Sum256(body)

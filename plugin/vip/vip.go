@@ -28,7 +28,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // Marker is on the first line of every rendered file; `vip apply` only
@@ -99,7 +99,7 @@ type Config struct {
 }
 
 // Build computes hypervisor hv's keepalived settings from the spec.
-func Build(s *plugin.Spec, hv string, opts Options) (*Config, error) {
+func Build(s *model.Spec, hv string, opts Options) (*Config, error) {
 	idx := -1
 	for i, h := range s.Hypervisors {
 		if h.Name == hv {
@@ -138,10 +138,10 @@ func Build(s *plugin.Spec, hv string, opts Options) (*Config, error) {
 		VIP:          netip.PrefixFrom(vip, subnet.Bits()).String(),
 	}
 	if c.Interface == "" {
-		c.Interface = plugin.BridgeName(infra.Name)
+		c.Interface = model.BridgeName(infra.Name)
 	}
 	if c.Bond == "" {
-		c.Bond = plugin.BondName(infra.Name)
+		c.Bond = model.BondName(infra.Name)
 	}
 	if c.CheckScript == "" {
 		c.CheckScript = "/bin/sh -c 'grep -qs . /sys/class/net/" + c.Bond + "/bonding/active_slave'"
@@ -230,7 +230,7 @@ vrrp_instance {{.Instance}} {
 `))
 
 // Render returns hypervisor hv's keepalived.conf.
-func Render(s *plugin.Spec, hv string, opts Options) ([]byte, error) {
+func Render(s *model.Spec, hv string, opts Options) ([]byte, error) {
 	c, err := Build(s, hv, opts)
 	if err != nil {
 		return nil, err

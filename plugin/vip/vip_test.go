@@ -1,17 +1,17 @@
 package vip
 
 import (
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/test/testenv"
 
 	"strings"
 	"testing"
-
-	"github.com/gallium/gallium-net/plugin"
 )
 
-func loadExample(t *testing.T) *plugin.Spec {
+func loadExample(t *testing.T) *model.Spec {
 	t.Helper()
-	s, err := plugin.Load("../../examples/cluster.yaml")
+	s, err := specfile.Load("../../examples/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,21 +97,21 @@ func TestPriority(t *testing.T) {
 func TestErrors(t *testing.T) {
 	cases := []struct {
 		name   string
-		mutate func(s *plugin.Spec)
+		mutate func(s *model.Spec)
 		hv     string
 		opts   Options
 		want   string
 	}{
-		{"unknown hypervisor", func(s *plugin.Spec) {}, "hv9", Options{}, "not in the cluster spec"},
-		{"no infrastructure group", func(s *plugin.Spec) {
+		{"unknown hypervisor", func(s *model.Spec) {}, "hv9", Options{}, "not in the cluster spec"},
+		{"no infrastructure group", func(s *model.Spec) {
 			for i := range s.AdapterGroups {
 				s.AdapterGroups[i].Infrastructure = false
 			}
 		}, "hv1", Options{}, "no infrastructure adapter group"},
-		{"bad vip", func(s *plugin.Spec) { s.Cluster.VIP = "x" }, "hv1", Options{}, "not an IP address"},
-		{"vip outside subnet", func(s *plugin.Spec) { s.Cluster.VIP = "10.0.0.1" }, "hv1", Options{}, "outside cluster.subnet"},
-		{"bad management IP", func(s *plugin.Spec) { s.Hypervisors[1].ManagementIP = "192.168.1.102" }, "hv1", Options{}, "managementIP"},
-		{"quote in script", func(s *plugin.Spec) {}, "hv1", Options{CheckScript: `/bin/echo "x"`}, "double quotes"},
+		{"bad vip", func(s *model.Spec) { s.Cluster.VIP = "x" }, "hv1", Options{}, "not an IP address"},
+		{"vip outside subnet", func(s *model.Spec) { s.Cluster.VIP = "10.0.0.1" }, "hv1", Options{}, "outside cluster.subnet"},
+		{"bad management IP", func(s *model.Spec) { s.Hypervisors[1].ManagementIP = "192.168.1.102" }, "hv1", Options{}, "managementIP"},
+		{"quote in script", func(s *model.Spec) {}, "hv1", Options{CheckScript: `/bin/echo "x"`}, "double quotes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,7 +10,8 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 //go:embed testdata/cluster.yaml
@@ -19,13 +20,13 @@ var clusterYAML []byte
 // testSpec parses testdata/cluster.yaml afresh (tests change their copy)
 // and checks that it is valid, so that a test never runs on a spec the
 // tool would refuse.
-func testSpec(t testing.TB) *plugin.Spec {
+func testSpec(t testing.TB) *model.Spec {
 	t.Helper()
-	s, err := plugin.Parse(clusterYAML, "testdata/cluster.yaml")
+	s, err := specfile.Parse(clusterYAML, "testdata/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs := plugin.Validate(s); fs.HasErrors() {
+	if fs := model.Validate(s); fs.HasErrors() {
 		t.Fatalf("testdata/cluster.yaml is invalid: %v", fs.Errors())
 	}
 	return s

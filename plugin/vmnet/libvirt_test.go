@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 	"github.com/gallium/gallium-net/plugin/vmnet"
 	"github.com/gallium/gallium-net/plugin/vmnet/libvirtconn"
 )
@@ -27,7 +27,7 @@ func openTest(t *testing.T) *libvirtconn.Conn {
 	return c
 }
 
-func testSpec(t *testing.T) *plugin.Spec { return vmnet.LoadTestSpec(t) }
+func testSpec(t *testing.T) *model.Spec { return vmnet.LoadTestSpec(t) }
 
 func TestLibvirtNotFound(t *testing.T) {
 	c := openTest(t)

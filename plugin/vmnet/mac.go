@@ -11,7 +11,8 @@ import (
 	"strings"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -23,7 +24,7 @@ type MACs interface {
 	// operator's, checked) or a fresh one, never one in used (MACs already
 	// on this host, lower case). undo gives it back when attaching the NIC
 	// fails afterwards.
-	NewMAC(ctx context.Context, s *plugin.Spec, want string, used map[string]bool, rec store.NIC) (mac string, undo func() error, err error)
+	NewMAC(ctx context.Context, s *model.Spec, want string, used map[string]bool, rec store.NIC) (mac string, undo func() error, err error)
 	// Release gives mac back once no definition holds it.
 	Release(ctx context.Context, mac string) error
 }
@@ -31,7 +32,7 @@ type MACs interface {
 // UsedMACs collects the MACs of every NIC of every domain (persistent and
 // live, and those gallium-net's metadata lists but the domain lacks) and of
 // the host snapshot's NIC records: the MACs a new NIC here must not take.
-func UsedMACs(doms []*Domain, snap *plugin.HostSnapshot) map[string]bool {
+func UsedMACs(doms []*Domain, snap *snapshot.Host) map[string]bool {
 	used := map[string]bool{}
 	for _, d := range doms {
 		for _, x := range []*domains.Domain{d.Config, d.Live} {
@@ -67,17 +68,14 @@ func CheckMAC(mac string, used map[string]bool) (string, error) {
 	return norm, nil
 }
 
-// AllocateMAC picks a MAC under prefix (the spec's cluster.macPrefix; ""
-// is plugin.DefaultMACPrefix) that is not in used, with random bytes from
-// rnd (nil: crypto/rand).
+// AllocateMAC picks a MAC under prefix (the defaulted spec's
+// cluster.macPrefix) that is not in used, with random bytes from rnd (nil:
+// crypto/rand).
 func AllocateMAC(prefix string, used map[string]bool, rnd io.Reader) (string, error) {
-	if prefix == "" {
-		prefix = plugin.DefaultMACPrefix
-	}
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	mac, err := plugin.AllocateMAC(prefix, func(m net.HardwareAddr) bool { return used[m.String()] }, rnd)
+	mac, err := model.AllocateMAC(prefix, func(m net.HardwareAddr) bool { return used[m.String()] }, rnd)
 	if err != nil {
 		return "", fmt.Errorf("cluster.macPrefix: %w", err)
 	}
@@ -91,7 +89,7 @@ type LocalMACs struct {
 	Rand io.Reader
 }
 
-func (l LocalMACs) NewMAC(_ context.Context, s *plugin.Spec, want string, used map[string]bool, _ store.NIC) (string, func() error, error) {
+func (l LocalMACs) NewMAC(_ context.Context, s *model.Spec, want string, used map[string]bool, _ store.NIC) (string, func() error, error) {
 	undo := func() error { return nil }
 	if want != "" {
 		mac, err := CheckMAC(want, used)
@@ -131,7 +129,7 @@ func MACsFor(ctx context.Context, st *store.Store, rnd io.Reader) (macs MACs, lo
 // a MAC that a domain of this host already uses.
 const ledgerDraws = 8
 
-func (l Ledger) NewMAC(ctx context.Context, _ *plugin.Spec, want string, used map[string]bool, rec store.NIC) (string, func() error, error) {
+func (l Ledger) NewMAC(ctx context.Context, _ *model.Spec, want string, used map[string]bool, rec store.NIC) (string, func() error, error) {
 	if want != "" {
 		mac, err := CheckMAC(want, used)
 		if err != nil {

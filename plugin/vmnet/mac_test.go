@@ -7,7 +7,8 @@ import (
 	"testing"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -20,9 +21,9 @@ func TestAllocateMAC(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		{name: "default prefix", rnd: []byte{1, 2, 3}, want: "52:54:00:01:02:03"},
+		{name: "default prefix", prefix: model.DefaultMACPrefix, rnd: []byte{1, 2, 3}, want: "52:54:00:01:02:03"},
 		{name: "spec prefix", prefix: "02:aa:bb:cc", rnd: []byte{9, 8}, want: "02:aa:bb:cc:09:08"},
-		{name: "skips a used MAC", rnd: []byte{1, 2, 3, 4, 5, 6}, used: map[string]bool{"52:54:00:01:02:03": true}, want: "52:54:00:04:05:06"},
+		{name: "skips a used MAC", prefix: "52:54:00", rnd: []byte{1, 2, 3, 4, 5, 6}, used: map[string]bool{"52:54:00:01:02:03": true}, want: "52:54:00:04:05:06"},
 		{name: "multicast prefix refused", prefix: "01:00:5e", wantErr: "multicast"},
 		{name: "fe prefix refused", prefix: "fe:54", wantErr: "libvirt refuses"},
 		{name: "malformed prefix", prefix: "52:zz", wantErr: "not hex bytes"},
@@ -88,7 +89,7 @@ func TestUsedMACs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := &plugin.HostSnapshot{NICs: []plugin.SnapshotNIC{{MAC: "52:54:00:00:00:03"}}}
+	snap := &snapshot.Host{NICs: []snapshot.NIC{{MAC: "52:54:00:00:00:03"}}}
 	used := UsedMACs([]*Domain{{Config: cfg, Live: live}}, snap)
 	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03", "52:54:00:00:00:09"} {
 		if !used[m] {

@@ -8,12 +8,12 @@ import (
 	"strings"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // NetworksOn returns the spec networks of hypervisor hv, sorted by name:
 // those on an adapter group with adapters there.
-func NetworksOn(s *plugin.Spec, hv string) []string {
+func NetworksOn(s *model.Spec, hv string) []string {
 	var out []string
 	for _, g := range s.GroupsOn(hv) {
 		for _, n := range s.NetworksOn(g.Name) {
@@ -46,7 +46,7 @@ type NetworkResult struct {
 
 // NetworksToDefine is the networks `network define` works on: name alone
 // when given (it must be a spec network on hv), else every network of hv.
-func NetworksToDefine(s *plugin.Spec, hv, name string) ([]string, error) {
+func NetworksToDefine(s *model.Spec, hv, name string) ([]string, error) {
 	names := NetworksOn(s, hv)
 	if name == "" {
 		return names, nil
@@ -64,7 +64,7 @@ func NetworksToDefine(s *plugin.Spec, hv, name string) ([]string, error) {
 // DefineNetworks brings each named network in line with the spec (see
 // DefineNetwork). One network's failure does not stop the others: the
 // results are those that succeeded, the error joins the failures.
-func DefineNetworks(conn Conn, s *plugin.Spec, hv string, names []string, opt domains.NetworkOptions) ([]NetworkResult, error) {
+func DefineNetworks(conn Conn, s *model.Spec, hv string, names []string, opt domains.NetworkOptions) ([]NetworkResult, error) {
 	var results []NetworkResult
 	var errs []error
 	for _, name := range names {
@@ -82,12 +82,12 @@ func DefineNetworks(conn Conn, s *plugin.Spec, hv string, names []string, opt do
 // when missing, redefined (same UUID) when it drifted, started and
 // autostarted. A network of that name that gallium-net does not own is
 // never touched: it is an error.
-func DefineNetwork(conn Conn, s *plugin.Spec, hv, name string, opt domains.NetworkOptions) (NetworkResult, error) {
+func DefineNetwork(conn Conn, s *model.Spec, hv, name string, opt domains.NetworkOptions) (NetworkResult, error) {
 	n := s.Network(name)
 	if n == nil {
 		return NetworkResult{Name: name}, fmt.Errorf("network %s is not in the cluster spec; see 'gallium-net list networks'", name)
 	}
-	r := NetworkResult{Name: name, Bridge: plugin.BridgeName(n.AdapterGroup), VLAN: n.VLAN}
+	r := NetworkResult{Name: name, Bridge: model.BridgeName(n.AdapterGroup), VLAN: n.VLAN}
 	want, err := domains.NetworkXML(s, name, hv, opt)
 	if err != nil {
 		return r, err
@@ -200,7 +200,7 @@ type NetworkRow struct {
 
 // ListNetworks describes every libvirt network of the connection and every
 // spec network of hv that libvirt lacks, sorted by name.
-func ListNetworks(conn Conn, s *plugin.Spec, hv string, opt domains.NetworkOptions) ([]NetworkRow, error) {
+func ListNetworks(conn Conn, s *model.Spec, hv string, opt domains.NetworkOptions) ([]NetworkRow, error) {
 	names, err := conn.NetworkNames()
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
@@ -218,14 +218,14 @@ func ListNetworks(conn Conn, s *plugin.Spec, hv string, opt domains.NetworkOptio
 	for _, name := range NetworksOn(s, hv) {
 		if !seen[name] {
 			n := s.Network(name)
-			rows = append(rows, NetworkRow{Name: name, Owned: true, Bridge: plugin.BridgeName(n.AdapterGroup), VLAN: n.VLAN, Spec: "missing: run 'gallium-net network define " + name + "'"})
+			rows = append(rows, NetworkRow{Name: name, Owned: true, Bridge: model.BridgeName(n.AdapterGroup), VLAN: n.VLAN, Spec: "missing: run 'gallium-net network define " + name + "'"})
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 	return rows, nil
 }
 
-func describeNetwork(conn Conn, name string, s *plugin.Spec, hv string, opt domains.NetworkOptions) (NetworkRow, error) {
+func describeNetwork(conn Conn, name string, s *model.Spec, hv string, opt domains.NetworkOptions) (NetworkRow, error) {
 	row := NetworkRow{Name: name}
 	have, err := conn.NetworkXML(name)
 	if err != nil {

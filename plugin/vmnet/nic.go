@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
 // SpecNetwork checks that network is a network of the spec.
-func SpecNetwork(s *plugin.Spec, network string) error {
+func SpecNetwork(s *model.Spec, network string) error {
 	if s.Network(network) == nil {
 		return fmt.Errorf("network %s is not in the cluster spec; see 'gallium-net list networks'", network)
 	}
@@ -34,7 +35,7 @@ type AddedNIC struct {
 	MAC, Network string
 	// Profile is the hardware profile that gave the model; DefaultProfile
 	// says the domain names none (the cluster default applied).
-	Profile        *plugin.HardwareProfile
+	Profile        *model.HardwareProfile
 	DefaultProfile bool
 	// Active says the domain runs: the NIC was hot-plugged and its tap
 	// wants programming (SyncNIC).
@@ -46,7 +47,7 @@ type AddedNIC struct {
 // the VM's hardware profile, the NIC marked gallium-net's in the domain's
 // metadata and attached to the persistent definition and, when the domain
 // runs, live.
-func AddNIC(ctx context.Context, conn Conn, s *plugin.Spec, macs MACs, snap *plugin.HostSnapshot, req NewNIC) (AddedNIC, error) {
+func AddNIC(ctx context.Context, conn Conn, s *model.Spec, macs MACs, snap *snapshot.Host, req NewNIC) (AddedNIC, error) {
 	res := AddedNIC{Network: req.Network}
 	if err := SpecNetwork(s, req.Network); err != nil {
 		return res, err

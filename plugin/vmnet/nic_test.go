@@ -13,7 +13,8 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -58,7 +59,7 @@ type recordingMACs struct {
 	undone []string
 }
 
-func (r *recordingMACs) NewMAC(ctx context.Context, s *plugin.Spec, want string, used map[string]bool, rec store.NIC) (string, func() error, error) {
+func (r *recordingMACs) NewMAC(ctx context.Context, s *model.Spec, want string, used map[string]bool, rec store.NIC) (string, func() error, error) {
 	mac, _, err := r.LocalMACs.NewMAC(ctx, s, want, used, rec)
 	return mac, func() error { r.undone = append(r.undone, mac); return nil }, err
 }
@@ -119,7 +120,7 @@ func TestAddNICErrors(t *testing.T) {
 	s := testSpec(t)
 	f := newFakeConn()
 	f.addDomain(t, "vm1", false, "52:54:00:aa:00:01")
-	snap := &plugin.HostSnapshot{NICs: []plugin.SnapshotNIC{{MAC: "52:54:00:aa:00:05"}}}
+	snap := &snapshot.Host{NICs: []snapshot.NIC{{MAC: "52:54:00:aa:00:05"}}}
 	cases := []struct {
 		name string
 		req  NewNIC
@@ -243,12 +244,12 @@ func TestSyncNIC(t *testing.T) {
 	live := f.doms["vm1"].live.Devices.Interfaces
 	live[len(live)-1].Source.Network.Bridge = "gbr-old"
 	live[len(live)-1].Target = &libvirtxml.DomainInterfaceTarget{Dev: "vnet7"}
-	snap, err := plugin.BuildSnapshot(s, "hv1", nil, 0, time.Time{})
+	snap, err := snapshot.Build(s, "hv1", nil, 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var programmed []string
-	program := func(tap string, n plugin.SnapshotNetwork) ([]string, error) {
+	program := func(tap string, n snapshot.Network) ([]string, error) {
 		programmed = append(programmed, tap+" "+n.Bridge)
 		return []string{"tap vnet7: vlan 100"}, nil
 	}

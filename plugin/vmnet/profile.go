@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // ProfileNIC is a gallium-net NIC of a VM with its model.
@@ -20,13 +20,13 @@ type Profile struct {
 	// Set is the profile the domain's metadata names ("" for none: the
 	// cluster default applies); Profile is the one that applies.
 	Set     string
-	Profile *plugin.HardwareProfile
+	Profile *model.HardwareProfile
 	// NICs are the gallium-net NICs of the persistent definition.
 	NICs []ProfileNIC
 }
 
 // ShowProfile reads a VM's hardware profile and its NICs' models.
-func ShowProfile(conn Conn, s *plugin.Spec, domain string) (*Profile, error) {
+func ShowProfile(conn Conn, s *model.Spec, domain string) (*Profile, error) {
 	d, err := LoadDomain(conn, domain)
 	if err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func ShowProfile(conn Conn, s *plugin.Spec, domain string) (*Profile, error) {
 	return profileOf(s, d, d.Metadata().Profile)
 }
 
-func profileOf(s *plugin.Spec, d *Domain, set string) (*Profile, error) {
+func profileOf(s *model.Spec, d *Domain, set string) (*Profile, error) {
 	prof, err := domains.ResolveProfile(s, set)
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ type ProfileChange struct {
 // NICs get its model. With updateNICs it also changes the model of the
 // VM's gallium-net NICs that have another one, in the persistent
 // definition. On an error the change holds what was done before it.
-func SetProfile(conn Conn, s *plugin.Spec, domain, name string, updateNICs bool) (*ProfileChange, error) {
+func SetProfile(conn Conn, s *model.Spec, domain, name string, updateNICs bool) (*ProfileChange, error) {
 	d, err := LoadDomain(conn, domain)
 	if err != nil {
 		return nil, err

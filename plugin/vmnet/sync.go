@@ -4,13 +4,14 @@ import (
 	"fmt"
 
 	"github.com/gallium/gallium-net/domains"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 )
 
 // ProgramTap puts a tap on its network's bridge with the network's VLAN and
 // MTU and returns the writes it made. It is netsetup's job (netlink): the
 // caller passes it in, so that this package links no netlink.
-type ProgramTap func(tap string, network plugin.SnapshotNetwork) (changes []string, err error)
+type ProgramTap func(tap string, network snapshot.Network) (changes []string, err error)
 
 // Synced is what SyncNIC did to one NIC.
 type Synced struct {
@@ -21,7 +22,7 @@ type Synced struct {
 // SyncNIC brings NIC mac of running domain in line with this host's
 // snapshot: the live interface onto its network's current bridge (a live
 // device update) and its tap programmed.
-func SyncNIC(conn Conn, program ProgramTap, s *plugin.Spec, snap *plugin.HostSnapshot, domain, mac string) (Synced, error) {
+func SyncNIC(conn Conn, program ProgramTap, s *model.Spec, snap *snapshot.Host, domain, mac string) (Synced, error) {
 	var res Synced
 	d, err := LoadDomain(conn, domain)
 	if err != nil {

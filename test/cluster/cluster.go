@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 	"github.com/gallium/gallium-net/test/lab"
 )
 
@@ -217,11 +218,7 @@ func (h *Hypervisor) saveCaps(ctx context.Context, dir string) error {
 			return fmt.Errorf("%s/%s is not a capabilities file", capsDir, name)
 		}
 		// Several hypervisors may save at once: whole files only.
-		tmp := filepath.Join(dir, name+".tmp-"+h.Name)
-		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			return err
 		}
 	}

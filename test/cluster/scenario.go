@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/gallium/gallium-net/netsetup"
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/test/lab"
 )
 
@@ -46,7 +47,7 @@ type Options struct {
 // Scenario is one run: the lab, its hypervisors and what was measured.
 type Scenario struct {
 	opt   Options
-	spec  *plugin.Spec
+	spec  *model.Spec
 	img   *Image
 	lab   *lab.Lab
 	share string // host folder shared read-only at /share in every hypervisor
@@ -75,7 +76,7 @@ func (s *Scenario) endpoints() string {
 	return strings.Join(eps, ",")
 }
 
-func mgmtIP(h plugin.Hypervisor) string {
+func mgmtIP(h model.Hypervisor) string {
 	ip, _, _ := strings.Cut(h.ManagementIP, "/")
 	return ip
 }
@@ -102,7 +103,7 @@ func New(opt Options) (*Scenario, error) {
 		}
 		opt.Deb = d
 	}
-	spec, err := plugin.Load(filepath.Join(opt.Root, SpecFile))
+	spec, err := specfile.Load(filepath.Join(opt.Root, SpecFile))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
 // initScript is the lab VM's /init: mount the usual file systems, load the
@@ -224,11 +226,7 @@ func BuildInitramfs(ctx context.Context, root, cacheDir string, k *Kernel) (*Ini
 	start := time.Now()
 	var buf bytes.Buffer
 	writeCpio(&buf, files)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
 	// Keep the cache small: old initramfs files go.

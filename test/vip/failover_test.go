@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/plugin/vip"
 	"github.com/gallium/gallium-net/test/testenv"
 )
@@ -240,7 +240,7 @@ func startCluster(t *testing.T, check string) *lab {
 	for _, tool := range []string{"keepalived", "arping", "ip"} {
 		testenv.NeedTool(t, tool, "the VIP tests run keepalived in namespaces: run test/setup/deps.sh")
 	}
-	spec, err := plugin.Parse([]byte(specYAML), "gviptest.yaml")
+	spec, err := specfile.Parse([]byte(specYAML), "gviptest.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
 // Version is the format version of a domain record. Version 1 was the single
@@ -291,26 +293,12 @@ func (s Store) writeRecord(d *Domain) error {
 }
 
 // replaceFile replaces path by rename, so readers never see a partial file.
-// It does not fsync: the records describe running domains and live under
-// /run (tmpfs), which a crash empties anyway, and an fsync per hook would
-// cost milliseconds on every VM start.
+// It does not fsync (atomicfile.Replace): the records describe running
+// domains and live under /run (tmpfs), which a crash empties anyway, and an
+// fsync per hook would cost milliseconds on every VM start.
 func replaceFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Replace(path, data, 0o600); err != nil {
 		return fmt.Errorf("hook records: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook records %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook records %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hook records %s: %w", path, err)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 	"github.com/gallium/gallium-net/plugin/store/storetest"
 )
@@ -225,10 +225,10 @@ func TestCrashConsistency(t *testing.T) {
 			newerStore++
 		}
 
-		snap, err := plugin.ReadSnapshot(snapPath)
+		snap, err := snapshot.Read(snapPath)
 		gotSnap := 0
 		switch {
-		case errors.Is(err, plugin.ErrNoSnapshot) && ackSnap == 0:
+		case errors.Is(err, snapshot.ErrNotFound) && ackSnap == 0:
 		case err != nil:
 			t.Fatalf("kill %d: the host snapshot does not open: %v", i, err)
 		default:

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 	"github.com/gallium/gallium-net/plugin/store/etcdstore/etcdtest"
 	"github.com/gallium/gallium-net/plugin/store/storetest"
@@ -130,7 +130,7 @@ func TestSnapshotOutlivesEtcd(t *testing.T) {
 	if string(after) != string(before) {
 		t.Errorf("a failed sync changed the snapshot")
 	}
-	snap, err := plugin.ReadSnapshot(path)
+	snap, err := snapshot.Read(path)
 	if err != nil || len(snap.NICs) != 1 || snap.NICs[0].MAC != nic.MAC || snap.Networks["prod"].VLAN != 100 {
 		t.Fatalf("snapshot with etcd down: %+v, %v", snap, err)
 	}

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gallium/gallium-net/plugin"
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/snapshot"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -372,14 +373,14 @@ func testSnapshot(t *testing.T, f Factory) {
 	if err != nil || !changed {
 		t.Fatalf("first sync: changed=%v err=%v", changed, err)
 	}
-	snap, err := plugin.ReadSnapshot(path)
+	snap, err := snapshot.Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if snap.Hypervisor != "hv1" || snap.SpecRevision != 1 || len(snap.NICs) != 1 || snap.NICs[0].MAC != a.MAC || snap.NICs[0].Model != "virtio" {
 		t.Fatalf("snapshot = %+v; want hv1, spec revision 1, only hv1's NIC %s", snap, a.MAC)
 	}
-	if nw := snap.Networks["prod"]; nw.VLAN != 100 || nw.Bridge != plugin.BridgeName("vmgroup") {
+	if nw := snap.Networks["prod"]; nw.VLAN != 100 || nw.Bridge != model.BridgeName("vmgroup") {
 		t.Errorf("snapshot network prod = %+v", nw)
 	}
 	if changed, err := s.SyncSnapshot(ctx, "hv1", path); err != nil || changed {
@@ -404,7 +405,7 @@ func testSnapshot(t *testing.T, f Factory) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		snap, err := plugin.ReadSnapshot(path)
+		snap, err := snapshot.Read(path)
 		if err == nil && len(snap.NICs) == 2 {
 			found := false
 			for _, n := range snap.NICs {

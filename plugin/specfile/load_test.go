@@ -1,6 +1,7 @@
-package plugin
+package specfile
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -8,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 func TestLoadExamples(t *testing.T) {
-	s, err := Load("../examples/cluster.yaml")
+	s, err := Load("../../examples/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,14 +23,14 @@ func TestLoadExamples(t *testing.T) {
 	}
 	// Defaults are filled in.
 	vm := s.Group("vmgroup")
-	if vm.Bond.Miimon != DefaultMiimon || vm.Bond.Primary != "eno3" || vm.Bond.PrimaryReselect != DefaultPrimaryReselect || vm.MTU != DefaultMTU {
+	if vm.Bond.Miimon != model.DefaultMiimon || vm.Bond.Primary != "eno3" || vm.Bond.PrimaryReselect != model.DefaultPrimaryReselect || vm.MTU != model.DefaultMTU {
 		t.Errorf("defaults not filled in: %+v", vm)
 	}
-	s, err = Load("../examples/evaluation.yaml")
+	s, err = Load("../../examples/evaluation.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.Cluster.Evaluation || s.Cluster.MACPrefix != DefaultMACPrefix || s.Cluster.DefaultProfile != DefaultProfileName || s.Profile("legacy") == nil {
+	if !s.Cluster.Evaluation || s.Cluster.MACPrefix != model.DefaultMACPrefix || s.Cluster.DefaultProfile != model.DefaultProfileName || s.Profile("legacy") == nil {
 		t.Errorf("evaluation example: defaults not filled in: %+v", s.Cluster)
 	}
 }
@@ -204,7 +207,7 @@ networks:
 		if h := s.Hypervisor("hv2"); h == nil || len(h.Adapters) != 4 || h.ManagementIP != "192.168.1.102/24" {
 			t.Fatalf("merge key not applied: %+v", s.Hypervisors)
 		}
-		if fs := Validate(s); len(fs) != 0 {
+		if fs := model.Validate(s); len(fs) != 0 {
 			t.Errorf("want a clean spec, got:\n%s", dump(fs))
 		}
 	})
@@ -251,138 +254,11 @@ func TestLoadFiles(t *testing.T) {
 	})
 }
 
-// TestInvalidFixtures: every spec in testdata/invalid says what it must
-// give: "# want-load: TEXT" (Parse fails, its error contains TEXT) or
-// "# want: SEVERITY PATH: PHRASE" lines (Validate gives such findings).
-func TestInvalidFixtures(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures: %v", err)
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var wantLoad string
-			var wants []string
-			for _, line := range strings.Split(string(data), "\n") {
-				if w, ok := strings.CutPrefix(line, "# want-load: "); ok {
-					wantLoad = w
-				} else if w, ok := strings.CutPrefix(line, "# want: "); ok {
-					wants = append(wants, w)
-				}
-			}
-			s, err := Parse(data, filepath.Base(file))
-			if wantLoad != "" {
-				if err == nil || !strings.Contains(err.Error(), wantLoad) {
-					t.Fatalf("want a load error containing %q, got %v", wantLoad, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(wants) == 0 {
-				t.Fatal("fixture says nothing it wants")
-			}
-			fs := Validate(s)
-			for _, w := range wants {
-				sev, rest, _ := strings.Cut(w, " ")
-				path, phrase, _ := strings.Cut(rest, ": ")
-				found := false
-				for _, f := range find(fs, Severity(sev), path) {
-					found = found || strings.Contains(f.Message, phrase)
-				}
-				if !found {
-					t.Errorf("want %s at %s saying %q; got:\n%s", sev, path, phrase, dump(fs))
-				}
-			}
-		})
-	}
-}
-
-func TestSetDefaultsIdempotent(t *testing.T) {
-	s := production(t)
-	before := fmt.Sprintf("%+v", *s)
-	SetDefaults(s)
-	SetDefaults(s)
-	if after := fmt.Sprintf("%+v", *s); after != before {
-		t.Errorf("SetDefaults is not idempotent:\n%s\n%s", before, after)
-	}
-	// Primary defaults only when every hypervisor agrees on the first adapter.
-	s = &Spec{AdapterGroups: []AdapterGroup{{Name: "g", Adapters: map[string][]string{"a": {"x", "y"}, "b": {"y", "x"}}}}}
-	SetDefaults(s)
-	if g := s.Group("g"); g.Bond.Primary != "" || g.PrimaryOn("a") != "x" || g.PrimaryOn("b") != "y" || g.PrimaryOn("c") != "" {
-		t.Errorf("per-hypervisor primary wrong: %+v", g.Bond)
-	}
-}
-
-func TestNames(t *testing.T) {
-	if BondName("infra") != "gb-infra" || BridgeName("infra") != "gbr-infra" {
-		t.Errorf("derived names changed: %s %s", BondName("infra"), BridgeName("infra"))
-	}
-	for name, ok := range map[string]bool{
-		"eno1": true, "enp0s31f6": true, "a": true, strings.Repeat("a", 15): true,
-		"": false, strings.Repeat("a", 16): false, ".": false, "..": false, "a/b": false, "a:b": false, "a b": false, "a\tb": false, "a\x01": false,
-	} {
-		if got := ValidIfName(name) == ""; got != ok {
-			t.Errorf("ValidIfName(%q) ok=%v, want %v", name, got, ok)
-		}
-	}
-	for name, owned := range map[string]bool{"gb-infra": true, "gbr-infra": true, "gb-": false, "gbr-": false, "eno1": false, "gbx": false} {
-		if Owned(name) != owned {
-			t.Errorf("Owned(%q) = %v, want %v", name, !owned, owned)
-		}
-	}
-	// Names derived from the longest allowed group name fit the kernel.
-	g := strings.Repeat("g", maxGroupNameLen)
-	if ValidIfName(BondName(g)) != "" || ValidIfName(BridgeName(g)) != "" || ValidIfName(BridgeName(g+"g")) == "" {
-		t.Errorf("maxGroupNameLen %d is wrong", maxGroupNameLen)
-	}
-}
-
-func TestUpdelayDefault(t *testing.T) {
-	for _, tc := range []struct{ miimon, want int }{
-		{100, DefaultUpdelayMs}, {1, DefaultUpdelayMs}, {300, 1200}, {30, 1020}, {10000, 10000},
-	} {
-		if got := DefaultUpdelay(tc.miimon); got != tc.want || got%tc.miimon != 0 {
-			t.Errorf("DefaultUpdelay(%d) = %d, want %d", tc.miimon, got, tc.want)
-		}
-	}
-	// Left out: the default for the group's miimon. Given, 0 included:
-	// kept, since 0 (fail back at once) is a choice.
-	s, err := Parse([]byte(`
-adapterGroups:
-  - {name: a, adapters: {hv1: [eno1]}}
-  - {name: b, adapters: {hv1: [eno2]}, bond: {miimon: 300}}
-  - {name: c, adapters: {hv1: [eno3]}, bond: {updelayMs: 0, downdelayMs: 200}}
-  - {name: d, adapters: {hv1: [eno4]}, bond: {miimon: 50, updelayMs: 250}}
-`), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string][2]int{"a": {DefaultUpdelayMs, 0}, "b": {1200, 0}, "c": {0, 200}, "d": {250, 0}} {
-		b := s.Group(name).Bond
-		if b.UpdelayMs == nil || *b.UpdelayMs != want[0] || b.Updelay() != want[0] || b.DowndelayMs != want[1] {
-			t.Errorf("group %s: updelay %v downdelay %d, want %v", name, b.UpdelayMs, b.DowndelayMs, want)
-		}
-	}
-	// A spec that was not defaulted gets the same through Updelay.
-	if got := (BondTuning{}).Updelay(); got != DefaultUpdelay(DefaultMiimon) {
-		t.Errorf("undefaulted Updelay() = %d", got)
-	}
-	if got := (BondTuning{Miimon: 300}).Updelay(); got != 1200 {
-		t.Errorf("undefaulted Updelay() with miimon 300 = %d, want 1200", got)
-	}
-}
-
 // TestExampleSpecIsWhatThePackagesInstall: hints named examples/cluster.yaml,
 // which exists only in the source tree (issue 13 #12); they name the
 // installed copy, which must be where the packages put it.
 func TestExampleSpecIsWhatThePackagesInstall(t *testing.T) {
-	nfpm, err := os.ReadFile("../packaging/nfpm.yaml")
+	nfpm, err := os.ReadFile("../../packaging/nfpm.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,4 +269,13 @@ func TestExampleSpecIsWhatThePackagesInstall(t *testing.T) {
 	if want := "see " + ExampleSpec + " for the format"; !strings.Contains(le.Msg, want) {
 		t.Errorf("empty spec: %q, want %q", le.Msg, want)
 	}
+}
+
+// dump lists findings one a line, for test failures.
+func dump(fs model.Findings) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString("  " + f.String() + "\n")
+	}
+	return cmp.Or(b.String(), "  (no findings)\n")
 }

@@ -1,4 +1,4 @@
-package plugin
+package model
 
 // Kernel link names that gallium-net derives from the spec. All of them start
 // with "gb" so that gallium-net can tell its own links from everything else

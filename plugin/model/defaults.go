@@ -1,4 +1,4 @@
-package plugin
+package model
 
 // Defaults, all in one place. SetDefaults is the only code that fills them in.
 const (

@@ -1,4 +1,4 @@
-package plugin
+package model_test
 
 import (
 	"errors"
@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse and validates whatever it
@@ -14,7 +17,7 @@ import (
 // examples, the invalid fixtures and every crasher found so far) is
 // replayed by plain go test; make fuzz runs the long search.
 func FuzzParse(f *testing.F) {
-	for _, glob := range []string{"../examples/*.yaml", "testdata/invalid/*.yaml"} {
+	for _, glob := range []string{"../../examples/*.yaml", "testdata/invalid/*.yaml"} {
 		files, _ := filepath.Glob(glob)
 		for _, file := range files {
 			if data, err := os.ReadFile(file); err == nil {
@@ -23,9 +26,9 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse(data, "fuzz.yaml")
+		s, err := specfile.Parse(data, "fuzz.yaml")
 		if err != nil {
-			var le *LoadError
+			var le *specfile.LoadError
 			if !errors.As(err, &le) {
 				t.Fatalf("Parse error is %T, not *LoadError: %v", err, err)
 			}
@@ -37,13 +40,13 @@ func FuzzParse(f *testing.F) {
 		if s == nil {
 			t.Fatal("Parse returned neither spec nor error")
 		}
-		fs := Validate(s)
+		fs := model.Validate(s)
 		for _, f := range fs {
-			if f.Path == "" || f.Message == "" || f.Severity != SeverityError && f.Severity != SeverityWarning {
+			if f.Path == "" || f.Message == "" || f.Severity != model.SeverityError && f.Severity != model.SeverityWarning {
 				t.Fatalf("malformed finding %#v", f)
 			}
 		}
-		if again := Validate(s); !reflect.DeepEqual(fs, again) {
+		if again := model.Validate(s); !reflect.DeepEqual(fs, again) {
 			t.Fatalf("Validate is not deterministic:\n%s\n%s", dump(fs), dump(again))
 		}
 		_ = fs.Sorted()

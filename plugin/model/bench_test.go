@@ -1,9 +1,12 @@
-package plugin
+package model_test
 
 import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/gallium/gallium-net/plugin/model"
+	"github.com/gallium/gallium-net/plugin/specfile"
 )
 
 // genSpec writes a production spec of 3 hypervisors with 4 adapters each
@@ -31,14 +34,14 @@ func genSpec(n int) []byte {
 }
 
 func TestGenSpecValid(t *testing.T) {
-	s, err := Parse(genSpec(1000), "gen.yaml")
+	s, err := specfile.Parse(genSpec(1000), "gen.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Networks) != 1000 {
 		t.Fatalf("want 1000 networks, got %d", len(s.Networks))
 	}
-	if fs := Validate(s); len(fs) != 0 {
+	if fs := model.Validate(s); len(fs) != 0 {
 		t.Fatalf("generated spec is not clean:\n%s", dump(fs))
 	}
 }
@@ -50,11 +53,11 @@ func BenchmarkLoadValidate1000Networks(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := Parse(data, "gen.yaml")
+		s, err := specfile.Parse(data, "gen.yaml")
 		if err != nil {
 			b.Fatal(err)
 		}
-		if fs := Validate(s); fs.HasErrors() {
+		if fs := model.Validate(s); fs.HasErrors() {
 			b.Fatal(fs.Err())
 		}
 	}
@@ -69,12 +72,12 @@ func BenchmarkValidate1000Networks(b *testing.B) { benchValidate(b, 1000) }
 func BenchmarkValidate4000Networks(b *testing.B) { benchValidate(b, 4000) }
 
 func benchValidate(b *testing.B, networks int) {
-	s, err := Parse(genSpec(networks), "gen.yaml")
+	s, err := specfile.Parse(genSpec(networks), "gen.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		Validate(s)
+		model.Validate(s)
 	}
 }

@@ -1,4 +1,4 @@
-package plugin
+package model
 
 import (
 	"fmt"
@@ -80,7 +80,7 @@ func IsNICModel(model string) error {
 	return fmt.Errorf("unknown NIC model %s: use one of %s", show(model), strings.Join(NICModels, ", "))
 }
 
-// IsInterfaceName checks a kernel network interface name (plugin.ValidIfName).
+// IsInterfaceName checks a kernel network interface name (model.ValidIfName).
 func IsInterfaceName(name string) error {
 	if why := ValidIfName(name); why != "" {
 		return fmt.Errorf("interface name %s %s: use the name the kernel shows (ip link), at most %d bytes, without '/', ':' or spaces", show(name), why, MaxIfNameLen)

@@ -1,8 +1,13 @@
-// Package plugin is gallium-net's model of a cluster network: the spec types
-// read from the cluster YAML, strict loading, defaults, validation, derived
-// kernel names, MAC allocation and the cluster state store. It does no
-// netlink and no libvirt: everything here is pure and testable without root.
-package plugin
+// Package model is gallium-net's model of a cluster network: the spec types
+// of the cluster YAML, defaults, validation, derived kernel names and MAC
+// rules. It does no netlink and no libvirt: everything here is pure and
+// testable without root.
+//
+// It links no YAML parser: strict loading of a spec file lives in
+// plugin/specfile. The libvirt hook links this package (through domains and
+// netsetup) and reads only JSON, so a YAML parser here would run its package
+// initialisation on every VM start.
+package model
 
 // Spec is one whole cluster description, as read from the cluster YAML. Every
 // hypervisor reads the same spec and realises its own part of it.

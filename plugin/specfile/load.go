@@ -1,4 +1,9 @@
-package plugin
+// Package specfile reads a cluster spec file: strict YAML loading (unknown
+// keys, wrong types and malformed YAML are errors with file, line, column and
+// key path), with the model's defaults filled in. It is the only package of
+// the model that imports a YAML parser, so that the libvirt hook, which links
+// plugin/model but reads only JSON, links none.
+package specfile
 
 import (
 	"bytes"
@@ -14,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // ExampleSpec is where the packages install the example spec; hints name
@@ -71,7 +78,7 @@ func (e *LoadError) Where() string {
 
 // Load reads, strictly parses and defaults the spec at path ("-" is stdin).
 // It does not validate: call Validate on the result.
-func Load(path string) (*Spec, error) {
+func Load(path string) (*model.Spec, error) {
 	var r io.Reader
 	name := path
 	if path == "-" {
@@ -94,7 +101,7 @@ func Load(path string) (*Spec, error) {
 // Parse strictly parses a spec and fills in defaults. Unknown keys, wrong
 // types, duplicate keys and malformed YAML are errors (*LoadError) that give
 // the file, line and column and name the key. It never panics.
-func Parse(data []byte, name string) (spec *Spec, err error) {
+func Parse(data []byte, name string) (spec *model.Spec, err error) {
 	if len(data) > MaxSpecBytes {
 		return nil, &LoadError{File: name, Msg: ErrSpecTooLarge.Error() + "; a cluster spec is normally a few kilobytes"}
 	}
@@ -134,14 +141,14 @@ func Parse(data []byte, name string) (spec *Spec, err error) {
 		return nil, &LoadError{File: name, Msg: fmt.Sprintf("spec expands to more than %d YAML values (an alias counts each time it is used); a cluster spec is far smaller: remove the aliases that repeat large parts", maxSpecValues)}
 	}
 	c := checker{file: name, done: map[checked]bool{}}
-	if err := c.check(root, reflect.TypeOf(Spec{}), "", 0); err != nil {
+	if err := c.check(root, reflect.TypeOf(model.Spec{}), "", 0); err != nil {
 		return nil, err
 	}
-	var s Spec
+	var s model.Spec
 	if err := root.Decode(&s); err != nil {
 		return nil, yamlError(name, err)
 	}
-	SetDefaults(&s)
+	model.SetDefaults(&s)
 	return &s, nil
 }
 
@@ -318,7 +325,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string, depth int) er
 			if t == networkType && k.Value == "vlan" && isZero(v) {
 				// 0 is how the model says "untagged", but written out it
 				// reads as a VLAN ID, which 0 is not (802.1Q reserves it).
-				return c.fail(v, kpath, "vlan 0 is not a VLAN ID: leave vlan out for an untagged network (the group's native VLAN), or give a VLAN ID from %d to %d", NativeVLAN+1, MaxVLAN)
+				return c.fail(v, kpath, "vlan 0 is not a VLAN ID: leave vlan out for an untagged network (the group's native VLAN), or give a VLAN ID from %d to %d", model.NativeVLAN+1, model.MaxVLAN)
 			}
 		}
 	case reflect.Slice:
@@ -433,7 +440,7 @@ func kindName(n *yaml.Node) string {
 }
 
 // networkType is the type of a networks[] entry.
-var networkType = reflect.TypeOf(Network{})
+var networkType = reflect.TypeOf(model.Network{})
 
 // isZero reports whether a checked integer scalar is 0 (0, +0, 0x0...).
 func isZero(n *yaml.Node) bool {

@@ -1,4 +1,4 @@
-package plugin
+package specfile
 
 import (
 	"os"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // TestREADMEDocumentsEveryKey: the README's spec example (and its bond
@@ -16,7 +18,7 @@ import (
 // per-network mtu worked but were not there (issue 13 #12). The example is
 // also a valid spec.
 func TestREADMEDocumentsEveryKey(t *testing.T) {
-	data, err := os.ReadFile("../README.md")
+	data, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the README's example does not load: %v", err)
 	}
-	if fs := Validate(s); fs.HasErrors() {
+	if fs := model.Validate(s); fs.HasErrors() {
 		t.Errorf("the README's example is invalid:\n%s", dump(fs.Errors()))
 	}
 	var doc any
@@ -64,7 +66,7 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 			walk(ft, p)
 		}
 	}
-	walk(reflect.TypeOf(Spec{}), "")
+	walk(reflect.TypeOf(model.Spec{}), "")
 	sort.Strings(missing)
 	if diff := cmp.Diff([]string(nil), missing); diff != "" {
 		t.Errorf("spec keys the README does not show (-want +got):\n%s", diff)

@@ -1,4 +1,4 @@
-package plugin
+package model
 
 // Rules on networks: names, the adapter group they name, VLANs, MTU, and
 // VM networks on the infrastructure group.
