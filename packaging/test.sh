@@ -142,7 +142,10 @@ deb_metadata() {
   depends=$(dpkg-deb -f "$deb" Depends)
   recommends=$(dpkg-deb -f "$deb" Recommends)
   [[ $(dpkg-deb -f "$deb" Version) == "$version-1" ]] || die "deb version $(dpkg-deb -f "$deb" Version), want $version-1"
-  [[ $depends == *"libvirt-daemon-driver-qemu (>= 6.5) | libvirt-daemon-system"* ]] || die "deb Depends lacks the libvirt daemon with the QEMU driver: $depends"
+  # Every alternative must bring a libvirtd (Debian 13's QEMU driver alone
+  # brings none), the preferred one with its units.
+  [[ $depends == *"libvirt-daemon-system (>= 6.5) | libvirt-daemon (>= 6.5),"* ]] || die "deb Depends lacks a libvirt daemon (libvirt-daemon-system | libvirt-daemon): $depends"
+  [[ $depends == *"libvirt-daemon-driver-qemu (>= 6.5)"* ]] || die "deb Depends lacks the QEMU driver: $depends"
   [[ $depends == *"libvirt-clients"* ]] || die "deb Depends lacks libvirt-clients: $depends"
   [[ $recommends == *keepalived* ]] || die "deb does not recommend keepalived: $recommends"
   # Shared libraries the binaries load must come from declared packages.
@@ -204,6 +207,7 @@ rpm_metadata() {
 /usr/lib/systemd/system/gallium-net-host.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-watch.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/keepalived.service.d/gallium-net.conf -rw-r--r-- root:root  ->
+/usr/lib/systemd/network/50-gallium-net.link -rw-r--r-- root:root  ->
 /usr/sbin/gallium-net-hook -rwxr-xr-x root:root  ->
 /usr/share/bash-completion/completions/gallium-net -rw-r--r-- root:root  ->
 /usr/share/doc/gallium-net/README.md -rw-r--r-- root:root d ->
@@ -496,6 +500,7 @@ remove_leaves_nothing_running() {
   [[ ! -e /usr/bin/gallium-net && ! -e $hookbin ]] || die "binaries still there after removal"
   [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service ]] || die "unit file still there after removal"
   [[ ! -e /lib/systemd/system/keepalived.service.d/gallium-net.conf ]] || die "keepalived drop-in still there after removal"
+  [[ ! -e /lib/systemd/network/50-gallium-net.link ]] || die "udev .link file still there after removal"
   # A removed-not-purged package leaves its enable link masked (as debhelper).
   local unit
   for unit in gallium-net-host.service gallium-net-watch.service; do
