@@ -213,21 +213,32 @@ func awaitTap(argv []string, e env) int {
 		return 2
 	}
 	deadline := time.Now().Add(awaitTapTimeout)
-	dev := ""
+	dev, lastErr := "", error(nil)
 	for dev == "" {
 		var err error
+		// A failed look is retried until the deadline: the links change
+		// under the waiter while libvirt plugs the NIC.
 		if dev, err = e.Kernel.ByMAC(tapMAC); err != nil {
-			log.Error("hot-plug: look for the tap", "mac", mac, "error", err.Error())
-			return 1
+			dev, lastErr = "", err
 		}
 		if dev != "" {
 			break
 		}
 		if time.Now().After(deadline) {
-			log.Error("hot-plug: the NIC's tap did not appear; run 'gallium-net nic sync' for its domain", "mac", mac, "waited", awaitTapTimeout.String())
+			args := []any{"mac", mac, "waited", awaitTapTimeout.String()}
+			if lastErr != nil {
+				args = append(args, "error", lastErr.Error())
+			}
+			log.Error("hot-plug: the NIC's tap did not appear; run 'gallium-net nic sync' for its domain", args...)
 			return 1
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Record the tap first: a record with its tap is what a later network
+	// update or reconnect re-asserts, even if programming fails below.
+	if err := h.recordTap(uuid, mac, dev); err != nil {
+		log.Error("hot-plug: record tap", "mac", mac, "tap", dev, "error", err.Error())
+		return 1
 	}
 	snap, err := h.snapshot()
 	if err != nil {
@@ -244,14 +255,10 @@ func awaitTap(argv []string, e env) int {
 	time.Sleep(50 * time.Millisecond)
 	res, err := tap.Program(e.Kernel, tap.Config{Tap: dev, Bridge: n.Bridge, VLAN: n.VLAN, MTU: n.MTU})
 	if err != nil {
-		log.Error("hot-plug: program tap", "mac", mac, "tap", dev, "error", err.Error())
+		log.Error("hot-plug: program tap; run 'gallium-net nic sync' for its domain", "mac", mac, "tap", dev, "error", err.Error())
 		return 1
 	}
 	log.Info("hot-plug: tap programmed", "mac", mac, "tap", dev, "bridge", n.Bridge, "vlan", n.VLAN, "changes", res.Summary())
-	if err := h.recordTap(uuid, mac, dev); err != nil {
-		log.Error("hot-plug: record tap", "mac", mac, "error", err.Error())
-		return 1
-	}
 	return 0
 }
 

@@ -68,7 +68,8 @@ func under(p, prefix string) bool { return p == prefix || strings.HasPrefix(p, p
 //   - domains (libvirt XML) and the netsetup packages (host networking)
 //     never import each other;
 //   - netsetup imports none of its side jobs, and tap, probe and announce
-//     import nothing of netsetup (confirm builds on it);
+//     do not import netsetup (confirm builds on it; announce reads links
+//     through tap's Redump);
 //   - only netsetup packages import netlink (but netlinkElsewhere);
 //   - the hook links nothing of netsetup but netsetup/tap.
 //

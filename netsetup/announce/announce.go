@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/gallium/gallium-net/netsetup/tap"
 	"github.com/gallium/gallium-net/plugin/model"
 )
 
@@ -82,7 +83,7 @@ func Send(bond string) (int, error) {
 // learnedMACs returns the MACs the bridge learned on its ports other than
 // skip (the bond): the VMs behind it.
 func learnedMACs(bridge, skip int) []net.HardwareAddr {
-	links, err := netlink.LinkList()
+	links, err := tap.Redump(netlink.LinkList)
 	if err != nil {
 		return nil
 	}
@@ -92,7 +93,7 @@ func learnedMACs(bridge, skip int) []net.HardwareAddr {
 		if a.MasterIndex != bridge || a.Index == skip {
 			continue
 		}
-		neighs, err := netlink.NeighList(a.Index, unix.AF_BRIDGE)
+		neighs, err := tap.Redump(func() ([]netlink.Neigh, error) { return netlink.NeighList(a.Index, unix.AF_BRIDGE) })
 		if err != nil {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -91,7 +92,7 @@ func (t Netlink) Link(name string, withVLANs bool) (LinkState, error) {
 		}
 	}
 	if withVLANs {
-		all, err := t.h().BridgeVlanList()
+		all, err := Redump(t.h().BridgeVlanList)
 		if err != nil {
 			return st, fmt.Errorf("%s: bridge vlan list: %w", name, err)
 		}
@@ -108,9 +109,33 @@ func vlans(infos []*nl.BridgeVlanInfo) []VLAN {
 	return out
 }
 
+// dumpAttempts bounds how often a dump interrupted by a concurrent change is
+// read again.
+const dumpAttempts = 20
+
+// Redump runs a netlink dump until the kernel answers it without
+// interruption. The kernel flags a dump during which the table changed
+// (NLM_F_DUMP_INTR) and the library then returns ErrDumpInterrupted with
+// possibly inconsistent results: while libvirt creates and enslaves taps for
+// other domains, that happens to the hook's dumps, and a domain must not
+// fail to start because another one did at the same moment.
+func Redump[T any](dump func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for attempt := 1; attempt <= dumpAttempts; attempt++ {
+		if v, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+		time.Sleep(time.Duration(attempt) * time.Millisecond)
+	}
+	return v, fmt.Errorf("the links kept changing during %d reads: %w", dumpAttempts, err)
+}
+
 // ByMAC implements Kernel. Bridges never match.
 func (t Netlink) ByMAC(mac net.HardwareAddr) (string, error) {
-	links, err := t.h().LinkList()
+	links, err := Redump(t.h().LinkList)
 	if err != nil {
 		return "", fmt.Errorf("list links: %w", err)
 	}

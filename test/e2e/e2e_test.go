@@ -497,6 +497,10 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("hot-plugged NIC gets its tap on the bridge; nic sync and remove", func(t *testing.T) {
 		e := e.in(t) // failures belong to the subtest
+		coldMACs := map[string]bool{}
+		for _, mac := range e.liveNICs(vm1) {
+			coldMACs[mac] = true
+		}
 		out := e.mustGN(append([]string{"nic", "add", vm1, "--network", flatNet}, e.specArgs()...)...)
 		if !strings.Contains(out, "live: tap") {
 			t.Errorf("nic add on a running domain did not plug it live:\n%s", out)
@@ -505,15 +509,18 @@ func TestEndToEnd(t *testing.T) {
 		if len(taps) != 3 {
 			t.Fatalf("want 3 NICs live after hot-plug, got %v", taps)
 		}
-		var someTap, hotMAC string
+		var someTap, hotMAC, hotTap string
 		for tap, mac := range taps {
 			if m := master(tap); m != bridge {
 				t.Errorf("tap %s is on %q, want %s", tap, m, bridge)
 			}
 			someTap = tap
-			if mac != "52:54:00:e2:e0:02" {
-				hotMAC = mac
+			if !coldMACs[mac] {
+				hotMAC, hotTap = mac, tap
 			}
+		}
+		if hotMAC == "" {
+			t.Fatalf("no new MAC among the live NICs %v (before: %v)", taps, coldMACs)
 		}
 		// The hook's detached hot-plug waiter may still be about to program
 		// the new tap (it is slow under load); let it finish, or it would
@@ -522,6 +529,11 @@ func TestEndToEnd(t *testing.T) {
 			if _, _, err := e.run("pgrep", "-f", "__await-tap "+hotMAC); err != nil {
 				break
 			}
+		}
+		// The waiter recorded the tap: a network update or a reconnect
+		// re-asserts only recorded taps.
+		if rec := readState(t).byName(vm1); rec == nil || !slices.Contains(rec.NICs, nicRecord{MAC: hotMAC, Tap: hotTap, Bridge: bridge}) {
+			t.Errorf("hook record of %s after the hot-plug lacks %s on tap %s: %+v\nhook log:\n%s", vm1, hotMAC, hotTap, rec, logSince(0))
 		}
 		// Something took a tap off its bridge: nic sync puts it back.
 		e.must("ip", "link", "set", someTap, "nomaster")
@@ -536,7 +548,6 @@ func TestEndToEnd(t *testing.T) {
 		if strings.Contains(out, "master") {
 			t.Errorf("second nic sync still changed taps:\n%s", out)
 		}
-		_ = hotMAC
 		// A guest without an OS never acknowledges an ACPI unplug, so the
 		// live device stays; the persistent definition and the metadata lose
 		// the NIC at once.
