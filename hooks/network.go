@@ -213,15 +213,16 @@ func awaitTap(argv []string, e env) int {
 		return 2
 	}
 	deadline := time.Now().Add(awaitTapTimeout)
-	dev, lastErr := "", error(nil)
-	for dev == "" {
-		var err error
+	var dev string
+	var lastErr error
+	for {
 		// A failed look is retried until the deadline: the links change
 		// under the waiter while libvirt plugs the NIC.
-		if dev, err = e.Kernel.ByMAC(tapMAC); err != nil {
-			dev, lastErr = "", err
-		}
-		if dev != "" {
+		found, err := e.Kernel.ByMAC(tapMAC)
+		if err != nil {
+			lastErr = err
+		} else if found != "" {
+			dev = found
 			break
 		}
 		if time.Now().After(deadline) {

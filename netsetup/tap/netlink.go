@@ -124,13 +124,15 @@ func Redump[T any](dump func() (T, error)) (T, error) {
 		v   T
 		err error
 	)
-	for attempt := 1; attempt <= dumpAttempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if v, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return v, err
 		}
+		if attempt == dumpAttempts {
+			return v, fmt.Errorf("the kernel's table kept changing during %d reads: %w", dumpAttempts, err)
+		}
 		time.Sleep(time.Duration(attempt) * time.Millisecond)
 	}
-	return v, fmt.Errorf("the links kept changing during %d reads: %w", dumpAttempts, err)
 }
 
 // ByMAC implements Kernel. Bridges never match.
