@@ -123,6 +123,7 @@ func TestSnapshotOutlivesEtcd(t *testing.T) {
 	}
 	before, _ := os.ReadFile(path)
 	c.Stop()
+	s.SetReadRetry(time.Second) // it reads again for a second, then gives up
 	if _, err := s.SyncSnapshot(ctx, "hv1", path); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("sync with etcd stopped: err = %v, want ErrUnavailable", err)
 	}

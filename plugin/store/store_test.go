@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flakyBackend answers its first failures reads with err, then reads well.
+type flakyBackend struct {
+	Backend
+	failures int
+	err      error
+	reads    int
+}
+
+func (f *flakyBackend) Get(ctx context.Context, key string) (KeyValue, error) {
+	f.reads++
+	if f.reads <= f.failures {
+		return KeyValue{}, f.err
+	}
+	return KeyValue{Key: key, Value: []byte("v"), ModRevision: 3}, nil
+}
+
+func (f *flakyBackend) List(ctx context.Context, prefix string) ([]KeyValue, int64, error) {
+	f.reads++
+	if f.reads <= f.failures {
+		return nil, 0, f.err
+	}
+	return []KeyValue{{Key: prefix + "a"}}, 3, nil
+}
+
+func (f *flakyBackend) String() string { return "flaky" }
+
+func TestReadsOutlastAnUnavailableStore(t *testing.T) {
+	unavailable := fmt.Errorf("etcd x: context deadline exceeded: %w", ErrUnavailable)
+	for _, tc := range []struct {
+		name      string
+		failures  int
+		err       error
+		budget    time.Duration
+		wantReads int
+		wantErr   error
+	}{
+		{"answers at once", 0, nil, time.Second, 1, nil},
+		{"answers after two timeouts", 2, unavailable, 5 * time.Second, 3, nil},
+		{"never answers within the budget", 1000, unavailable, 250 * time.Millisecond, -1, ErrUnavailable},
+		{"not found is an answer", 1000, fmt.Errorf("key k: %w", ErrNotFound), time.Second, 1, ErrNotFound},
+		{"a corrupt answer is not retried", 1000, errors.New("bad request"), time.Second, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, op := range []string{"get", "list"} {
+				f := &flakyBackend{failures: tc.failures, err: tc.err}
+				r := retryingReads{Backend: f, budget: tc.budget}
+				var err error
+				if op == "get" {
+					_, err = r.Get(context.Background(), "k")
+				} else {
+					_, _, err = r.List(context.Background(), "p/")
+				}
+				if tc.wantReads > 0 && f.reads != tc.wantReads {
+					t.Errorf("%s: %d reads, want %d", op, f.reads, tc.wantReads)
+				}
+				switch {
+				case tc.err == nil || tc.wantReads == 3:
+					if err != nil {
+						t.Errorf("%s: %v, want an answer", op, err)
+					}
+				case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+					t.Errorf("%s: error %v, want one wrapping %v", op, err, tc.wantErr)
+				case err == nil:
+					t.Errorf("%s: no error, want %v", op, tc.err)
+				}
+				if tc.wantReads < 0 {
+					if f.reads < 2 {
+						t.Errorf("%s: %d reads, want it to read again within the budget", op, f.reads)
+					}
+					if !strings.Contains(err.Error(), "attempts over") {
+						t.Errorf("%s: error %q does not say how long it tried", op, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestReadRetryStopsWithTheContext(t *testing.T) {
+	f := &flakyBackend{failures: 1000, err: ErrUnavailable}
+	r := retryingReads{Backend: f, budget: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := r.Get(ctx, "k")
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("error %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("read went on for %s after its context ended", d)
+	}
+}
+
+func TestStoreReadsThroughTheRetry(t *testing.T) {
+	f := &flakyBackend{failures: 1, err: ErrUnavailable}
+	s := New(f)
+	if s.Backend() != Backend(f) {
+		t.Fatalf("Backend() is %T, want the backend as given", s.Backend())
+	}
+	if _, err := s.b.Get(context.Background(), "spec/current"); err != nil || f.reads != 2 {
+		t.Fatalf("Store read: err %v after %d reads, want an answer on the second", err, f.reads)
+	}
+}
