@@ -135,7 +135,7 @@ func (s *Store) AllocateMAC(ctx context.Context, req NIC) (nic NIC, created bool
 		// A conflict means someone else wrote first; an unavailable store
 		// may or may not have applied our write. Both are safe to retry,
 		// because the next round re-reads the NIC's own key first.
-		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrUnavailable) {
+		if !retryable(err) {
 			return NIC{}, false, err
 		}
 	}
@@ -240,7 +240,7 @@ func (s *Store) ImportNIC(ctx context.Context, n NIC) (NIC, bool, error) {
 			return cur, false, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			if errors.Is(err, ErrUnavailable) {
+			if retryable(err) {
 				continue
 			}
 			return NIC{}, false, err
@@ -260,7 +260,7 @@ func (s *Store) ImportNIC(ctx context.Context, n NIC) (NIC, bool, error) {
 			n.ModRevision = rev
 			return n, true, nil
 		}
-		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrUnavailable) {
+		if !retryable(err) {
 			return NIC{}, false, fmt.Errorf("import NIC %s: %w", n.ID(), err)
 		}
 	}
@@ -278,7 +278,7 @@ func (s *Store) ReleaseNIC(ctx context.Context, uuid, key string) (NIC, error) {
 		}
 		cur, err := s.NIC(ctx, uuid, key)
 		if err != nil {
-			if errors.Is(err, ErrUnavailable) {
+			if retryable(err) {
 				continue
 			}
 			return NIC{}, err
@@ -289,7 +289,7 @@ func (s *Store) ReleaseNIC(ctx context.Context, uuid, key string) (NIC, error) {
 		if err == nil {
 			return cur, nil
 		}
-		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrUnavailable) {
+		if !retryable(err) {
 			return NIC{}, fmt.Errorf("release NIC %s/%s: %w", uuid, key, err)
 		}
 	}

@@ -90,7 +90,7 @@ func (r retryingReads) retry(ctx context.Context, what string, read func() error
 		}
 		left := r.budget - time.Since(start)
 		if left <= 0 {
-			return fmt.Errorf("%w (no answer in %d attempts over %s; check that most of the store's members are up and reachable, e.g. with 'etcdctl endpoint health --cluster')", err, attempt, time.Since(start).Round(time.Second))
+			return &gaveUpError{err: err, attempts: attempt, took: time.Since(start)}
 		}
 		if attempt == 1 {
 			slog.Warn("cluster store did not answer; reading again", "store", r.Backend.String(), "op", what, "budget", r.budget, "err", err)
@@ -109,4 +109,30 @@ func (r retryingReads) retry(ctx context.Context, what string, read func() error
 			wait = 2 * time.Second
 		}
 	}
+}
+
+// gaveUpError is a read that stayed unavailable for the whole budget. It
+// still wraps ErrUnavailable; callers that loop on ErrUnavailable (the
+// ledger) stop on it instead of spending the budget again per attempt.
+type gaveUpError struct {
+	err      error
+	attempts int
+	took     time.Duration
+}
+
+func (e *gaveUpError) Error() string {
+	return fmt.Sprintf("%v (no answer in %d attempts over %s; check that most of the store's members are up and reachable, e.g. with 'etcdctl endpoint health --cluster')", e.err, e.attempts, e.took.Round(time.Second))
+}
+
+func (e *gaveUpError) Unwrap() error { return e.err }
+
+// retryable says whether a ledger loop should try again after err: a lost
+// compare-and-swap or a transient failure, but not a read that already
+// waited out its whole retry budget.
+func retryable(err error) bool {
+	var g *gaveUpError
+	if errors.As(err, &g) {
+		return false
+	}
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable)
 }

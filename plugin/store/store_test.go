@@ -112,3 +112,23 @@ func TestStoreReadsThroughTheRetry(t *testing.T) {
 		t.Fatalf("Store read: err %v after %d reads, want an answer on the second", err, f.reads)
 	}
 }
+
+// TestLedgerStopsWhenAReadGaveUp: the ledger's loops retry unavailable
+// stores per attempt; a read that already waited out its budget must end
+// the loop, or a dead store would cost maxAllocAttempts budgets.
+func TestLedgerStopsWhenAReadGaveUp(t *testing.T) {
+	f := &flakyBackend{failures: 1 << 30, err: fmt.Errorf("etcd x: %w", ErrUnavailable)}
+	s := New(f)
+	s.SetReadRetry(150 * time.Millisecond)
+	start := time.Now()
+	_, err := s.ReleaseNIC(context.Background(), "u1", "net0")
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "attempts over") {
+		t.Fatalf("ReleaseNIC on a dead store: %v, want the read's give-up", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ReleaseNIC took %s on a dead store with a 150ms read budget: it retried the whole budget per attempt", d)
+	}
+	if !retryable(fmt.Errorf("x: %w", ErrUnavailable)) || !retryable(ErrConflict) || retryable(ErrNotFound) {
+		t.Error("retryable: want unavailable and conflict retried, not-found not")
+	}
+}
