@@ -303,6 +303,11 @@ func backoff(ctx context.Context, attempt int) error {
 	if d > 500*time.Millisecond {
 		d = 500 * time.Millisecond
 	}
+	return sleep(ctx, d)
+}
+
+// sleep waits d, or less when ctx ends first (then it returns ctx.Err()).
+func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

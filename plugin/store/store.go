@@ -98,12 +98,8 @@ func (r retryingReads) retry(ctx context.Context, what string, read func() error
 		if wait > left {
 			wait = left
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if sleep(ctx, wait) != nil {
 			return err
-		case <-t.C:
 		}
 		if wait *= 2; wait > 2*time.Second {
 			wait = 2 * time.Second
