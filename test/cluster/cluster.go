@@ -1,11 +1,12 @@
-// Package cluster boots "lab hypervisors" for issue 7's whole-cluster run:
-// kernel lab VMs (test/lab: Debian's kernel under QEMU/TCG, NICs on shared
-// virtual L2 segments, the guest agent) that boot a real Debian 12 root
-// disk with libvirtd, QEMU and keepalived instead of the lab's busybox
-// initramfs, so that gallium-net's .deb can be installed and used in them
-// the way an operator would on a hypervisor.
+// Package cluster boots "lab hypervisors" for the whole-cluster run: kernel
+// lab VMs (test/lab: Debian's kernel under QEMU/TCG, NICs on shared virtual
+// L2 segments, the guest agent) that boot a real Debian 12 or Debian 13 root
+// disk with systemd, AppArmor, libvirt-daemon-system, QEMU and keepalived
+// instead of the lab's busybox initramfs, so that gallium-net's .deb can be
+// installed and used in them the way an operator would on a hypervisor, and
+// the hypervisors rebooted.
 //
-//	img, err := cluster.BuildImage(ctx)          // test/cluster/rootfs.sh, cached
+//	img, err := cluster.BuildImage(ctx, cluster.Bookworm) // test/cluster/rootfs.sh, cached
 //	l, err := lab.New(ctx)
 //	hv, err := cluster.Boot(ctx, l, img, cluster.Config{Name: "hv1", NICs: ...})
 //	defer hv.Close()
@@ -18,6 +19,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -34,22 +36,36 @@ import (
 // Image is what a lab hypervisor boots: the Debian root disk image and the
 // boot initramfs that mounts it (both built by rootfs.sh).
 type Image struct {
+	Suite   Suite
 	RootFS  string // raw ext4 image, attached as a snapshot (never written)
 	Initrd  string
 	Release string // kernel release of the modules in the image
 	// Caps is where Boot saves libvirtd's QEMU capabilities after the
 	// first boot of this image; rootfs.sh puts them into the initramfs.
 	Caps string
+	// AACache is where Boot saves AppArmor's compiled profiles after the
+	// first boot (cache.tar); rootfs.sh puts them into the initramfs.
+	AACache string
 	// BuildTime is how long rootfs.sh took (seconds when cached).
 	BuildTime time.Duration
 	// Size is the image's apparent size; OnDisk what it uses (it is sparse).
 	Size, OnDisk int64
 }
 
-// BuildImage runs test/cluster/rootfs.sh (as root), which builds the image
-// or reuses the cached one, and checks that its modules match the kernel
-// the lab boots.
-func BuildImage(ctx context.Context) (*Image, error) {
+// Suite is the Debian release of a lab hypervisor's image.
+type Suite string
+
+// The two releases a Gallium hypervisor runs.
+const (
+	Bookworm Suite = "bookworm" // Debian 12, libvirt 9.0
+	Trixie   Suite = "trixie"   // Debian 13, libvirt 11.3
+)
+
+// BuildImage runs test/cluster/rootfs.sh (as root) for suite, which builds
+// the image or reuses the cached one, and checks that its modules match the
+// kernel the lab boots. Both releases boot the kernel lab's kernel
+// (Debian 12's).
+func BuildImage(ctx context.Context, suite Suite) (*Image, error) {
 	art, err := lab.Prepare(ctx)
 	if err != nil {
 		return nil, err
@@ -62,14 +78,14 @@ func BuildImage(ctx context.Context) (*Image, error) {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(art.Root, "test", "cluster", "rootfs.sh"))
 	cmd.Dir = art.Root
-	cmd.Env = append(os.Environ(), "GALLIUM_KERNEL_DEB="+deb)
+	cmd.Env = append(os.Environ(), "GALLIUM_KERNEL_DEB="+deb, "GALLIUM_CLUSTER_SUITE="+string(suite))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("test/cluster/rootfs.sh: %v: %s", err, tailLines(stderr.String(), 30))
 	}
-	img := &Image{BuildTime: time.Since(start)}
+	img := &Image{Suite: suite, BuildTime: time.Since(start)}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), "=")
@@ -82,13 +98,15 @@ func BuildImage(ctx context.Context) (*Image, error) {
 			img.Release = v
 		case "CAPS":
 			img.Caps = v
+		case "AACACHE":
+			img.AACache = v
 		}
 	}
 	if img.RootFS == "" || img.Initrd == "" {
 		return nil, fmt.Errorf("test/cluster/rootfs.sh printed no ROOTFS= or INITRD= line: %s", out)
 	}
 	if img.Release != k.Release {
-		return nil, fmt.Errorf("root image has modules for kernel %s but the lab boots %s: remove test/cluster/cache and run again", img.Release, k.Release)
+		return nil, fmt.Errorf("root image has modules for kernel %s but the lab boots %s: remove /var/cache/gallium-net-lab/cluster and run again", img.Release, k.Release)
 	}
 	st, err := os.Stat(img.RootFS)
 	if err != nil {
@@ -136,6 +154,7 @@ type Config struct {
 // Hypervisor is a running lab hypervisor.
 type Hypervisor struct {
 	*lab.VM
+	Suite Suite
 	// Ready is from starting QEMU to libvirtd answering on qemu:///system
 	// (the agent answering is VM.BootTime).
 	Ready time.Duration
@@ -153,40 +172,93 @@ func Boot(ctx context.Context, l *lab.Lab, img *Image, cfg Config) (*Hypervisor,
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 5 * time.Minute
 	}
+	// udev names the NICs at every boot (rootfs.sh writes a .link file per
+	// gallium.nic=NAME,MAC), so that they keep their names across reboots
+	// before gallium-net-host.service looks for them.
+	cmdline := "root=/dev/vda"
+	cfg.NICs = append([]lab.NIC(nil), cfg.NICs...)
+	for i, n := range cfg.NICs {
+		if n.MAC == "" {
+			cfg.NICs[i].MAC = lab.DefaultMAC(cfg.Name, i)
+		}
+		if n.Guest == "" {
+			return nil, fmt.Errorf("lab hypervisor %s: NIC %d has no guest name", cfg.Name, i)
+		}
+		cmdline += " gallium.nic=" + n.Guest + "," + cfg.NICs[i].MAC
+	}
 	start := time.Now()
 	vm, err := l.Boot(ctx, lab.Config{
-		Name:   cfg.Name,
-		NICs:   cfg.NICs,
-		MemMB:  cfg.MemMB,
-		CPUs:   cfg.CPUs,
-		Shares: cfg.Shares,
-		Initrd: img.Initrd,
-		Disks:  []lab.Disk{{Path: img.RootFS, Snapshot: true}},
-		// A Debian userland boots slower than the lab's busybox; the
-		// default 180 s is kept for the agent.
-		Cmdline: "root=/dev/vda init=/sbin/gallium-init",
+		Name:    cfg.Name,
+		NICs:    cfg.NICs,
+		MemMB:   cfg.MemMB,
+		CPUs:    cfg.CPUs,
+		Shares:  cfg.Shares,
+		Initrd:  img.Initrd,
+		Disks:   []lab.Disk{{Path: img.RootFS, Snapshot: true}},
+		Reboots: true,
+		// systemd's boot under TCG takes minutes with three at once.
+		BootTimeout: 6 * time.Minute,
+		Cmdline:     cmdline,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lab hypervisor %s: %w", cfg.Name, err)
 	}
-	hv := &Hypervisor{VM: vm}
-	rctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
-	defer cancel()
-	// virsh version needs the QEMU driver's capabilities, which libvirtd
-	// probes by starting QEMU once: ready means VMs can be defined.
-	wait := fmt.Sprintf(`i=0; until virsh -c %s version >/dev/null 2>&1; do
-	i=$((i+1)); [ $i -lt %d ] || { echo "libvirtd does not answer"; tail -20 /var/log/libvirt/libvirtd.log; exit 1; }; sleep 0.1; done`,
-		LibvirtURI, int(cfg.ReadyTimeout/(100*time.Millisecond)))
-	if out, err := vm.MustRun(rctx, wait); err != nil {
+	hv := &Hypervisor{VM: vm, Suite: img.Suite}
+	if err := hv.WaitLibvirt(ctx, cfg.ReadyTimeout); err != nil {
 		vm.Close()
-		return nil, fmt.Errorf("lab hypervisor %s: libvirtd not ready: %w: %s", cfg.Name, err, out)
+		return nil, err
 	}
 	hv.Ready = time.Since(start)
 	if err := hv.saveCaps(ctx, img.Caps); err != nil {
 		// Only a later boot's speed depends on it.
 		fmt.Fprintf(os.Stderr, "cluster: %s: libvirt capabilities not saved: %v\n", cfg.Name, err)
 	}
+	if err := hv.saveAACache(ctx, img.AACache); err != nil {
+		fmt.Fprintf(os.Stderr, "cluster: %s: AppArmor cache not saved: %v\n", cfg.Name, err)
+	}
 	return hv, nil
+}
+
+// WaitLibvirt waits until libvirtd (socket-activated by systemd) answers on
+// qemu:///system. virsh version needs the QEMU driver's capabilities, which
+// libvirtd probes by starting QEMU once: ready means VMs can be defined.
+func (h *Hypervisor) WaitLibvirt(ctx context.Context, timeout time.Duration) error {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	wait := fmt.Sprintf(`i=0; until virsh -c %s version >/dev/null 2>&1; do
+	i=$((i+1)); [ $i -lt %d ] || { echo "libvirtd does not answer"; systemctl status --no-pager libvirtd.socket libvirtd.service; journalctl -b -n 20 --no-pager -u libvirtd; exit 1; }; sleep 0.2; done`,
+		LibvirtURI, int(timeout/(200*time.Millisecond)))
+	if out, err := h.MustRun(rctx, wait); err != nil {
+		return fmt.Errorf("lab hypervisor %s: libvirtd not ready: %w: %s", h.Name, err, out)
+	}
+	return nil
+}
+
+// saveAACache saves AppArmor's compiled profiles (/var/cache/apparmor, as
+// apparmor.service left them at this boot) into dir/cache.tar when dir has
+// none yet; see rootfs.sh.
+func (h *Hypervisor) saveAACache(ctx context.Context, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	tarPath := filepath.Join(dir, "cache.tar")
+	if _, err := os.Stat(tarPath); err == nil {
+		return nil
+	}
+	// apparmor.service has run when libvirtd answers (libvirtd's unit is
+	// ordered after it); wait for it to be done all the same.
+	out, err := h.MustRun(ctx, `systemctl is-active -q apparmor.service && [ -n "$(ls /var/cache/apparmor)" ] && tar -C /var/cache/apparmor -c . | base64 -w0`)
+	if err != nil {
+		return err
+	}
+	data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil {
+		return fmt.Errorf("apparmor cache: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(tarPath, data, 0o644)
 }
 
 // capsDir is where libvirtd keeps its probed QEMU capabilities.

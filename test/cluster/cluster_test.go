@@ -3,6 +3,8 @@
 package cluster
 
 import (
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -45,6 +47,38 @@ func TestCluster(t *testing.T) {
 		}
 		if len(r.Hypervisors) != 3 {
 			t.Errorf("the report covers %d hypervisors, want 3", len(r.Hypervisors))
+		}
+		// What each hypervisor runs, from its own systemd: the mixed
+		// releases, AppArmor on, every unit up (the powered-off one as
+		// it was before the VIP fault).
+		debian := map[string]string{"hv1": "12.", "hv2": "12.", "hv3": "13."}
+		for name, hr := range r.Hypervisors {
+			if !strings.HasPrefix(hr.Debian, debian[name]) {
+				t.Errorf("%s runs Debian %q, want %sx", name, hr.Debian, debian[name])
+			}
+			if !strings.HasPrefix(hr.AppArmor, "enabled, libvirtd=libvirtd (enforce)") {
+				t.Errorf("%s: AppArmor %q, want enabled with libvirtd enforced", name, hr.AppArmor)
+			}
+			for _, u := range unitsReported {
+				if hr.Units[u] != "active" {
+					t.Errorf("%s: %s is %q, want active", name, u, hr.Units[u])
+				}
+			}
+		}
+		if hv3 := r.Hypervisors["hv3"]; hv3 != nil && !strings.HasPrefix(hv3.Libvirt, "11.") {
+			t.Errorf("hv3 runs libvirt %q, want 11.x (Debian 13)", hv3.Libvirt)
+		}
+		if !slices.ContainsFunc(r.Steps, func(st StepTiming) bool { return st.Name == "reboot" && st.Err == "" }) {
+			t.Errorf("no reboot step in the report: %+v", r.Steps)
+		}
+		if len(r.Reboots) != len(rebootPlans) {
+			t.Errorf("%d reboots measured, want %d", len(r.Reboots), len(rebootPlans))
+		}
+		for _, rb := range r.Reboots {
+			if rb.Userland <= 0 || rb.MgmtIP <= 0 || rb.StoreHealthy <= 0 || rb.TapForwarding <= 0 || !rb.HostBeforeLibvirt || rb.HookLine == "" {
+				t.Errorf("reboot of %s not fully measured: %+v", rb.Hypervisor, rb)
+			}
+			t.Logf("reboot %s (%s, Debian %s): userland %s, management IP %s, store whole %s, tap forwarding %s", rb.Hypervisor, rb.How, rb.Debian, rb.Userland, rb.MgmtIP, rb.StoreHealthy, rb.TapForwarding)
 		}
 		t.Logf("failover %s, failback %s (%d probes lost), etcd write gap %s, VIP gap ~%s (VIP seen on the new holder after %s)",
 			r.Failover.Switch, r.Failover.Back, r.Failover.BackLost, r.Etcd.WriteGap, r.VIP.Outage, r.VIP.SeenAfter)

@@ -19,7 +19,10 @@ import (
 
 // Report is what the run found and measured.
 type Report struct {
-	Steps        []StepTiming
+	Steps []StepTiming
+	// Skipped are steps left out of this run (Options.Skip).
+	Skipped      []string `json:",omitempty"`
+	Images       []ImageReport
 	BootReady    map[string]time.Duration
 	Hypervisors  map[string]*HVReport
 	NICs         []NICReport
@@ -29,8 +32,17 @@ type Report struct {
 	Failover     FailoverReport
 	Etcd         EtcdReport
 	VIP          VIPReport
+	Reboots      []RebootReport
 	// Files written by the report step.
 	Files []string
+}
+
+// ImageReport is one lab image: its Debian suite, file and build time
+// (seconds when cached).
+type ImageReport struct {
+	Suite, File string
+	OnDiskMB    int64
+	Took        time.Duration
 }
 
 type StepTiming struct {
@@ -47,6 +59,48 @@ type HVReport struct {
 	Networks   []string // libvirt networks: name, bridge, VLAN
 	HoldsVIP   bool
 	Collected  time.Time
+	// What the hypervisor runs: Debian release (/etc/debian_version),
+	// libvirt version (libvirtd --version), systemctl is-active of each
+	// unit that matters, AppArmor ("enabled" and libvirtd's confinement).
+	Debian, Libvirt string
+	Units           map[string]string
+	AppArmor        string
+}
+
+// unitsReported are the units whose state the report gives: gallium-net's,
+// the distribution's keepalived and libvirtd (and its socket, which starts
+// it), and the lab's store member.
+var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", etcdUnitName}
+
+// system reads what h runs (HVReport's Debian, Libvirt, Units, AppArmor).
+func system(ctx context.Context, h *Hypervisor, hr *HVReport) error {
+	out, err := run(ctx, h, `echo "debian $(cat /etc/debian_version)"; echo "libvirt $(libvirtd --version | awk '{print $NF}')"
+for u in `+strings.Join(unitsReported, " ")+`; do echo "unit $u $(systemctl is-active $u)"; done
+p=$(pidof libvirtd | cut -d' ' -f1); echo "apparmor $(cat /sys/module/apparmor/parameters/enabled) libvirtd=$(cat /proc/$p/attr/current 2>/dev/null || echo not-running)"`)
+	if err != nil {
+		return err
+	}
+	hr.Units = map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
+		switch k {
+		case "debian":
+			hr.Debian = v
+		case "libvirt":
+			hr.Libvirt = v
+		case "unit":
+			u, st, _ := strings.Cut(v, " ")
+			hr.Units[u] = st
+		case "apparmor":
+			en, conf, _ := strings.Cut(v, " ")
+			if en == "Y" {
+				hr.AppArmor = "enabled, " + conf
+			} else {
+				hr.AppArmor = "disabled"
+			}
+		}
+	}
+	return nil
 }
 
 type NICReport struct {
@@ -122,8 +176,12 @@ func (s *Scenario) collect(ctx context.Context, hvs []*Hypervisor) error {
 		if err != nil {
 			return err
 		}
+		hr := &HVReport{Name: h.Name, Status: st, Networks: ns, HoldsVIP: strings.TrimSpace(out) != "", Collected: time.Now()}
+		if err := system(ctx, h, hr); err != nil {
+			return err
+		}
 		mu.Lock()
-		s.Report.Hypervisors[h.Name] = &HVReport{Name: h.Name, Status: st, Networks: ns, HoldsVIP: strings.TrimSpace(out) != "", Collected: time.Now()}
+		s.Report.Hypervisors[h.Name] = hr
 		mu.Unlock()
 		return nil
 	})
@@ -136,8 +194,12 @@ func (s *Scenario) Text() string {
 	r := &s.Report
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(&b, "Gallium lab cluster %q: %d hypervisors (QEMU/TCG, Debian 12, kernel %s), spec %s\n\n",
+	fmt.Fprintf(&b, "Gallium lab cluster %q: %d hypervisors (QEMU/TCG, systemd, AppArmor, kernel %s), spec %s\n",
 		s.spec.Cluster.Name, len(s.spec.Hypervisors), s.imgRelease(), SpecFile)
+	for _, im := range r.Images {
+		fmt.Fprintf(&b, "  image %s: %s, %d MB on disk, rootfs.sh %s\n", im.Suite, im.File, im.OnDiskMB, im.Took.Round(100*time.Millisecond))
+	}
+	fmt.Fprintln(&b)
 	var names []string
 	for n := range r.Hypervisors {
 		names = append(names, n)
@@ -154,6 +216,13 @@ func (s *Scenario) Text() string {
 			vip = "  holds the VIP " + s.spec.Cluster.VIP
 		}
 		fmt.Fprintf(&b, "%s%s%s\n", n, vip, state)
+		if hr.Debian != "" {
+			var us []string
+			for _, u := range unitsReported {
+				us = append(us, strings.TrimSuffix(u, ".service")+"="+orNone(hr.Units[u]))
+			}
+			fmt.Fprintf(&b, "  Debian %s, libvirt %s, AppArmor %s\n  units: %s\n", hr.Debian, hr.Libvirt, hr.AppArmor, strings.Join(us, " "))
+		}
 		for _, g := range hr.Status.Groups {
 			var ads []string
 			for _, a := range g.Adapters {
@@ -206,6 +275,10 @@ func (s *Scenario) Text() string {
 	v := r.VIP
 	fmt.Fprintf(&b, "  3. VIP holder  %s powered off: VIP %s moved to %s; %s lost %d of %d probes at %s (longest gap ~%s); seen on %s %s after the cut\n",
 		v.Stopped, s.spec.Cluster.VIP, v.NewHolder, v.Observer, v.Lost, v.Sent, v.Interval, ms(v.Outage), v.NewHolder, ms(v.SeenAfter))
+	for i, rb := range r.Reboots {
+		fmt.Fprintf(&b, "  %d. reboot      %s (Debian %s) by %s, VM %s autostarted: userland %s, management IP %s, store whole %s, VM tap forwarding on its VLAN %s after the request; host networking before libvirtd: %v; hook: %s\n",
+			4+i, rb.Hypervisor, rb.Debian, rb.How, rb.Domain, rb.Userland.Round(time.Second), rb.MgmtIP.Round(time.Second), rb.StoreHealthy.Round(time.Second), rb.TapForwarding.Round(time.Second), rb.HostBeforeLibvirt, rb.HookLine)
+	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "Steps:")
 	var total time.Duration
@@ -217,16 +290,21 @@ func (s *Scenario) Text() string {
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", st.Name, st.Took.Round(100*time.Millisecond), res)
 	}
+	for _, k := range r.Skipped {
+		fmt.Fprintf(w, "  %s\t-\tskipped\n", k)
+	}
 	fmt.Fprintf(w, "  total\t%s\t\n", total.Round(time.Second))
 	w.Flush()
 	return b.String()
 }
 
 func (s *Scenario) imgRelease() string {
-	if s.img == nil {
-		return "?"
+	for _, im := range s.imgs {
+		if im != nil {
+			return im.Release
+		}
 	}
-	return s.img.Release
+	return "?"
 }
 
 func (s *Scenario) stepReport(ctx context.Context) error {

@@ -1,43 +1,55 @@
 #!/usr/bin/env bash
 # Builds what a "lab hypervisor" boots (test/cluster/README.md):
 #
-#   1. a Debian 12 root file system image (ext4, raw) made with debootstrap
-#      (variant minbase) plus libvirt, QEMU, keepalived, iproute2 and kmod,
-#      and the kernel lab's kernel modules, so that the lab kernel boots it;
+#   1. a Debian root file system image (ext4, raw) made with debootstrap
+#      (variant minbase) plus systemd, udev, AppArmor, libvirt-daemon-system,
+#      QEMU and keepalived as an operator installs them, and the kernel lab's
+#      kernel modules, so that the lab kernel boots it with systemd as PID 1;
+#      Debian 12 (bookworm) or Debian 13 (trixie): GALLIUM_CLUSTER_SUITE;
 #   2. a small boot initramfs (busybox-static, the modules needed to mount
-#      the root disk, the lab's guest agent and gallium-init) that mounts the
-#      image and switches to it.
+#      the root disk, the lab's guest agent and its unit) that mounts the
+#      image, names the NICs by MAC for udev and switches to systemd.
 #
-# Both are cached under test/cluster/cache/ (GALLIUM_CLUSTER_CACHE), named by
-# a hash of their inputs: the image by this script, the kernel package and
-# the mirror; the initramfs by its content. A second run with nothing
-# changed reuses the image (the slow part, minutes) and prints the same
-# paths. Prints KEY=VALUE lines on stdout (ROOTFS, INITRD, RELEASE, CAPS,
-# KERNEL_DEB);
-# progress goes to stderr.
+# Both are cached under /var/cache/gallium-net-lab/cluster
+# (GALLIUM_CLUSTER_CACHE; shared by every checkout, so a fresh clone reuses
+# them), named by a hash of their inputs: the image by this script, the
+# suite, the kernel package and the mirror; the initramfs by its content. A
+# second run with nothing changed reuses the image (the slow part, minutes)
+# and prints the same paths. Prints KEY=VALUE lines on stdout (ROOTFS,
+# INITRD, RELEASE, CAPS, AACACHE, KERNEL_DEB, SUITE); progress goes to stderr.
 #
-#   test/cluster/rootfs.sh            build (or reuse) and print the paths
+#   test/cluster/rootfs.sh                          Debian 12
+#   GALLIUM_CLUSTER_SUITE=trixie test/cluster/rootfs.sh   Debian 13
 #   GALLIUM_KERNEL_DEB=x.deb ...      use this kernel package (default: the
 #                                     kernel lab's, fetched by fetch-kernel.sh)
 #
 # Needs root (debootstrap and chroot), the mirror in /etc/apt/sources.list(.d)
-# and the packages of test/setup/deps.sh (debootstrap, e2fsprogs, cpio,
-# busybox-static, kmod). No loop mounts: mkfs.ext4 -d fills the image.
+# (the bookworm source's URI serves trixie too) and the packages of
+# test/setup/deps.sh (debootstrap, e2fsprogs, cpio, busybox-static, kmod).
+# No loop mounts: mkfs.ext4 -d fills the image.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 here=$repo/test/cluster
-cache=${GALLIUM_CLUSTER_CACHE:-$here/cache}
+cache=${GALLIUM_CLUSTER_CACHE:-/var/cache/gallium-net-lab/cluster}
 labcache=${GALLIUM_LAB_CACHE:-$repo/test/lab/cache}
-suite=bookworm
+suite=${GALLIUM_CLUSTER_SUITE:-bookworm}
+case $suite in
+bookworm | trixie) ;;
+*)
+  echo "rootfs: GALLIUM_CLUSTER_SUITE=$suite: want bookworm (Debian 12) or trixie (Debian 13)" >&2
+  exit 1
+  ;;
+esac
 # What a lab hypervisor runs (DESIGN.md section 5: the end-to-end packages),
-# plus keepalived for the VIP, kmod for modprobe and procps (pgrep, ps) for
-# the tests, ping and arping (who answers for the VIP). libvirt-daemon-system
-# and apparmor as on a default Debian install: libvirtd confined by
-# libvirt's own AppArmor profile (gallium-init loads it, as apparmor.service
-# would). This list is part of the image's cache key.
-packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients qemu-system-x86 keepalived
-  iproute2 kmod procps iputils-ping iputils-arping apparmor)
+# installed as an operator installs a hypervisor: systemd as init with udev,
+# libvirt-daemon-system (its units, socket activation, default configuration
+# and AppArmor profiles), apparmor (enforcing: Debian's kernel enables it),
+# keepalived (its own unit). kmod for modprobe and procps (pgrep, ps) for the
+# tests, ping and arping (who answers for the VIP). The same names exist in
+# both suites. This list is part of the image's cache key.
+packages=(systemd-sysv udev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients qemu-system-x86
+  keepalived iproute2 kmod procps iputils-ping iputils-arping apparmor)
 # Kernel module folders a hypervisor never needs (about half of the size).
 dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
   drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
@@ -57,17 +69,19 @@ busybox_bin=$(command -v busybox)
 file -L "$busybox_bin" | grep -q 'statically linked' || die "$busybox_bin is not static: install busybox-static"
 
 # The mirror: the first deb.debian.org-style URI of a source with suite
-# bookworm, from the deb822 files or the one-line format.
+# bookworm (this host's own release), from the deb822 files or the one-line
+# format; the same mirror serves trixie.
 mirror=${GALLIUM_CLUSTER_MIRROR:-}
 if [[ -z $mirror ]]; then
   mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    awk '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="'$suite'") {print u; exit}}')
+    awk '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="bookworm") {print u; exit}}')
 fi
 if [[ -z $mirror ]]; then
-  mirror=$(grep -hE "^deb\s+\S+\s+$suite\s" /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+  mirror=$(grep -hE "^deb\s+\S+\s+bookworm\s" /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
     awk '{print $2; exit}')
 fi
-[[ -n $mirror ]] || die "no Debian $suite mirror in /etc/apt/sources.list(.d); set GALLIUM_CLUSTER_MIRROR=http://..."
+[[ -n $mirror ]] || die "no Debian bookworm mirror in /etc/apt/sources.list(.d); set GALLIUM_CLUSTER_MIRROR=http://..."
+# Security updates only where the host lists that suite's.
 security=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
   awk '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="'$suite'-security") {print u; exit}}')
 
@@ -93,10 +107,10 @@ flock 9 # two builds at once would fight over the same folders
 # The image's cache key: the script up to the initramfs part (so editing
 # the initramfs part does not rebuild the image), the kernel and the mirror.
 key=$( (
-  sed '/^# --- boot initramfs/q' "$0"
-  echo "$(basename "$deb") $mirror $security"
+  sed '/^# --- boot initramfs/q' "$0" | grep -v '^[[:space:]]*#'
+  echo "$suite $(basename "$deb") $mirror $security"
 ) | sha256sum | cut -c1-16)
-img=$cache/rootfs-$key.img
+img=$cache/rootfs-$suite-$key.img
 
 if [[ -f $img ]]; then
   log "reusing $img"
@@ -154,34 +168,38 @@ else
   for d in "${dropmods[@]}"; do rm -rf "$root/lib/modules/$release/kernel/$d"; done
   depmod -b "$root" "$release"
 
-  # libvirt as DESIGN.md section 5 has it without systemd: QEMU as root, no
-  # security driver; the libvirt-qemu user and kvm group it looks up anyway.
-  # Debian ships qemu.conf and libvirtd.conf with libvirt-daemon-system
-  # (systemd units and all), not installed here: the built-in defaults
-  # apply, these lines override them.
+  # The changes to a default install, each one needed by the lab (listed
+  # with its reason in test/cluster/README.md, "What the images change"):
   [[ -x $root/usr/sbin/libvirtd ]] || die "no /usr/sbin/libvirtd in the image: libvirt-daemon did not install"
-  mkdir -p "$root/etc/libvirt"
-  conf=$root/etc/libvirt/qemu.conf
-  cat >>"$conf" <<'EOF'
+  [[ -f $root/etc/apparmor.d/usr.sbin.libvirtd ]] || die "no libvirtd AppArmor profile in the image: libvirt-daemon-system did not install"
+  [[ -e $root/sbin/init ]] || die "no /sbin/init in the image: systemd-sysv did not install"
+  # 1. QEMU as root without a security driver (DESIGN.md section 5): the
+  #    nested guests boot a kernel from a read-only 9p share, which neither
+  #    the libvirt-qemu user nor a per-domain profile would reach. libvirtd
+  #    itself stays confined by its AppArmor profile.
+  cat >>"$root/etc/libvirt/qemu.conf" <<'EOF'
 
 # gallium-net lab hypervisor (test/cluster/rootfs.sh)
 user = "root"
 group = "root"
 security_driver = "none"
 EOF
-  # Without systemd or syslog the daemons would log nowhere.
-  echo 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"' >>"$root/etc/libvirt/libvirtd.conf"
-  in_root sh -c 'getent group kvm >/dev/null || groupadd --system kvm
-    getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
-    id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu'
-  mkdir -p "$root"/var/log/libvirt "$root"/var/lib/libvirt/qemu "$root"/etc/libvirt/hooks/qemu.d "$root"/etc/libvirt/hooks/network.d
-  [[ -f $root/etc/apparmor.d/usr.sbin.libvirtd ]] || die "no libvirtd AppArmor profile in the image: libvirt-daemon-system did not install"
-  # libvirt-daemon-system autostarts its NAT network "default", which needs
-  # dnsmasq (a Recommends, not installed here) and is no part of a Gallium
-  # host; without the link libvirtd does not try it at every boot.
+  # 2. libvirt-daemon-system autostarts its NAT network "default", which
+  #    needs dnsmasq (a Recommends, not installed) and is no part of a
+  #    Gallium host.
   rm -f "$root/etc/libvirt/qemu/networks/autostart/default.xml"
+  # 3. The kernel lab's module set, loaded at boot as the kernel lab does
+  #    (virtio console and 9p for the lab agent and its shares; bonding and
+  #    dummy without their default devices, as in the kernel lab).
+  mkdir -p "$root/etc/modules-load.d" "$root/etc/modprobe.d"
+  printf '%s\n' virtio_console 9pnet_virtio 9p vhost_net >"$root/etc/modules-load.d/gallium-lab.conf"
+  printf 'options bonding max_bonds=0\noptions dummy numdummies=0\n' >"$root/etc/modprobe.d/gallium-lab.conf"
+  # 4. No serial login prompt: nobody logs in, and under TCG a getty is a
+  #    process less.
+  ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
   echo "lab-hypervisor" >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+  : >"$root/etc/fstab"
   # The device nodes come from devtmpfs at boot.
   umount_below
   rm -rf --one-file-system "${root:?}"/dev/*
@@ -202,23 +220,39 @@ EOF
   trap - EXIT
   cleanup
   # Older images go (each is about a gigabyte).
-  for o in "$cache"/rootfs-*.img; do [[ $o == "$img" ]] || rm -f "$o" "${o%.img}.apt.log"; done
-  for o in "$cache"/caps-*; do [[ $o == "$cache/caps-$key" ]] || rm -rf "$o"; done
+  for o in "$cache"/rootfs-"$suite"-*.img; do [[ $o == "$img" ]] || rm -f "$o" "${o%.img}.apt.log"; done
+  for o in "$cache"/caps-"$suite"-* "$cache"/aa-"$suite"-*; do [[ $o == "$cache/caps-$suite-$key" || $o == "$cache/aa-$suite-$key" ]] || rm -rf "$o"; done
   log "built $img in $(($(date +%s) - start)) s ($(du -m "$img" | cut -f1) MB on disk, $size_mb MB apparent)"
 fi
 
 # --- boot initramfs ----------------------------------------------------
 # Small and rebuilt whenever its content changes (seconds): the agent and
-# gallium-init live here rather than in the image, so changing them does
-# not rebuild the image. init copies them into the root (the disk is a
-# throwaway snapshot) and switches to it.
+# its unit live here rather than in the image, so changing them does not
+# rebuild the image. init copies them into the root (the disk is a
+# throwaway snapshot) and switches to systemd.
 stage=$(mktemp -d "$cache/.initrd-XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,newroot,mods}
 cp "$busybox_bin" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/gallium-lab-agent" ./test/lab/agent
-install -m 755 "$here/gallium-init" "$stage/gallium-init"
+# The lab agent runs as a systemd service from early boot on: the test's
+# hands in the hypervisor (test/lab/agent). Not PID 1 here, so systemd
+# owns every daemon.
+cat >"$stage/gallium-lab-agent.service" <<'EOF'
+[Unit]
+Description=gallium-net lab agent (runs the cluster test's commands)
+DefaultDependencies=no
+After=systemd-modules-load.service
+Before=sysinit.target
+
+[Service]
+ExecStart=/sbin/gallium-lab-agent
+Restart=always
+RestartSec=1
+# What it runs (a reboot, a daemon started by hand in a test) outlives it.
+KillMode=process
+EOF
 # The modules to mount an ext4 root on virtio-blk, in load order, from the
 # kernel package itself (modprobe resolves the dependencies). Kept per
 # kernel package in bootmods-*: unpacking the package takes seconds.
@@ -253,26 +287,37 @@ cp "$bootmods"/* "$stage/mods/"
 # binaries (~4 s per boot, more under load). libvirt checks them (QEMU's
 # and its own ctime and version, fixed in the image) and probes again if
 # they do not fit, so a stale copy only costs time.
-caps=$cache/caps-$key
+caps=$cache/caps-$suite-$key
 if compgen -G "$caps/*.xml" >/dev/null; then
   mkdir -p "$stage/caps"
   cp "$caps"/*.xml "$stage/caps/"
 fi
+# AppArmor's compiled profiles, saved the same way after a first boot:
+# apparmor.service then loads them instead of compiling every profile
+# (30-60 s of one vCPU under TCG). apparmor_parser checks each against its
+# profile's time and the kernel's features and compiles again if stale.
+aacache=$cache/aa-$suite-$key
+if [[ -f $aacache/cache.tar ]]; then
+  cp "$aacache/cache.tar" "$stage/aacache.tar"
+fi
 cat >"$stage/init" <<'EOF'
 #!/bin/sh
 # gallium-net lab hypervisor boot initramfs (test/cluster/rootfs.sh):
-# mount the root disk, put the agent and gallium-init into it, switch to it.
+# mount the root disk, put the agent and its unit into it, name the NICs,
+# switch to systemd.
 export PATH=/bin
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /mods/order); do insmod /mods/$m || echo "boot: insmod $m failed" >/dev/console; done
-root=/dev/vda init=/sbin/gallium-init
+root=/dev/vda init=/lib/systemd/systemd
+nics=
 for a in $(cat /proc/cmdline); do
 	case $a in
 	root=*) root=${a#root=} ;;
 	init=*) init=${a#init=} ;;
+	gallium.nic=*) nics="$nics ${a#gallium.nic=}" ;;
 	esac
 done
 i=0
@@ -283,10 +328,26 @@ until [ -b "$root" ]; do
 done
 mount -t ext4 -o rw "$root" /newroot || { echo "boot: mount $root failed" >/dev/console; exec sh; }
 cp /gallium-lab-agent /newroot/sbin/gallium-lab-agent
-cp /gallium-init /newroot/sbin/gallium-init
+cp /gallium-lab-agent.service /newroot/etc/systemd/system/
+mkdir -p /newroot/etc/systemd/system/sysinit.target.wants
+ln -sf ../gallium-lab-agent.service /newroot/etc/systemd/system/sysinit.target.wants/
+# The NICs' names (gallium.nic=NAME,MAC): udev gives them at every boot
+# from these .link files, as an operator's naming would on a real host.
+# PermanentMACAddress and the driver, so that a bond carrying the same
+# MAC is never matched.
+mkdir -p /newroot/etc/systemd/network
+rm -f /newroot/etc/systemd/network/10-gallium-lab-*.link
+for n in $nics; do
+	printf '[Match]\nPermanentMACAddress=%s\nDriver=virtio_net\n\n[Link]\nName=%s\n' "${n#*,}" "${n%%,*}" \
+		>/newroot/etc/systemd/network/10-gallium-lab-${n%%,*}.link
+done
 if [ -d /caps ]; then
 	mkdir -p /newroot/var/cache/libvirt/qemu/capabilities
 	cp /caps/*.xml /newroot/var/cache/libvirt/qemu/capabilities/
+fi
+if [ -f /aacache.tar ] && [ ! -e /newroot/var/cache/apparmor/.gallium-lab ]; then
+	mkdir -p /newroot/var/cache/apparmor
+	tar -x -f /aacache.tar -C /newroot/var/cache/apparmor && touch /newroot/var/cache/apparmor/.gallium-lab
 fi
 umount /proc /sys /dev
 exec switch_root /newroot "$init"
@@ -305,4 +366,6 @@ echo "ROOTFS=$img"
 echo "INITRD=$initrd"
 echo "RELEASE=$release"
 echo "CAPS=$caps"
+echo "AACACHE=$aacache"
+echo "SUITE=$suite"
 echo "KERNEL_DEB=$deb"

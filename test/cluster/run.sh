@@ -17,4 +17,4 @@ if [[ $(id -u) != 0 ]]; then echo "test/cluster/run.sh: run it as root" >&2; exi
 # The package of exactly this tree, as make packages builds it: the newest
 # in dist/ is what the tests install.
 make -s packages >/dev/null
-exec go test -tags cluster -count=1 -v -timeout 40m -run "$run_re" ./test/cluster/
+exec go test -tags cluster -count=1 -v -timeout 50m -run "$run_re" ./test/cluster/

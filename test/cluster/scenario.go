@@ -42,13 +42,22 @@ type Options struct {
 	Out string
 	// Logf prints progress (default: stderr).
 	Logf func(format string, args ...any)
+	// Debian13 names the hypervisors that run Debian 13 (trixie, libvirt
+	// 11.3); the others run Debian 12. Default: hv3, a cluster mid-upgrade.
+	Debian13 []string
+	// Skip names steps not to run (only those in Skippable).
+	Skip []string
 }
+
+// Skippable are the steps a run may leave out (Options.Skip): no later
+// step needs what they do. make demo skips the reboots for time.
+var Skippable = []string{"reboot"}
 
 // Scenario is one run: the lab, its hypervisors and what was measured.
 type Scenario struct {
 	opt   Options
 	spec  *model.Spec
-	img   *Image
+	imgs  map[Suite]*Image
 	lab   *lab.Lab
 	share string // host folder shared read-only at /share in every hypervisor
 	hvs   []*Hypervisor
@@ -93,6 +102,14 @@ func New(opt Options) (*Scenario, error) {
 	if opt.Out == "" {
 		opt.Out = "/tmp/gallium-cluster"
 	}
+	if opt.Debian13 == nil {
+		opt.Debian13 = []string{"hv3"}
+	}
+	for _, k := range opt.Skip {
+		if !slices.Contains(Skippable, k) {
+			return nil, fmt.Errorf("cannot skip step %q: only %v can be", k, Skippable)
+		}
+	}
 	if opt.Logf == nil {
 		opt.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	}
@@ -107,7 +124,9 @@ func New(opt Options) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scenario{opt: opt, spec: spec, start: time.Now(), down: map[string]bool{}}, nil
+	sc := &Scenario{opt: opt, spec: spec, start: time.Now(), down: map[string]bool{}}
+	sc.Report.Skipped = opt.Skip
+	return sc, nil
 }
 
 // Close powers every lab hypervisor off and removes the lab's files. It is
@@ -131,7 +150,7 @@ func (s *Scenario) logf(format string, args ...any) {
 
 // Steps are the run's stages in order; each needs the ones before it.
 func (s *Scenario) Steps() []Step {
-	return []Step{
+	all := []Step{
 		{"image", s.stepImage},
 		{"boot", s.stepBoot},
 		{"install", s.stepInstall},
@@ -146,9 +165,19 @@ func (s *Scenario) Steps() []Step {
 		{"vlan-isolation", s.stepIsolation},
 		{"fault-bond-failover", s.stepBondFailover},
 		{"fault-etcd-leader", s.stepEtcdLeader},
+		{"reboot", s.stepReboot},
 		{"fault-vip-holder", s.stepVIPHolder},
 		{"report", s.stepReport},
 	}
+	return slices.DeleteFunc(all, func(st Step) bool { return slices.Contains(s.opt.Skip, st.Name) })
+}
+
+// suite is the Debian release hypervisor name runs.
+func (s *Scenario) suite(name string) Suite {
+	if slices.Contains(s.opt.Debian13, name) {
+		return Trixie
+	}
+	return Bookworm
 }
 
 // RunStep runs one step with progress lines around it.
@@ -248,12 +277,24 @@ func background(ctx context.Context, h *Hypervisor, cmd, log string) error {
 // --- steps ---------------------------------------------------------------
 
 func (s *Scenario) stepImage(ctx context.Context) error {
-	img, err := BuildImage(ctx)
-	if err != nil {
-		return err
+	s.imgs = map[Suite]*Image{}
+	for _, h := range s.spec.Hypervisors {
+		s.imgs[s.suite(h.Name)] = nil
 	}
-	s.img = img
-	s.logf("  root image %s (%d MB on disk), kernel %s; rootfs.sh took %s", filepath.Base(img.RootFS), img.OnDisk>>20, img.Release, img.BuildTime.Round(100*time.Millisecond))
+	// One after the other: both builds share the cache's lock, and a
+	// cached image takes seconds.
+	for _, suite := range []Suite{Bookworm, Trixie} {
+		if _, ok := s.imgs[suite]; !ok {
+			continue
+		}
+		img, err := BuildImage(ctx, suite)
+		if err != nil {
+			return err
+		}
+		s.imgs[suite] = img
+		s.Report.Images = append(s.Report.Images, ImageReport{Suite: string(suite), File: filepath.Base(img.RootFS), OnDiskMB: img.OnDisk >> 20, Took: img.BuildTime})
+		s.logf("  %s root image %s (%d MB on disk), kernel %s; rootfs.sh took %s", suite, filepath.Base(img.RootFS), img.OnDisk>>20, img.Release, img.BuildTime.Round(100*time.Millisecond))
+	}
 	share, err := os.MkdirTemp("", "gallium-cluster-share.")
 	if err != nil {
 		return err
@@ -315,13 +356,13 @@ func (s *Scenario) stepBoot(ctx context.Context) error {
 					nics = append(nics, lab.NIC{ID: h.Name + "-" + a, Segment: seg, Guest: a})
 				}
 			}
-			hvs[i], errs[i] = Boot(ctx, l, s.img, Config{
+			hvs[i], errs[i] = Boot(ctx, l, s.imgs[s.suite(h.Name)], Config{
 				Name:   h.Name,
 				NICs:   nics,
 				Shares: []lab.Share{{Host: s.share, Guest: "/share", ReadOnly: true}},
 			})
 			if errs[i] == nil {
-				s.logf("  %s up: agent after %s, libvirtd after %s", h.Name, hvs[i].BootTime.Round(100*time.Millisecond), hvs[i].Ready.Round(100*time.Millisecond))
+				s.logf("  %s (%s) up: agent after %s, libvirtd after %s; slowest units: %s", h.Name, s.suite(h.Name), hvs[i].BootTime.Round(100*time.Millisecond), hvs[i].Ready.Round(100*time.Millisecond), slowestUnits(ctx, hvs[i]))
 			}
 		}()
 	}
@@ -364,6 +405,14 @@ func (s *Scenario) stepInstall(ctx context.Context) error {
 		if err := h.Put(ctx, "/etc/gallium-net/config.yaml", []byte(s.hostConfig(h.Name)), 0o644); err != nil {
 			return err
 		}
+		// The store member's unit (the stand-in for an etcd package; see
+		// etcdUnit), as a package would install it: enabled at boot.
+		if err := h.Put(ctx, "/etc/systemd/system/"+etcdUnitName, []byte(etcdUnit), 0o644); err != nil {
+			return err
+		}
+		if err := h.Put(ctx, "/etc/default/gallium-lab-etcd", []byte(s.etcdEnv(h.Name)), 0o644); err != nil {
+			return err
+		}
 		for _, d := range []string{"qemu.d", "network.d"} {
 			if _, err := run(ctx, h, "test -x /etc/libvirt/hooks/"+d+"/gallium-net"); err != nil {
 				return fmt.Errorf("the package did not install the %s hook: %w", d, err)
@@ -399,9 +448,6 @@ func status(ctx context.Context, h *Hypervisor) (*netsetup.HostStatus, error) {
 	return &st, err
 }
 
-// watchLog is where each hypervisor's `gallium-net host watch` logs.
-const watchLog = "/var/log/gallium-net-watch.log"
-
 func (s *Scenario) stepHostNetworking(ctx context.Context) error {
 	err := each(s.hvs, func(h *Hypervisor) error {
 		t0 := time.Now()
@@ -417,14 +463,16 @@ func (s *Scenario) stepHostNetworking(ctx context.Context) error {
 		if err := s.checkStatus(h.Name, st, nil); err != nil {
 			return err
 		}
-		// What the package's gallium-net-watch.service runs at boot (a lab
-		// hypervisor has no systemd): the failover announcer.
-		if err := background(ctx, h, "gallium-net host watch", watchLog); err != nil {
+		// What an operator does next: the package's units, so that the
+		// host's networking comes back at boot before libvirt, and the
+		// failover announcer runs. The host unit applies again (nothing
+		// to do: converged) and stays active.
+		if _, err := run(ctx, h, "systemctl enable --now gallium-net-host.service gallium-net-watch.service"); err != nil {
 			return err
 		}
-		_, err = run(ctx, h, "i=0; until grep -q 'watching gallium-net bonds' "+watchLog+"; do i=$((i+1)); [ $i -lt 100 ] || { cat "+watchLog+"; exit 1; }; sleep 0.1; done")
+		_, err = run(ctx, h, "i=0; until journalctl -b -u gallium-net-watch -o cat | grep -q 'watching gallium-net bonds'; do i=$((i+1)); [ $i -lt 100 ] || { systemctl status --no-pager gallium-net-watch; exit 1; }; sleep 0.2; done")
 		if err != nil {
-			return fmt.Errorf("gallium-net host watch did not start: %w", err)
+			return fmt.Errorf("gallium-net-watch.service did not start watching: %w", err)
 		}
 		return nil
 	})
@@ -496,26 +544,48 @@ func (s *Scenario) checkStatus(hv string, st *netsetup.HostStatus, active map[st
 	return errors.Join(errs...)
 }
 
-// etcdCmd is the member command line of hypervisor name.
-func (s *Scenario) etcdCmd(name string, existing bool) string {
+// etcdUnitName is the store member's unit in a lab hypervisor.
+const etcdUnitName = "gallium-lab-etcd.service"
+
+// etcdUnit stands in for an etcd package's unit: Debian 12 has no etcd
+// 3.5+ server, so each hypervisor runs one member of etcd v3.7 (go.mod's,
+// as the client) embedded in clustertool. Started by systemd like the
+// rest, and after gallium-net-host.service, which brings up the
+// management IP it listens on.
+const etcdUnit = `# gallium-net lab cluster (test/cluster): one etcd member
+[Unit]
+Description=etcd member of the gallium-net lab cluster
+After=gallium-net-host.service network-online.target
+
+[Service]
+EnvironmentFile=/etc/default/gallium-lab-etcd
+ExecStart=/usr/local/bin/clustertool serve $ETCD_ARGS
+Restart=on-failure
+RestartSec=20s
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// etcdEnv is /etc/default/gallium-lab-etcd of hypervisor name. With a data
+// directory etcd restarts as the member it was; the initial cluster only
+// counts at the first start.
+func (s *Scenario) etcdEnv(name string) string {
 	h := *s.spec.Hypervisor(name)
 	var initial []string
 	for _, o := range s.spec.Hypervisors {
 		initial = append(initial, o.Name+"=http://"+mgmtIP(o)+":2380")
 	}
-	cmd := fmt.Sprintf("clustertool serve -name %s -ip %s -cluster %s -dir /var/lib/gallium-etcd", h.Name, mgmtIP(h), strings.Join(initial, ","))
-	if existing {
-		cmd += " -existing"
-	}
-	return cmd
+	return fmt.Sprintf("ETCD_ARGS=\"-name %s -ip %s -cluster %s -dir /var/lib/gallium-etcd\"\n", h.Name, mgmtIP(h), strings.Join(initial, ","))
 }
 
 func (s *Scenario) stepEtcd(ctx context.Context) error {
 	t0 := time.Now()
-	for _, h := range s.hvs {
-		if err := background(ctx, h, s.etcdCmd(h.Name, false), "/var/log/gallium-etcd.log"); err != nil {
-			return err
-		}
+	if err := each(s.hvs, func(h *Hypervisor) error {
+		_, err := run(ctx, h, "systemctl daemon-reload && systemctl enable --now "+etcdUnitName)
+		return err
+	}); err != nil {
+		return err
 	}
 	out, err := run(ctx, s.hvs[0], "clustertool health -want 3 -timeout 90s -endpoints "+s.endpoints())
 	if err != nil {
@@ -622,10 +692,25 @@ func orNone(s string) string {
 func (s *Scenario) keepalivedLogs(ctx context.Context) string {
 	var b strings.Builder
 	for _, h := range s.up() {
-		out, _, _ := h.Run(ctx, "tail -8 /var/log/keepalived.log")
+		out, _, _ := h.Run(ctx, "journalctl -b -u keepalived -n 8 -o short-monotonic --no-pager")
 		fmt.Fprintf(&b, "\n--- keepalived on %s:\n%s", h.Name, strings.TrimSpace(out))
 	}
 	return b.String()
+}
+
+// startEcho starts the probes' UDP echo servers in h (test tools, not
+// daemons of the product): one on every address, one bound to the VIP
+// itself (ip_nonlocal_bind: before this host holds it), so that its answers
+// come from the VIP and not from the management IP, which the prober's
+// connected socket would drop.
+func (s *Scenario) startEcho(ctx context.Context, h *Hypervisor) error {
+	if err := background(ctx, h, "labtool echo -listen :7777 -duration 60m", "/var/log/labtool-echo.log"); err != nil {
+		return err
+	}
+	if _, err := run(ctx, h, "sysctl -qw net.ipv4.ip_nonlocal_bind=1"); err != nil {
+		return err
+	}
+	return background(ctx, h, fmt.Sprintf("labtool echo -listen %s:%d -duration 60m", s.spec.Cluster.VIP, vipEchoPort), "/var/log/labtool-echo-vip.log")
 }
 
 func (s *Scenario) stepVIP(ctx context.Context) error {
@@ -634,22 +719,12 @@ func (s *Scenario) stepVIP(ctx context.Context) error {
 		if _, err := run(ctx, h, "mkdir -p /etc/keepalived && gallium-net vip config > /etc/keepalived/keepalived.conf"); err != nil {
 			return err
 		}
-		// No systemd in a lab hypervisor: keepalived runs in the
-		// foreground of its own session, as the packaged unit would.
-		if err := background(ctx, h, "keepalived -n -l -D -f /etc/keepalived/keepalived.conf", "/var/log/keepalived.log"); err != nil {
+		// Debian's keepalived unit (enabled by its package; it skipped the
+		// boot for want of a configuration).
+		if _, err := run(ctx, h, "systemctl enable keepalived.service && systemctl restart keepalived.service"); err != nil {
 			return err
 		}
-		// The probes' UDP echo servers: one on every address, one bound
-		// to the VIP itself (ip_nonlocal_bind: before this host holds it),
-		// so that its answers come from the VIP and not from the
-		// management IP, which the prober's connected socket would drop.
-		if err := background(ctx, h, "labtool echo -listen :7777 -duration 60m", "/var/log/labtool-echo.log"); err != nil {
-			return err
-		}
-		if _, err := run(ctx, h, "sysctl -qw net.ipv4.ip_nonlocal_bind=1"); err != nil {
-			return err
-		}
-		return background(ctx, h, fmt.Sprintf("labtool echo -listen %s:%d -duration 60m", s.spec.Cluster.VIP, vipEchoPort), "/var/log/labtool-echo-vip.log")
+		return s.startEcho(ctx, h)
 	})
 	if err != nil {
 		return err

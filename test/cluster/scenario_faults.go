@@ -144,7 +144,7 @@ func (s *Scenario) failback(ctx context.Context, h, peer *Hypervisor, bond, nic,
 	// both changes. Whether that saves probes is not visible here: the
 	// lab's switch relearns from the host's own traffic within a probe or
 	// two, and the runs lost 0-2 on failback with and without it.
-	out, err = run(ctx, h, "grep 'announced' "+watchLog+" || true")
+	out, err = run(ctx, h, "journalctl -b -u gallium-net-watch -o cat | grep 'announced' || true")
 	if err != nil {
 		return err
 	}
@@ -242,10 +242,12 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 		res <- pr{out, err}
 	}()
 	time.Sleep(3 * time.Second)
-	if _, err := run(ctx, lh, "pkill -KILL -x clustertool"); err != nil {
+	// A crash: the unit's process killed. systemd would restart it after
+	// RestartSec (20 s); the test starts it earlier, as an operator would.
+	if _, err := run(ctx, lh, "systemctl kill --signal=KILL "+etcdUnitName); err != nil {
 		return err
 	}
-	s.logf("  etcd leader %s killed (SIGKILL); %s writes to the store every 20 ms", leader, writer.Name)
+	s.logf("  etcd leader %s killed (SIGKILL to %s); %s writes to the store every 20 ms", leader, etcdUnitName, writer.Name)
 	// gallium-net on the leader's own hypervisor, whose member is dead:
 	// the client moves to the other endpoints.
 	t0 := time.Now()
@@ -274,7 +276,7 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 		return fmt.Errorf("etcd leader after killing %s: %q", leader, newLeader)
 	}
 	// The member comes back with its data and rejoins.
-	if err := background(ctx, lh, s.etcdCmd(leader, true), "/var/log/gallium-etcd.log"); err != nil {
+	if _, err := run(ctx, lh, "systemctl start "+etcdUnitName); err != nil {
 		return err
 	}
 	t1 := time.Now()

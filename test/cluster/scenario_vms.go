@@ -142,7 +142,7 @@ func (s *Scenario) stepVMs(ctx context.Context) error {
 			}
 			t0 := time.Now()
 			if _, err := h.Virsh(ctx, "start "+p.Name); err != nil {
-				log, _, _ := h.Run(ctx, "tail -5 /var/log/gallium-net/hook.log /var/log/libvirt/qemu/"+p.Name+".log")
+				log, _, _ := h.Run(ctx, "journalctl -b -t gallium-net-hook -n 5 --no-pager; tail -5 /var/log/libvirt/qemu/"+p.Name+".log")
 				return fmt.Errorf("%w\n%s", err, log)
 			}
 			took := time.Since(t0)

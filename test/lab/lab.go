@@ -58,6 +58,11 @@ type Config struct {
 	Initrd string
 	// Disks are virtio-blk disks, /dev/vda, /dev/vdb, ... in this order.
 	Disks []Disk
+	// Reboots lets the guest reboot (and VM.Reset reset it) without
+	// QEMU exiting: for a VM whose init survives a reboot (test/cluster's
+	// systemd hypervisors). By default a reboot ends QEMU (-no-reboot), so
+	// that a lab VM whose agent dies ends instead of booting again.
+	Reboots bool
 }
 
 // Disk is a virtio-blk disk of a lab VM.
@@ -365,7 +370,8 @@ func (l *Lab) detach(segName, sock string) {
 }
 
 // defaultMAC is a stable, locally administered unicast MAC.
-func defaultMAC(vm string, i int) string {
+// DefaultMAC is the MAC NIC i of VM vm gets when its Config gives none.
+func DefaultMAC(vm string, i int) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", vm, i)))
 	return fmt.Sprintf("02:1a:%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3])
 }
@@ -399,7 +405,7 @@ func (c *Config) normalize() error {
 			n.Guest = fmt.Sprintf("eth%d", i)
 		}
 		if n.MAC == "" {
-			n.MAC = defaultMAC(c.Name, i)
+			n.MAC = DefaultMAC(c.Name, i)
 		}
 		n.MAC = strings.ToLower(n.MAC)
 		if !macRE.MatchString(n.MAC) {

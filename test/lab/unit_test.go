@@ -153,7 +153,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n0, n1 := c.NICs[0], c.NICs[1]
-	if n0.ID != "nic0" || n0.Guest != "eth0" || n0.MAC != defaultMAC("hv1", 0) || !macRE.MatchString(n0.MAC) {
+	if n0.ID != "nic0" || n0.Guest != "eth0" || n0.MAC != DefaultMAC("hv1", 0) || !macRE.MatchString(n0.MAC) {
 		t.Errorf("defaults: %+v", n0)
 	}
 	if n1.MAC != "52:54:00:aa:bb:cc" || n1.Guest != "eno2" {
@@ -162,7 +162,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.MemMB != 512 || c.CPUs != 1 || len(c.Shares) != 1 || c.Shares[0].Guest != "/host" {
 		t.Errorf("config defaults: %+v", c)
 	}
-	if defaultMAC("hv1", 0) == defaultMAC("hv2", 0) || defaultMAC("hv1", 0) == defaultMAC("hv1", 1) {
+	if DefaultMAC("hv1", 0) == DefaultMAC("hv2", 0) || DefaultMAC("hv1", 0) == DefaultMAC("hv1", 1) {
 		t.Error("default MACs collide")
 	}
 	for i, bad := range []Config{

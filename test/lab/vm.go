@@ -107,7 +107,7 @@ func (l *Lab) Boot(ctx context.Context, cfg Config) (vm *VM, err error) {
 		"-cpu", "max",
 		"-m", fmt.Sprint(cfg.MemMB),
 		"-smp", fmt.Sprint(cfg.CPUs),
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-nodefaults", "-no-user-config", "-display", "none",
 		"-kernel", a.Kernel.path(a.Kernel.Image),
 		"-initrd", initrd,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet gallium.vm=" + cfg.Name + " " + cfg.Cmdline),
@@ -120,6 +120,9 @@ func (l *Lab) Boot(ctx context.Context, cfg Config) (vm *VM, err error) {
 	}
 	if a.BIOS != "" {
 		args = append(args, "-bios", a.BIOS)
+	}
+	if !cfg.Reboots {
+		args = append(args, "-no-reboot")
 	}
 	for i, n := range cfg.NICs {
 		st := nicState{NIC: n, sock: vm.path(fmt.Sprintf("nic%d.sock", i))}
@@ -504,27 +507,38 @@ func (vm *VM) Close() error {
 func (vm *VM) setup(ctx context.Context) error {
 	var sb strings.Builder
 	sb.WriteString("set -e\nhostname " + vm.Name + "\n")
-	sb.WriteString(`byaddr() { for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$1" ] && { basename $d; return 0; }; done; return 1; }
-waitaddr() { i=0; until byaddr "$1" >/dev/null; do i=$((i+1)); [ $i -lt 200 ] || { echo "no NIC with MAC $1" >&2; return 1; }; sleep 0.05; done; }
-`)
-	for i, n := range vm.cfg.NICs {
-		fmt.Fprintf(&sb, "waitaddr %s\nip link set dev \"$(byaddr %s)\" name labtmp%d\n", n.MAC, n.MAC, i)
-	}
-	for i, n := range vm.cfg.NICs {
-		fmt.Fprintf(&sb, "ip link set dev labtmp%d name %s\n", i, n.Guest)
-	}
-	for i, s := range vm.cfg.Shares {
-		o := "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
-		if s.ReadOnly {
-			o += ",ro"
-		}
-		fmt.Fprintf(&sb, "mkdir -p '%s'\nmount -t 9p -o %s share%d '%s'\n", s.Guest, o, i, s.Guest)
-	}
+	vm.renameScript(&sb)
+	vm.mountScript(&sb)
 	out, err := vm.MustRun(ctx, sb.String())
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
 	return nil
+}
+
+// renameScript names the NICs by MAC (NIC.Guest), through temporary names
+// so that two NICs can swap theirs.
+func (vm *VM) renameScript(sb *strings.Builder) {
+	sb.WriteString(`byaddr() { for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$1" ] && { basename $d; return 0; }; done; return 1; }
+waitaddr() { i=0; until byaddr "$1" >/dev/null; do i=$((i+1)); [ $i -lt 200 ] || { echo "no NIC with MAC $1" >&2; return 1; }; sleep 0.05; done; }
+`)
+	for i, n := range vm.cfg.NICs {
+		fmt.Fprintf(sb, "waitaddr %s\nip link set dev \"$(byaddr %s)\" name labtmp%d\n", n.MAC, n.MAC, i)
+	}
+	for i, n := range vm.cfg.NICs {
+		fmt.Fprintf(sb, "ip link set dev labtmp%d name %s\n", i, n.Guest)
+	}
+}
+
+// mountScript mounts the shares.
+func (vm *VM) mountScript(sb *strings.Builder) {
+	for i, s := range vm.cfg.Shares {
+		o := "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
+		if s.ReadOnly {
+			o += ",ro"
+		}
+		fmt.Fprintf(sb, "mkdir -p '%s'\nmountpoint -q '%s' || mount -t 9p -o %s share%d '%s'\n", s.Guest, s.Guest, o, i, s.Guest)
+	}
 }
 
 type syncBuffer struct {
@@ -550,4 +564,53 @@ func shorten(s string) string {
 		s = s[:77] + "..."
 	}
 	return s
+}
+
+// BootID is the guest kernel's boot ID, which changes at every boot: the
+// way to tell that a reboot has happened.
+func (vm *VM) BootID(ctx context.Context) (string, error) {
+	out, err := vm.MustRun(ctx, "cat /proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(out), err
+}
+
+// Reset resets the VM as its reset button would (QMP system_reset): the
+// guest starts again at once, without shutting down. The VM must have been
+// booted with Config.Reboots, else QEMU exits.
+func (vm *VM) Reset() error {
+	if !vm.cfg.Reboots {
+		return fmt.Errorf("lab: %s: reset: booted without Config.Reboots, QEMU would exit", vm.Name)
+	}
+	if _, err := vm.qmp.execute("system_reset", nil, 30*time.Second); err != nil {
+		return fmt.Errorf("lab: %s: %w", vm.Name, err)
+	}
+	return nil
+}
+
+// AwaitReboot waits until the guest's agent answers from a boot other than
+// oldID (see BootID), then mounts the shares again. The NICs keep the
+// names the guest's own boot gives them. Commands that were running when
+// the guest went down never return: give them a deadline.
+func (vm *VM) AwaitReboot(ctx context.Context, oldID string) error {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		id, err := vm.BootID(pctx)
+		cancel()
+		if err == nil && id != "" && id != oldID {
+			break
+		}
+		select {
+		case <-vm.exited:
+			return fmt.Errorf("lab: %s: reboot: %w", vm.Name, vm.qemuDied())
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %s: no new boot after the reboot: %w%s", vm.Name, ctx.Err(), vm.consoleTail(20))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("set -e\n")
+	vm.mountScript(&sb)
+	if out, err := vm.MustRun(ctx, sb.String()); err != nil {
+		return fmt.Errorf("lab: %s: after the reboot: %w: %s", vm.Name, err, out)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,13 +25,18 @@ func main() {
 	deb := flag.String("deb", "", "gallium-net .deb to install (default: the newest in dist/)")
 	out := flag.String("out", "/tmp/gallium-cluster", "report folder")
 	timeout := flag.Duration("timeout", 25*time.Minute, "give up after")
+	skip := flag.String("skip", "", "comma-separated steps to leave out (only: "+strings.Join(cluster.Skippable, ", ")+"); make demo skips the reboots unless DEMO_REBOOT=1")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "clusterdemo: run it as root (it builds a Debian image with debootstrap and boots QEMU VMs)")
 		os.Exit(2)
 	}
 	lab.SetLogf(func(string, ...any) {}) // the scenario prints its own progress
-	s, err := cluster.New(cluster.Options{Deb: *deb, Out: *out})
+	var skipped []string
+	if *skip != "" {
+		skipped = strings.Split(*skip, ",")
+	}
+	s, err := cluster.New(cluster.Options{Deb: *deb, Out: *out, Skip: skipped})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clusterdemo:", err)
 		os.Exit(1)
