@@ -197,6 +197,12 @@ EOF
   # 4. No serial login prompt: nobody logs in, and under TCG a getty is a
   #    process less.
   ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+  # 5. The image is installed, not being installed: systemd's "first boot
+  #    after an update" jobs (ldconfig, the journal catalog, hwdb;
+  #    ConditionNeedsUpdate) ran once here, as on an operator's host, and
+  #    do not run again at every boot of the pristine snapshot.
+  in_root ldconfig
+  touch "$root/etc/.updated" "$root/var/.updated"
   echo "lab-hypervisor" >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
   : >"$root/etc/fstab"
@@ -354,11 +360,11 @@ exec switch_root /newroot "$init"
 EOF
 chmod 755 "$stage/init"
 ihash=$( (cd "$stage" && find . -type f -print0 | sort -z | xargs -0 sha256sum; find . -type l -printf '%p %l\n' | sort) | sha256sum | cut -c1-16)
-initrd=$cache/boot-$ihash.cpio
+initrd=$cache/boot-$suite-$ihash.cpio
 if [[ ! -f $initrd ]]; then
   (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$initrd.tmp"
   mv "$initrd.tmp" "$initrd"
-  for o in "$cache"/boot-*.cpio; do [[ $o == "$initrd" ]] || rm -f "$o"; done
+  for o in "$cache"/boot-"$suite"-*.cpio; do [[ $o == "$initrd" ]] || rm -f "$o"; done
   log "initramfs $initrd ($(du -k "$initrd" | cut -f1) KB)"
 fi
 
