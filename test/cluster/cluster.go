@@ -196,6 +196,8 @@ func Boot(ctx context.Context, l *lab.Lab, img *Image, cfg Config) (*Hypervisor,
 		Initrd:  img.Initrd,
 		Disks:   []lab.Disk{{Path: img.RootFS, Snapshot: true}},
 		Reboots: true,
+		// udev names them (above); the lab's own renaming would race it.
+		GuestNamesNICs: true,
 		// systemd's boot under TCG takes minutes with three at once.
 		BootTimeout: 6 * time.Minute,
 		Cmdline:     cmdline,

@@ -63,6 +63,10 @@ type Config struct {
 	// systemd hypervisors). By default a reboot ends QEMU (-no-reboot), so
 	// that a lab VM whose agent dies ends instead of booting again.
 	Reboots bool
+	// GuestNamesNICs: the guest's own boot names the NICs NIC.Guest (udev
+	// .link files in test/cluster's hypervisors); Boot only waits for each
+	// name with its MAC instead of renaming, which would race udev.
+	GuestNamesNICs bool
 }
 
 // Disk is a virtio-blk disk of a lab VM.

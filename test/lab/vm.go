@@ -507,7 +507,11 @@ func (vm *VM) Close() error {
 func (vm *VM) setup(ctx context.Context) error {
 	var sb strings.Builder
 	sb.WriteString("set -e\nhostname " + vm.Name + "\n")
-	vm.renameScript(&sb)
+	if vm.cfg.GuestNamesNICs {
+		vm.waitNamesScript(&sb)
+	} else {
+		vm.renameScript(&sb)
+	}
 	vm.mountScript(&sb)
 	out, err := vm.MustRun(ctx, sb.String())
 	if err != nil {
@@ -527,6 +531,15 @@ waitaddr() { i=0; until byaddr "$1" >/dev/null; do i=$((i+1)); [ $i -lt 200 ] ||
 	}
 	for i, n := range vm.cfg.NICs {
 		fmt.Fprintf(sb, "ip link set dev labtmp%d name %s\n", i, n.Guest)
+	}
+}
+
+// waitNamesScript waits up to 60 s for each NIC to carry its Guest name
+// and MAC, named by the guest itself.
+func (vm *VM) waitNamesScript(sb *strings.Builder) {
+	for _, n := range vm.cfg.NICs {
+		fmt.Fprintf(sb, "i=0; until [ \"$(cat /sys/class/net/%s/address 2>/dev/null)\" = %s ]; do i=$((i+1)); [ $i -lt 600 ] || { echo \"no NIC %s with MAC %s after 60 s:\"; ip -br link; exit 1; }; sleep 0.1; done\n",
+			n.Guest, n.MAC, n.Guest, n.MAC)
 	}
 }
 
