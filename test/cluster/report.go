@@ -107,6 +107,8 @@ type NICReport struct {
 	Hypervisor, Domain, Network string
 	VLAN                        int
 	Model, MAC, Tap             string
+	// Hook is the hook's journal line about the tap at the VM's start.
+	Hook string
 }
 
 type MACReport struct {
@@ -246,7 +248,7 @@ func (s *Scenario) Text() string {
 		fmt.Fprintf(&b, "  libvirt networks: %s\n", strings.Join(hr.Networks, ", "))
 		for _, nic := range r.NICs {
 			if nic.Hypervisor == n {
-				fmt.Fprintf(&b, "  VM %s: NIC %s (%s) on network %s, tap %s on VLAN %d\n", nic.Domain, nic.MAC, nic.Model, nic.Network, nic.Tap, nic.VLAN)
+				fmt.Fprintf(&b, "  VM %s: NIC %s (%s) on network %s, tap %s on VLAN %d; hook: %s\n", nic.Domain, nic.MAC, nic.Model, nic.Network, nic.Tap, nic.VLAN, nic.Hook)
 			}
 		}
 		fmt.Fprintln(&b)

@@ -185,7 +185,13 @@ done; echo "no answer"; exit 1`, ip))
 	// its tap on the bridge, forwarding, on the network's VLAN only.
 	want := s.wantVLAN(p.Network)
 	var tap string
+	lastLog := time.Now()
 	for {
+		if time.Since(lastLog) > 30*time.Second {
+			lastLog = time.Now()
+			out, _, _ := h.Run(actx, "virsh -c "+LibvirtURI+" domstate "+p.Domain+" 2>&1; systemctl is-active gallium-net-host libvirtd; bridge vlan show | grep -A1 vnet")
+			s.logf("  %s: waiting %s for %s's tap %q on VLAN %d: %s", h.Name, time.Since(t0).Round(time.Second), p.Domain, tap, want, strings.Join(strings.Fields(out), " "))
+		}
 		if err := actx.Err(); err != nil {
 			out, _, _ := h.Run(ctx, "systemctl --no-pager --failed; journalctl -b -n 30 --no-pager -u libvirtd -u gallium-net-host -t gallium-net-hook")
 			return r, fmt.Errorf("%s's tap on VLAN %d never forwarded: %w\n%s", p.Domain, want, err, out)

@@ -178,8 +178,19 @@ func (s *Scenario) stepVMs(ctx context.Context) error {
 				if len(vl) != 1 || vl[0].VLAN != want || !slices.Contains(vl[0].Flags, "PVID") || !slices.Contains(vl[0].Flags, "Egress Untagged") {
 					return fmt.Errorf("domain %s tap %s (network %s): bridge VLANs %+v, want only VLAN %d PVID untagged", p.Name, r.Tap, net, vl, want)
 				}
+				// What the hook did, read back from the journal: on
+				// libvirt >= 11 the network carries <vlan> and libvirt
+				// tags the tap itself ("tap already right"); before, the
+				// hook programs it ("tap programmed").
+				hook, err := hookJournal(ctx, h, p.Name, r.Tap)
+				if err != nil {
+					return err
+				}
+				if hook == "" {
+					return fmt.Errorf("domain %s tap %s: no hook line about it in the journal", p.Name, r.Tap)
+				}
 				mu.Lock()
-				s.Report.NICs = append(s.Report.NICs, NICReport{Hypervisor: h.Name, Domain: p.Name, Network: net, VLAN: want, Model: r.Model, MAC: r.MAC, Tap: r.Tap})
+				s.Report.NICs = append(s.Report.NICs, NICReport{Hypervisor: h.Name, Domain: p.Name, Network: net, VLAN: want, Model: r.Model, MAC: r.MAC, Tap: r.Tap, Hook: hook})
 				mu.Unlock()
 			}
 			s.logf("  %s: %s started in %s, NICs %s", h.Name, p.Name, took.Round(100*time.Millisecond), nicSummary(rows, p.Networks, s))
