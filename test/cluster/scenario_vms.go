@@ -395,6 +395,11 @@ func (s *Scenario) stepIsolation(ctx context.Context) error {
 		{"hv2", "p-prod", 100, "10.77.0.2"},
 		{"hv2", "p-dev", 200, "10.77.0.3"},
 		{"hv2", "p-flat", 1, "10.77.0.4"},
+		// hv3 runs Debian 13 (libvirt 11.3, which tags its VMs' taps
+		// itself): the same wire result is wanted from it.
+		{"hv3", "p-prod", 100, "10.77.0.6"},
+		{"hv3", "p-dev", 200, "10.77.0.7"},
+		{"hv3", "p-flat", 1, "10.77.0.8"},
 	}
 	for _, p := range ports {
 		if _, err := run(ctx, s.hv(p.HV), p.setup()); err != nil {
@@ -414,6 +419,12 @@ func (s *Scenario) stepIsolation(ctx context.Context) error {
 		{"hv1", "p-prod", "10.77.0.4", false, "prod hv1 -> flat (untagged) hv2"},
 		{"hv2", "p-dev", "10.77.0.1", false, "dev hv2 -> prod hv1"},
 		{"hv2", "p-flat", "10.77.0.1", false, "flat hv2 -> prod hv1"},
+		{"hv3", "p-prod", "10.77.0.1", true, "prod hv3 (Debian 13) -> prod hv1 (VLAN 100)"},
+		{"hv3", "p-dev", "10.77.0.3", true, "dev hv3 -> dev hv2 (VLAN 200)"},
+		{"hv3", "p-prod", "10.77.0.3", false, "prod hv3 -> dev hv2"},
+		{"hv3", "p-dev", "10.77.0.1", false, "dev hv3 -> prod hv1"},
+		{"hv3", "p-flat", "10.77.0.2", false, "flat hv3 -> prod hv2"},
+		{"hv1", "p-prod", "10.77.0.8", false, "prod hv1 -> flat hv3"},
 	}
 	var errs []error
 	for i, c := range checks {
