@@ -423,7 +423,7 @@ func (s *Scenario) stepIsolation(ctx context.Context) error {
 		{"hv3", "p-dev", "10.77.0.3", true, "dev hv3 -> dev hv2 (VLAN 200)"},
 		{"hv3", "p-prod", "10.77.0.3", false, "prod hv3 -> dev hv2"},
 		{"hv3", "p-dev", "10.77.0.1", false, "dev hv3 -> prod hv1"},
-		{"hv3", "p-flat", "10.77.0.2", false, "flat hv3 -> prod hv2"},
+		{"hv3", "p-flat", "10.77.0.1", false, "flat hv3 -> prod hv1"},
 		{"hv1", "p-prod", "10.77.0.8", false, "prod hv1 -> flat hv3"},
 	}
 	var errs []error
