@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The cluster tier (issue 7; test/cluster/README.md): builds this tree's
-# .deb (as make packages does), then runs the whole-cluster test
-# (TestCluster: three lab hypervisors, etcd, host networking, VIP, VMs,
-# VLAN isolation, MAC uniqueness, three faults, the report) and the single
-# lab hypervisor test (TestLabHypervisor: the package's hooks run by
-# libvirt after its reload). Needs root; the first run builds the Debian
-# image (debootstrap from the configured mirror, ~1 min, cached in
-# test/cluster/cache). Output is go test's (-v), streamed.
+# The cluster tier (issues 7, 11, 14; test/cluster/README.md): builds this
+# tree's .deb (as make packages does), then runs the whole-cluster test
+# (TestCluster: three lab hypervisors booting systemd, two Debian 12 and one
+# Debian 13; etcd, host networking, VIP, VMs, VLAN isolation, MAC
+# uniqueness, three faults, two reboots, the report), the hook under
+# AppArmor on Debian 13 (TestAppArmorHook) and the single lab hypervisor
+# test (TestLabHypervisor: the package's hooks run by libvirt after its
+# reload). Needs root; the first run builds the two Debian images
+# (debootstrap from the configured mirror, ~1 min each, cached in
+# /var/cache/gallium-net-lab/cluster). Output is go test's (-v), streamed.
 #   test/cluster/run.sh [-run REGEXP]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
