@@ -244,7 +244,7 @@ func (vm *VM) connectAgent(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	go vm.readLoop(vm.conn)
+	go vm.readLoop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for id := uint64(1 << 62); ; id++ {
@@ -275,8 +275,8 @@ func (vm *VM) send(m proto.Msg) error {
 	return err
 }
 
-func (vm *VM) readLoop(conn net.Conn) {
-	r := bufio.NewReaderSize(conn, 256<<10)
+func (vm *VM) readLoop() {
+	r := bufio.NewReaderSize(vm.conn, 256<<10)
 	var err error
 	for {
 		var line []byte
@@ -314,11 +314,6 @@ func (vm *VM) readLoop(conn net.Conn) {
 		}
 	}
 	vm.mu.Lock()
-	if vm.conn != conn {
-		// Replaced by redial, which failed this connection's calls.
-		vm.mu.Unlock()
-		return
-	}
 	vm.dead = fmt.Errorf("agent connection lost: %v", err)
 	calls := vm.calls
 	vm.calls = map[uint64]*call{}
@@ -604,62 +599,20 @@ func (vm *VM) Reset() error {
 	return nil
 }
 
-// redial replaces the connection to the agent's socket with a new one. A
-// new connection is a new "host connected" event for the guest's port;
-// calls still waiting on the old connection fail.
-func (vm *VM) redial() error {
-	vm.wmu.Lock()
-	defer vm.wmu.Unlock()
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	vm.conn.Close()
-	var c net.Conn
-	var err error
-	for i := 0; i < 20; i++ {
-		if c, err = net.DialTimeout("unix", vm.path("agent.sock"), time.Second); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		vm.dead = fmt.Errorf("agent connection lost: redial: %w", err)
-		return err
-	}
-	vm.conn = c
-	vm.dead = nil
-	for id, cl := range vm.calls {
-		cl.done <- proto.Msg{Op: proto.OpExit, ID: id, Code: -1, Err: "agent connection replaced"}
-	}
-	vm.calls = map[uint64]*call{}
-	go vm.readLoop(c)
-	return nil
-}
-
 // AwaitReboot waits until the guest's agent answers from a boot other than
 // oldID (see BootID), then mounts the shares again. The NICs keep the
 // names the guest's own boot gives them. Commands that were running when
 // the guest went down never return: give them a deadline.
 //
-// After a reset the agent of the new boot may not hear the old connection
-// (the guest's port was never closed): when no boot answers for 30 s, it
-// connects to the agent's socket again, and again every 30 s.
+// The connection to the agent's socket stays: QEMU keeps it across a guest
+// reboot or reset, and the new boot's agent answers on it.
 func (vm *VM) AwaitReboot(ctx context.Context, oldID string) error {
-	quiet := time.Now()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		id, err := vm.BootID(pctx)
 		cancel()
 		if err == nil && id != "" && id != oldID {
 			break
-		}
-		if err == nil {
-			quiet = time.Now() // the old boot still answers
-		} else if time.Since(quiet) > 30*time.Second {
-			logf("%s: no answer for %s after the reboot: connecting to the agent again", vm.Name, time.Since(quiet).Round(time.Second))
-			if err := vm.redial(); err != nil {
-				return fmt.Errorf("lab: %s: reboot: %w", vm.Name, err)
-			}
-			quiet = time.Now()
 		}
 		select {
 		case <-vm.exited:
