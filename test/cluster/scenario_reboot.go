@@ -59,24 +59,6 @@ func (s *Scenario) stepReboot(ctx context.Context) error {
 			plans = append(plans, p)
 		}
 	}
-	// What an operator sets before relying on reboots: the VM autostarts,
-	// and libvirt-guests does not wait its default 120 s for guests that
-	// ignore ACPI (the lab's halt kernel) before a clean shutdown. Then
-	// sync: on an operator's host that configuration was written long
-	// before a power cut; here the reset comes seconds later, and the
-	// first run lost the autostart link with the guest's unwritten page
-	// cache (the VM stayed shut off).
-	err := each(s.hvsOf(plans), func(h *Hypervisor) error {
-		p := planOf(plans, h.Name)
-		if _, err := h.Virsh(ctx, "autostart "+p.Domain); err != nil {
-			return err
-		}
-		_, err := run(ctx, h, "echo SHUTDOWN_TIMEOUT=3 >> /etc/default/libvirt-guests && sync")
-		return err
-	})
-	if err != nil {
-		return err
-	}
 	reports := make([]RebootReport, len(plans))
 	errs := make([]error, len(plans))
 	var wg sync.WaitGroup
@@ -114,23 +96,6 @@ func (s *Scenario) stepReboot(ctx context.Context) error {
 	return nil
 }
 
-func (s *Scenario) hvsOf(plans []rebootPlan) []*Hypervisor {
-	var hs []*Hypervisor
-	for _, p := range plans {
-		hs = append(hs, s.hv(p.HV))
-	}
-	return hs
-}
-
-func planOf(plans []rebootPlan, hv string) rebootPlan {
-	for _, p := range plans {
-		if p.HV == hv {
-			return p
-		}
-	}
-	return rebootPlan{}
-}
-
 // reboot reboots h as p says and times its way back, watched from w.
 func (s *Scenario) reboot(ctx context.Context, w, h *Hypervisor, p rebootPlan) (RebootReport, error) {
 	r := RebootReport{Hypervisor: h.Name, Debian: string(h.Suite), How: p.How, Domain: p.Domain}
@@ -138,6 +103,19 @@ func (s *Scenario) reboot(ctx context.Context, w, h *Hypervisor, p rebootPlan) (
 		r.How = "systemctl reboot"
 	} else {
 		r.How = "reset (QEMU system_reset)"
+	}
+	// What an operator sets before relying on reboots: the VM autostarts,
+	// and libvirt-guests does not wait its default 120 s for guests that
+	// ignore ACPI (the lab's halt kernel) before a clean shutdown. Then
+	// sync: on an operator's host that configuration was written long
+	// before a power cut; here the reset comes seconds later, and a run
+	// lost the autostart link with the guest's unwritten page cache (the
+	// VM stayed shut off).
+	if _, err := h.Virsh(ctx, "autostart "+p.Domain); err != nil {
+		return r, err
+	}
+	if _, err := run(ctx, h, "echo SHUTDOWN_TIMEOUT=3 >> /etc/default/libvirt-guests && sync"); err != nil {
+		return r, err
 	}
 	oldID, err := h.BootID(ctx)
 	if err != nil {
