@@ -18,7 +18,7 @@ import (
 func nicCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nic",
-		Usage: "VM network interfaces managed by gallium-net: add, list, remove, sync",
+		Usage: "VM network interfaces managed by gallium-net: add, list, remove, sync, follow",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "add",
@@ -82,6 +82,7 @@ Example:
 					outputFlag()},
 				Action: nicSync,
 			},
+			nicFollowCommand(),
 		},
 	}
 }

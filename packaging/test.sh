@@ -205,6 +205,7 @@ rpm_metadata() {
 /etc/libvirt/hooks/qemu.d/gallium-net l--------- root:root  ->../../../../usr/sbin/gallium-net-hook
 /usr/bin/gallium-net -rwxr-xr-x root:root  ->
 /usr/lib/systemd/system/gallium-net-host.service -rw-r--r-- root:root  ->
+/usr/lib/systemd/system/gallium-net-ledger.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-watch.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/keepalived.service.d/gallium-net.conf -rw-r--r-- root:root  ->
 /usr/lib/systemd/network/50-gallium-net.link -rw-r--r-- root:root  ->
@@ -256,8 +257,9 @@ EOF
   "${q[@]}" --qf '%{PREUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%preun acts on upgrades too (missing \$1 -eq 0 guard)"
   "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q '"$1" -eq 0' || die "%postun does not tell erase from upgrade"
   # Only the failover announcer may be (re)started; host networking never.
-  ! "${q[@]}" --scripts "$rpm" | grep -E 'try-restart|systemctl (re)?start' | grep -qv 'gallium-net-watch\.service' || die "rpm scriptlets (re)start a unit other than gallium-net-watch.service; upgrades must not touch host networking"
+  ! "${q[@]}" --scripts "$rpm" | grep -E 'try-restart|systemctl (re)?start' | grep -Eqv 'gallium-net-(watch|ledger)\.service' || die "rpm scriptlets (re)start a unit other than gallium-net-watch.service and gallium-net-ledger.service; upgrades must not touch host networking"
   "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q 'try-restart gallium-net-watch.service' || die "%postun does not restart the failover announcer after an upgrade"
+  "${q[@]}" --qf '%{POSTUN}' "$rpm" | grep -q 'try-restart gallium-net-ledger.service' || die "%postun does not restart the MAC ledger follower after an upgrade"
   note "$(wc -l <"$work/rpm.files") files, $(wc -l <"$work/rpm.requires") requires"
 }
 run rpm-metadata rpm_metadata
@@ -384,7 +386,7 @@ install_deb() {
   # The units: enabled for boot by deb-systemd-helper (the host unit is
   # never started by the package; the announcer is, under systemd).
   local unit
-  for unit in gallium-net-host.service gallium-net-watch.service; do
+  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service; do
     [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || die "$unit is not enabled (no multi-user.target.wants link)"
     if command -v systemd-analyze >/dev/null; then
       # Works without systemd as PID 1. Units it cannot find (libvirt's modular
@@ -498,12 +500,12 @@ remove_leaves_nothing_running() {
     [[ ! -e $l && ! -L $l ]] || die "$l still there after removal"
   done
   [[ ! -e /usr/bin/gallium-net && ! -e $hookbin ]] || die "binaries still there after removal"
-  [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service ]] || die "unit file still there after removal"
+  [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service && ! -e /lib/systemd/system/gallium-net-ledger.service ]] || die "unit file still there after removal"
   [[ ! -e /lib/systemd/system/keepalived.service.d/gallium-net.conf ]] || die "keepalived drop-in still there after removal"
   [[ ! -e /lib/systemd/network/50-gallium-net.link ]] || die "udev .link file still there after removal"
   # A removed-not-purged package leaves its enable link masked (as debhelper).
   local unit
-  for unit in gallium-net-host.service gallium-net-watch.service; do
+  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service; do
     if [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]]; then
       [[ $(readlink "/etc/systemd/system/$unit") == /dev/null ]] || die "enable link of $unit left and the unit is not masked"
     fi
@@ -527,7 +529,7 @@ purge_removes_config() {
   [[ ! -e /etc/gallium-net ]] || die "/etc/gallium-net still there after purge: $(ls -A /etc/gallium-net)"
   [[ ! -e /var/lib/gallium-net ]] || die "/var/lib/gallium-net still there after purge"
   local f
-  for f in /etc/systemd/system/gallium-net-{host,watch}.service /etc/systemd/system/multi-user.target.wants/gallium-net-{host,watch}.service; do
+  for f in /etc/systemd/system/gallium-net-{host,watch,ledger}.service /etc/systemd/system/multi-user.target.wants/gallium-net-{host,watch,ledger}.service; do
     [[ ! -e $f && ! -L $f ]] || die "$f still there after purge"
   done
   ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed' || die "dpkg still knows $pkg: $(dpkg-query -W -f='${Status}' "$pkg")"

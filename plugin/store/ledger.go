@@ -317,3 +317,55 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// MoveDomain records hypervisor hv as where every ledger NIC of domain uuid
+// runs now (a live migration moved it), and returns the NICs it changed.
+// NICs already on hv are left alone, so following the same domain twice
+// writes nothing. Each NIC is a compare-and-swap on its own revision: a
+// concurrent change of the same record is re-read and retried.
+func (s *Store) MoveDomain(ctx context.Context, uuid, hv string) ([]NIC, error) {
+	if err := checkNICName(uuid, "-"); err != nil {
+		return nil, err
+	}
+	if hv == "" {
+		return nil, fmt.Errorf("move the NICs of domain %s: no hypervisor name", uuid)
+	}
+	kvs, _, err := s.b.List(ctx, prefixNICs+uuid+"/")
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger NICs of domain %s from %s: %w", uuid, s.b, err)
+	}
+	var moved []NIC
+	for _, kv := range kvs {
+		n, err := decodeNIC(kv)
+		if err != nil {
+			return moved, err
+		}
+		for attempt := 0; n.Hypervisor != hv; attempt++ {
+			if attempt >= maxAllocAttempts {
+				return moved, fmt.Errorf("move NIC %s to hypervisor %s: too many concurrent changes; try again: %w", n.ID(), hv, ErrConflict)
+			}
+			upd := n
+			upd.Hypervisor = hv
+			data, _ := json.Marshal(upd)
+			rev, err := s.b.Txn(ctx, []Cmp{{Key: kv.Key, ModRevision: n.ModRevision}}, []Op{{Key: kv.Key, Value: data}})
+			if err == nil {
+				upd.ModRevision = rev
+				moved = append(moved, upd)
+				break
+			}
+			if !retryable(err) {
+				return moved, fmt.Errorf("move NIC %s to hypervisor %s: %w", n.ID(), hv, err)
+			}
+			if err := backoff(ctx, attempt+1); err != nil {
+				return moved, err
+			}
+			if n, err = s.NIC(ctx, n.DomainUUID, n.Key); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					break // released meanwhile: nothing to move
+				}
+				return moved, err
+			}
+		}
+	}
+	return moved, nil
+}

@@ -45,11 +45,13 @@ esac
 # installed as an operator installs a hypervisor: systemd as init with udev,
 # libvirt-daemon-system (its units, socket activation, default configuration
 # and AppArmor profiles), apparmor (enforcing: Debian's kernel enables it),
-# keepalived (its own unit). kmod for modprobe and procps (pgrep, ps) for the
-# tests, ping and arping (who answers for the VIP). The same names exist in
-# both suites. This list is part of the image's cache key.
+# keepalived (its own unit), OpenSSH (how operators reach a hypervisor and
+# how libvirt migrates between them: qemu+ssh://; netcat-openbsd is libvirt's
+# fallback proxy on the remote side). kmod for modprobe and procps (pgrep,
+# ps) for the tests, ping and arping (who answers for the VIP). The same
+# names exist in both suites. This list is part of the image's cache key.
 packages=(systemd-sysv udev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients qemu-system-x86
-  keepalived iproute2 kmod procps iputils-ping iputils-arping apparmor)
+  keepalived iproute2 kmod procps iputils-ping iputils-arping apparmor openssh-server openssh-client netcat-openbsd)
 # Kernel module folders a hypervisor never needs (about half of the size).
 dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
   drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
@@ -222,11 +224,13 @@ EOF
       die "mkfs.ext4 -d failed"
     }
   mv "$img.tmp" "$img"
-  cp "$work/apt.log" "$cache/rootfs-$key.apt.log"
+  cp "$work/apt.log" "${img%.img}.apt.log"
   trap - EXIT
   cleanup
   # Older images go (each is about a gigabyte).
   for o in "$cache"/rootfs-"$suite"-*.img; do [[ $o == "$img" ]] || rm -f "$o" "${o%.img}.apt.log"; done
+  # Logs of earlier versions of this script, named without the suite.
+  find "$cache" -maxdepth 1 -name 'rootfs-*.apt.log' ! -name 'rootfs-bookworm-*' ! -name 'rootfs-trixie-*' -delete
   for o in "$cache"/caps-"$suite"-* "$cache"/aa-"$suite"-*; do [[ $o == "$cache/caps-$suite-$key" || $o == "$cache/aa-$suite-$key" ]] || rm -rf "$o"; done
   log "built $img in $(($(date +%s) - start)) s ($(du -m "$img" | cut -f1) MB on disk, $size_mb MB apparent)"
 fi

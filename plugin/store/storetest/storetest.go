@@ -80,6 +80,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("SpecPush", func(t *testing.T) { testSpecPush(t, f) })
 	t.Run("Ledger", func(t *testing.T) { testLedger(t, f) })
 	t.Run("Import", func(t *testing.T) { testImport(t, f) })
+	t.Run("MoveDomain", func(t *testing.T) { testMoveDomain(t, f) })
 	t.Run("Snapshot", func(t *testing.T) { testSnapshot(t, f) })
 	t.Run("SameNICConcurrently", func(t *testing.T) { testSameNICConcurrently(t, f) })
 	t.Run("ConcurrentMACs", func(t *testing.T) {
@@ -318,6 +319,48 @@ func testLedger(t *testing.T, f Factory) {
 	for _, bad := range []store.NIC{{Key: "net0"}, {DomainUUID: "u1"}, {DomainUUID: "u/1", Key: "x"}} {
 		if _, _, err := s.AllocateMAC(ctx, bad); err == nil {
 			t.Errorf("AllocateMAC(%+v) accepted a malformed NIC name", bad)
+		}
+	}
+}
+
+// testMoveDomain: a migrated domain's NICs name their new hypervisor; other
+// domains' NICs (one whose UUID starts the same) stay; a second move is a
+// no-op.
+func testMoveDomain(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	s := pushed(t, f, "52:54:01")
+	for _, r := range []store.NIC{
+		{DomainUUID: "u1", Key: "net0", Network: "prod", Hypervisor: "hv1"},
+		{DomainUUID: "u1", Key: "net1", Network: "flat", Hypervisor: "hv1"},
+		{DomainUUID: "u10", Key: "net0", Network: "prod", Hypervisor: "hv1"},
+	} {
+		if _, _, err := s.AllocateMAC(ctx, r); err != nil {
+			t.Fatalf("allocate %s: %v", r.ID(), err)
+		}
+	}
+	moved, err := s.MoveDomain(ctx, "u1", "hv2")
+	if err != nil || len(moved) != 2 {
+		t.Fatalf("MoveDomain(u1, hv2) = %+v, %v; want its 2 NICs", moved, err)
+	}
+	hv2, _ := s.NICs(ctx, "hv2")
+	hv1, _ := s.NICs(ctx, "hv1")
+	if len(hv2) != 2 || len(hv1) != 1 || hv1[0].DomainUUID != "u10" {
+		t.Fatalf("after the move: hv2 has %+v, hv1 has %+v; want u1's 2 NICs on hv2, u10's on hv1", hv2, hv1)
+	}
+	for _, n := range hv2 {
+		if n.MAC == "" || n.Network == "" || n.Created.IsZero() {
+			t.Errorf("moved NIC %s lost fields: %+v", n.ID(), n)
+		}
+	}
+	if again, err := s.MoveDomain(ctx, "u1", "hv2"); err != nil || len(again) != 0 {
+		t.Errorf("second MoveDomain(u1, hv2) = %+v, %v; want nothing changed", again, err)
+	}
+	if none, err := s.MoveDomain(ctx, "u404", "hv2"); err != nil || len(none) != 0 {
+		t.Errorf("MoveDomain of a domain without NICs = %+v, %v; want nothing, no error", none, err)
+	}
+	for _, bad := range [][2]string{{"", "hv2"}, {"u/1", "hv2"}, {"u1", ""}} {
+		if _, err := s.MoveDomain(ctx, bad[0], bad[1]); err == nil {
+			t.Errorf("MoveDomain(%q, %q) accepted", bad[0], bad[1])
 		}
 	}
 }
