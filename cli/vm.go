@@ -30,6 +30,7 @@ Example:
 					&cli.BoolFlag{Name: "update-nics", Usage: "also change the model of the VM's existing gallium-net NICs"}},
 				Action: vmProfile,
 			},
+			vmMigrateCheckCommand(),
 		},
 	}
 }
