@@ -80,6 +80,18 @@ func TestCluster(t *testing.T) {
 			}
 			t.Logf("reboot %s (%s, Debian %s): userland %s, management IP %s, store whole %s, tap forwarding %s", rb.Hypervisor, rb.How, rb.Debian, rb.Userland, rb.MgmtIP, rb.StoreHealthy, rb.TapForwarding)
 		}
+		if len(r.Migrations) != len(migrations) {
+			t.Errorf("%d migrations measured, want %d", len(r.Migrations), len(migrations))
+		}
+		for _, m := range r.Migrations {
+			if m.Took <= 0 || m.Blackout <= 0 || m.LedgerAfter <= 0 || len(m.Tags["prod"]) != 1 || m.Tags["prod"][100] == 0 {
+				t.Errorf("migration %s -> %s not fully measured: %+v", m.From, m.To, m)
+			}
+			t.Logf("migration %s -> %s (%s): %s, blackout %s, resumed -> announced %s", m.From, m.To, m.Mode, m.Took, m.Blackout, m.ResumeToAnnounce)
+		}
+		if f := r.MigrateRefused; f == nil || !f.StillRunning || f.Error == "" {
+			t.Errorf("refused migration not shown: %+v", f)
+		}
 		t.Logf("failover %s, failback %s (%d probes lost), etcd write gap %s, VIP gap ~%s (VIP seen on the new holder after %s)",
 			r.Failover.Switch, r.Failover.Back, r.Failover.BackLost, r.Etcd.WriteGap, r.VIP.Outage, r.VIP.SeenAfter)
 	})

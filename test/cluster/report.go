@@ -33,6 +33,9 @@ type Report struct {
 	Etcd         EtcdReport
 	VIP          VIPReport
 	Reboots      []RebootReport
+	Migrations   []MigrationReport
+	// MigrateRefused is the migration to a destination without the VLAN.
+	MigrateRefused *RefusalReport `json:",omitempty"`
 	// Files written by the report step.
 	Files []string
 }
@@ -70,7 +73,7 @@ type HVReport struct {
 // unitsReported are the units whose state the report gives: gallium-net's,
 // the distribution's keepalived and libvirtd (and its socket, which starts
 // it), and the lab's store member.
-var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", etcdUnitName}
+var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "gallium-net-ledger.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", etcdUnitName}
 
 // system reads what h runs (HVReport's Debian, Libvirt, Units, AppArmor).
 func system(ctx context.Context, h *Hypervisor, hr *HVReport) error {
@@ -280,6 +283,13 @@ func (s *Scenario) Text() string {
 	for i, rb := range r.Reboots {
 		fmt.Fprintf(&b, "  %d. reboot      %s (Debian %s) by %s, VM %s autostarted: userland %s, management IP %s, store whole %s, VM tap forwarding on its VLAN %s after the request; host networking before libvirtd: %v; hook: %s\n",
 			4+i, rb.Hypervisor, rb.Debian, rb.How, rb.Domain, rb.Userland.Round(time.Second), rb.MgmtIP.Round(time.Second), rb.StoreHealthy.Round(time.Second), rb.TapForwarding.Round(time.Second), rb.HostBeforeLibvirt, rb.HookLine)
+	}
+	if ls := r.migrationLines(); len(ls) > 0 {
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "Live migrations (virsh migrate --live over qemu+ssh, VM "+moverVM+" with NICs on prod and flat):")
+		for _, l := range ls {
+			fmt.Fprintln(&b, "  "+l)
+		}
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "Steps:")

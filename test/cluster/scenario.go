@@ -163,6 +163,8 @@ func (s *Scenario) Steps() []Step {
 		{"vms", s.stepVMs},
 		{"mac-uniqueness", s.stepMACs},
 		{"vlan-isolation", s.stepIsolation},
+		{"migrate", s.stepMigrate},
+		{"migrate-refused", s.stepMigrateRefused},
 		{"fault-bond-failover", s.stepBondFailover},
 		{"fault-etcd-leader", s.stepEtcdLeader},
 		{"reboot", s.stepReboot},

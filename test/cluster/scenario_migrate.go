@@ -1,0 +1,545 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gallium/gallium-net/netsetup/tap"
+	"github.com/gallium/gallium-net/plugin/model"
+)
+
+// The migrate steps move one VM, mover, with a tagged NIC (prod, VLAN 100)
+// and an untagged one (flat) around the cluster with plain 'virsh migrate
+// --live' over qemu+ssh:// on the infrastructure network, as operators
+// drain a hypervisor: hv1 -> hv2 (libvirt 9 -> 9), hv2 -> hv3 (9 -> 11.3),
+// hv3 -> hv1 (11.3 -> 9). The nested VM has no userland, so the frames
+// that leave its NICs are QEMU's announcements (RARP from the NIC's MAC):
+// on the source an announce-self every 20 ms until the VM stops there,
+// then the destination's own announcements once it runs there. The
+// observer on the VM segment reads their VLAN tags off the wire.
+const moverVM = "mover"
+
+var moverNets = []string{"prod", "flat"}
+
+// migration is one move of the migrate step.
+type migration struct {
+	From, To string
+	// P2P: the source's libvirtd drives the migration ('virsh migrate
+	// --p2p'); else virsh talks to both daemons.
+	P2P bool
+}
+
+var migrations = []migration{{"hv1", "hv2", true}, {"hv2", "hv3", false}, {"hv3", "hv1", true}}
+
+// announceEvery is the source's announce-self period during a move.
+const announceEvery = 20 * time.Millisecond
+
+// MigrationReport is one live migration.
+type MigrationReport struct {
+	From, To         string
+	FromOS, ToOS     string // Debian release of each end
+	Mode             string // p2p, or client (virsh drives both ends)
+	Took             time.Duration
+	Blackout         time.Duration // the longest gap in the VM's frames on the wire
+	ResumeToAnnounce time.Duration // destination resumed -> its first frame on the wire
+	ClockError       time.Duration // +- on ResumeToAnnounce (agent round trip / 2)
+	// Tags are the VLANs the VM's frames carried on the wire, per network.
+	Tags map[string]map[int]int
+	// LedgerAfter is from the end of 'virsh migrate' until the MAC ledger
+	// named the destination (gallium-net-ledger.service there).
+	LedgerAfter time.Duration
+	Hook        []string // the destination hook's line per tap
+}
+
+// RefusalReport is the refused migration.
+type RefusalReport struct {
+	To           string
+	Preflight    string // what vm migrate-check said
+	Error        string // what virsh migrate said
+	StillRunning bool   // on the source afterwards
+	Took         time.Duration
+}
+
+// wireFrame is one frame of the VM's seen on the VM segment.
+type wireFrame struct {
+	at  time.Time
+	src string
+	vid int
+}
+
+// wireLog keeps the frames whose source is one of macs.
+type wireLog struct {
+	mu     sync.Mutex
+	macs   map[string]string // MAC -> network
+	frames []wireFrame
+}
+
+func (w *wireLog) add(at time.Time, f []byte) {
+	if len(f) < 14 {
+		return
+	}
+	src := net.HardwareAddr(f[6:12]).String()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.macs[src]; !ok {
+		return
+	}
+	vid := 0
+	if binary.BigEndian.Uint16(f[12:14]) == 0x8100 && len(f) >= 18 {
+		vid = int(binary.BigEndian.Uint16(f[14:16]) & 0xfff)
+	}
+	w.frames = append(w.frames, wireFrame{at, src, vid})
+}
+
+// between returns the frames seen in [from, to].
+func (w *wireLog) between(from, to time.Time) []wireFrame {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []wireFrame
+	for _, f := range w.frames {
+		if !f.at.Before(from) && !f.at.After(to) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ipOf is hypervisor hv's management IP.
+func ipOf(s *model.Spec, hv string) string { return mgmtIP(*s.Hypervisor(hv)) }
+
+// setupSSH gives every hypervisor a host key of its own and root a key
+// that the others accept, with known_hosts filled in: what an operator
+// sets up for qemu+ssh:// migration.
+func (s *Scenario) setupSSH(ctx context.Context) error {
+	keys := map[string][2]string{}
+	var mu sync.Mutex
+	err := each(s.hvs, func(h *Hypervisor) error {
+		// The image's host keys are the same on every hypervisor made from
+		// it; a real host has its own.
+		out, err := run(ctx, h, `set -e
+rm -f /etc/ssh/ssh_host_*
+ssh-keygen -q -A
+systemctl restart ssh
+mkdir -p -m 0700 /root/.ssh
+[ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519
+echo "$(cat /root/.ssh/id_ed25519.pub)|$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"`)
+		if err != nil {
+			return err
+		}
+		user, host, _ := strings.Cut(strings.TrimSpace(lastLine(out)), "|")
+		mu.Lock()
+		keys[h.Name] = [2]string{user, host}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var auth, known strings.Builder
+	for _, h := range s.hvs {
+		fmt.Fprintln(&auth, keys[h.Name][0])
+		fmt.Fprintf(&known, "%s,%s %s\n", ipOf(s.spec, h.Name), h.Name, keys[h.Name][1])
+	}
+	return each(s.hvs, func(h *Hypervisor) error {
+		if err := h.Put(ctx, "/root/.ssh/authorized_keys", []byte(auth.String()), 0o600); err != nil {
+			return err
+		}
+		if err := h.Put(ctx, "/root/.ssh/known_hosts", []byte(known.String()), 0o644); err != nil {
+			return err
+		}
+		for _, o := range s.hvs {
+			if o != h {
+				if _, err := run(ctx, h, "ssh -o BatchMode=yes root@"+ipOf(s.spec, o.Name)+" true"); err != nil {
+					return fmt.Errorf("ssh %s -> %s: %w", h.Name, o.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Scenario) stepMigrate(ctx context.Context) error {
+	if err := s.setupSSH(ctx); err != nil {
+		return err
+	}
+	// The package enabled the ledger follower; it skipped the boot for want
+	// of /etc/gallium-net/cluster.yaml, installed after the package.
+	if err := each(s.hvs, func(h *Hypervisor) error {
+		_, err := run(ctx, h, "systemctl restart gallium-net-ledger && systemctl is-active gallium-net-ledger")
+		return err
+	}); err != nil {
+		return err
+	}
+	h := s.hv(migrations[0].From)
+	if err := h.Put(ctx, "/root/"+moverVM+".xml", []byte(vmXML(moverVM)), 0o644); err != nil {
+		return err
+	}
+	if _, err := h.Virsh(ctx, "define /root/"+moverVM+".xml"); err != nil {
+		return err
+	}
+	for i, n := range moverNets {
+		cmd := "gallium-net nic add " + moverVM + " --network " + n
+		if i == 0 {
+			cmd += " --profile modern"
+		}
+		if _, err := run(ctx, h, cmd); err != nil {
+			return err
+		}
+	}
+	if _, err := h.Virsh(ctx, "start "+moverVM); err != nil {
+		return err
+	}
+	rows, err := domiflist(ctx, h, moverVM)
+	if err != nil {
+		return err
+	}
+	wl := &wireLog{macs: map[string]string{}}
+	for i, r := range rows {
+		wl.macs[strings.ToLower(r.MAC)] = moverNets[i]
+	}
+	port := s.lab.Segment("vms").Attach("migration-observer")
+	defer port.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case f := <-port.Frames():
+				wl.add(time.Now(), f)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for _, m := range migrations {
+		r, err := s.migrate(ctx, m, wl)
+		if r != nil {
+			s.Report.Migrations = append(s.Report.Migrations, *r)
+		}
+		if err != nil {
+			return fmt.Errorf("%s -> %s: %w", m.From, m.To, err)
+		}
+	}
+	return nil
+}
+
+func (s *Scenario) osOf(hv string) string {
+	if s.suite(hv) == Trixie {
+		return "Debian 13"
+	}
+	return "Debian 12"
+}
+
+// clockOffset is how far h's clock is ahead of this host's, +- half the
+// agent's round trip.
+func clockOffset(ctx context.Context, h *Hypervisor) (off, errBound time.Duration, err error) {
+	best := time.Hour
+	for i := 0; i < 3; i++ {
+		t0 := time.Now()
+		out, err := run(ctx, h, "date +%s.%N")
+		t1 := time.Now()
+		if err != nil {
+			return 0, 0, err
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("date on %s: %q", h.Name, out)
+		}
+		if rtt := t1.Sub(t0); rtt < best {
+			best = rtt
+			mid := t0.Add(rtt / 2)
+			off = time.Unix(0, int64(f*1e9)).Sub(mid)
+		}
+	}
+	return off, best / 2, nil
+}
+
+// resumedAt reads when libvirt on h reported the migrated domain running
+// (virsh event --timestamp), in h's clock.
+func resumedAt(ctx context.Context, h *Hypervisor) (time.Time, error) {
+	out, err := run(ctx, h, "cat /tmp/migrate-events.log")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, "'"+moverVM+"'") || !strings.Contains(l, "Resumed") {
+			continue
+		}
+		ts, _, ok := strings.Cut(l, ": event ")
+		if !ok {
+			continue
+		}
+		return time.Parse("2006-01-02 15:04:05.000-0700", strings.TrimSpace(ts))
+	}
+	return time.Time{}, fmt.Errorf("no 'Resumed' event for %s in virsh event's output on %s:\n%s", moverVM, h.Name, out)
+}
+
+func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*MigrationReport, error) {
+	from, to := s.hv(m.From), s.hv(m.To)
+	toIP := ipOf(s.spec, m.To)
+	r := &MigrationReport{From: m.From, To: m.To, FromOS: s.osOf(m.From), ToOS: s.osOf(m.To), Mode: "client", Tags: map[string]map[int]int{}}
+	if m.P2P {
+		r.Mode = "p2p"
+	}
+	// The drain script's gate: the destination says it can run the NICs.
+	if out, err := run(ctx, from, "gallium-net vm migrate-check "+moverVM+" "+m.To); err != nil {
+		return r, fmt.Errorf("migrate-check refused a destination that should take the VM: %w", err)
+	} else {
+		s.logf("  %s: vm migrate-check %s %s: %s", m.From, moverVM, m.To, strings.SplitN(strings.TrimSpace(out), "\n", 2)[0])
+	}
+	if _, err := run(ctx, to, "rm -f /tmp/migrate-events.log"); err != nil {
+		return r, err
+	}
+	if err := background(ctx, to, "timeout 300 virsh event --all --loop --event lifecycle --timestamp", "/tmp/migrate-events.log"); err != nil {
+		return r, err
+	}
+	announce := fmt.Sprintf(`{"execute":"announce-self","arguments":{"initial":%[1]d,"max":%[1]d,"rounds":3000,"step":0}}`, announceEvery.Milliseconds())
+	if _, err := from.Virsh(ctx, "qemu-monitor-command "+moverVM+" '"+announce+"'"); err != nil {
+		return r, err
+	}
+	time.Sleep(300 * time.Millisecond) // a run of source frames before the move
+	cmd := "migrate --live --persistent --undefinesource --verbose "
+	if m.P2P {
+		cmd += "--p2p "
+	}
+	cmd += moverVM + " qemu+ssh://" + toIP + "/system tcp://" + toIP
+	t0 := time.Now()
+	if _, err := from.Virsh(ctx, cmd); err != nil {
+		log, _, _ := to.Run(ctx, "journalctl -b -t gallium-net-hook -n 8 --no-pager; tail -5 /var/log/libvirt/qemu/"+moverVM+".log")
+		return r, fmt.Errorf("%w\n%s", err, log)
+	}
+	end := time.Now()
+	r.Took = end.Sub(t0)
+	// The destination's own announcements (QEMU's default: 5 rounds, 50 to
+	// 450 ms apart) are on the wire within about 1.3 s of the resume.
+	time.Sleep(2 * time.Second)
+	if _, err := run(ctx, to, "pkill -f 'virsh event --all' || true"); err != nil {
+		return r, err
+	}
+	var errs []error
+	frames := wl.between(t0.Add(-time.Second), time.Now())
+	for _, f := range frames {
+		n := wl.macs[f.src]
+		if r.Tags[n] == nil {
+			r.Tags[n] = map[int]int{}
+		}
+		r.Tags[n][f.vid]++
+	}
+	// Each network's frames carry its tag only: prod 100, flat none (the
+	// native VLAN leaves the bond untagged).
+	for mac, n := range wl.macs {
+		want := s.wantVLAN(n)
+		if want == 1 {
+			want = 0
+		}
+		for vid, c := range r.Tags[n] {
+			if vid != want {
+				errs = append(errs, fmt.Errorf("NIC %s (%s): %d frames on the wire with VLAN %d, want only %d", mac, n, c, vid, want))
+			}
+		}
+	}
+	// The blackout: the longest gap in the prod NIC's frames around the
+	// move; the frame that ends it is the destination's first.
+	var prod []wireFrame
+	for _, f := range frames {
+		if wl.macs[f.src] == "prod" {
+			prod = append(prod, f)
+		}
+	}
+	var first wireFrame
+	for i := 1; i < len(prod); i++ {
+		if g := prod[i].at.Sub(prod[i-1].at); g > r.Blackout {
+			r.Blackout, first = g, prod[i]
+		}
+	}
+	if first.at.IsZero() || !first.at.After(t0) {
+		errs = append(errs, fmt.Errorf("no gap in the VM's frames during the move (%d prod frames): the source's or the destination's announcements are missing", len(prod)))
+	}
+	if res, err := resumedAt(ctx, to); err != nil {
+		errs = append(errs, err)
+	} else if off, bound, err := clockOffset(ctx, to); err != nil {
+		errs = append(errs, err)
+	} else if !first.at.IsZero() {
+		r.ResumeToAnnounce, r.ClockError = first.at.Sub(res.Add(-off)), bound
+	}
+
+	// The destination: the VM runs, each tap on its network's VLAN, and the
+	// hook said so.
+	st, err := to.Virsh(ctx, "domstate "+moverVM)
+	if err != nil || strings.TrimSpace(st) != "running" {
+		errs = append(errs, fmt.Errorf("on %s the VM is %q (%v), want running", m.To, strings.TrimSpace(st), err))
+	}
+	rows, err := domiflist(ctx, to, moverVM)
+	if err != nil {
+		return r, errors.Join(append(errs, err)...)
+	}
+	for i, row := range rows {
+		want := s.wantVLAN(moverNets[i])
+		if !tapForwarding(ctx, to, row.Tap, want) {
+			vl, _ := portVLANs(ctx, to, row.Tap)
+			errs = append(errs, fmt.Errorf("on %s tap %s (%s) is not forwarding on VLAN %d only: %+v", m.To, row.Tap, moverNets[i], want, vl))
+		}
+		line, err := hookJournal(ctx, to, moverVM, row.Tap)
+		if err != nil || line == "" {
+			errs = append(errs, fmt.Errorf("on %s no hook line about tap %s (%v)", m.To, row.Tap, err))
+		}
+		r.Hook = append(r.Hook, row.Tap+": "+line)
+	}
+	// The source: the VM and its taps are gone.
+	if _, code, _ := from.Run(ctx, "virsh domstate "+moverVM+" >/dev/null 2>&1"); code == 0 {
+		errs = append(errs, fmt.Errorf("%s still has domain %s after the move (--undefinesource)", m.From, moverVM))
+	}
+	for mac := range wl.macs {
+		tapMAC := tap.MAC(mac).String()
+		if out, _ := run(ctx, from, "ip -br link | grep -i "+tapMAC+" || true"); strings.TrimSpace(out) != "" {
+			errs = append(errs, fmt.Errorf("%s kept the tap of NIC %s: %s", m.From, mac, strings.TrimSpace(out)))
+		}
+	}
+	// The ledger names the destination (gallium-net-ledger.service there).
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		var ledger []ledgerNIC
+		if err := runJSON(ctx, to, "gallium-net state nics -o json", &ledger); err != nil {
+			return r, errors.Join(append(errs, err)...)
+		}
+		here := 0
+		for _, l := range ledger {
+			if _, ok := wl.macs[strings.ToLower(l.MAC)]; ok && l.Hypervisor == m.To {
+				here++
+			}
+		}
+		if here == len(wl.macs) {
+			r.LedgerAfter = time.Since(end)
+			break
+		}
+		if time.Now().After(deadline) {
+			errs = append(errs, fmt.Errorf("after 90 s the MAC ledger names %s for %d of the VM's %d NICs: %+v", m.To, here, len(wl.macs), ledger))
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, h := range []*Hypervisor{from, to} {
+		if out, err := run(ctx, h, "gallium-net mac check"); err != nil {
+			errs = append(errs, fmt.Errorf("mac check on %s after the move: %w: %s", h.Name, err, out))
+		}
+	}
+	s.logf("  %s (%s) -> %s (%s), %s: migrate %s, blackout %s on the wire, destination resumed -> first announcement %s (+-%s), ledger after %s; tags %v",
+		m.From, r.FromOS, m.To, r.ToOS, r.Mode, r.Took.Round(10*time.Millisecond), r.Blackout.Round(time.Millisecond),
+		r.ResumeToAnnounce.Round(time.Millisecond), r.ClockError.Round(time.Millisecond), r.LedgerAfter.Round(10*time.Millisecond), r.Tags)
+	return r, errors.Join(errs...)
+}
+
+// stepMigrateRefused: hv2's VM bond lost VLAN 100 (as if its host
+// networking was never re-applied after the spec changed): the preflight
+// says so, and 'virsh migrate' is refused by hv2's hook before the VM
+// moves; the VM keeps running on hv1.
+func (s *Scenario) stepMigrateRefused(ctx context.Context) error {
+	from, to := s.hv("hv1"), s.hv("hv2")
+	uplink := model.BondName("vmgroup")
+	if _, err := run(ctx, to, "bridge vlan del dev "+uplink+" vid 100"); err != nil {
+		return err
+	}
+	r := RefusalReport{To: to.Name}
+	defer func() { s.Report.MigrateRefused = &r }()
+	var errs []error
+	out, code, err := from.Run(ctx, "gallium-net vm migrate-check "+moverVM+" hv2 2>&1")
+	if err != nil {
+		return err
+	}
+	r.Preflight = strings.TrimSpace(out)
+	if code != 1 || !strings.Contains(out, "VLAN 100 is not on uplink "+uplink) || !strings.Contains(out, "gallium-net host apply") {
+		errs = append(errs, fmt.Errorf("vm migrate-check %s hv2 exited %d, want 1 naming VLAN 100 on %s and the fix:\n%s", moverVM, code, uplink, out))
+	}
+	toIP := ipOf(s.spec, "hv2")
+	t0 := time.Now()
+	out, code, err = from.Run(ctx, "virsh migrate --live --p2p --persistent --undefinesource "+moverVM+" qemu+ssh://"+toIP+"/system tcp://"+toIP+" 2>&1")
+	r.Took = time.Since(t0)
+	if err != nil {
+		return err
+	}
+	r.Error = strings.TrimSpace(out)
+	if code == 0 {
+		errs = append(errs, fmt.Errorf("virsh migrate to hv2 without VLAN 100 succeeded"))
+	}
+	for _, want := range []string{moverVM, "prod", "VLAN 100", "gallium-net host apply"} {
+		if !strings.Contains(out, want) {
+			errs = append(errs, fmt.Errorf("the refusal does not name %q:\n%s", want, out))
+		}
+	}
+	st, err := from.Virsh(ctx, "domstate "+moverVM)
+	r.StillRunning = err == nil && strings.TrimSpace(st) == "running"
+	if !r.StillRunning {
+		errs = append(errs, fmt.Errorf("after the refused migration the VM is %q on hv1 (%v), want running", strings.TrimSpace(st), err))
+	}
+	if _, code, _ := to.Run(ctx, "virsh domstate "+moverVM+" >/dev/null 2>&1"); code == 0 {
+		errs = append(errs, fmt.Errorf("hv2 kept a domain %s from the refused migration", moverVM))
+	}
+	rows, err := domiflist(ctx, from, moverVM)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i, row := range rows {
+		if !tapForwarding(ctx, from, row.Tap, s.wantVLAN(moverNets[i])) {
+			errs = append(errs, fmt.Errorf("after the refusal hv1's tap %s (%s) is not on VLAN %d", row.Tap, moverNets[i], s.wantVLAN(moverNets[i])))
+		}
+	}
+	// hv2 back in line.
+	if _, err := run(ctx, to, "gallium-net host apply --yes --confirm-timeout 0"); err != nil {
+		errs = append(errs, err)
+	} else if vl, err := portVLANs(ctx, to, uplink); err != nil || !hasVLAN(vl, 100) {
+		errs = append(errs, fmt.Errorf("host apply did not put VLAN 100 back on hv2's %s: %+v %v", uplink, vl, err))
+	}
+	s.logf("  hv1 -> hv2 without VLAN 100 on %s: preflight exit %d, virsh migrate refused in %s; VM still running on hv1: %v", uplink, code, r.Took.Round(10*time.Millisecond), r.StillRunning)
+	s.logf("    virsh: %s", firstLines(r.Error, 3))
+	return errors.Join(errs...)
+}
+
+func hasVLAN(vl []bridgeVLAN, vid int) bool {
+	for _, v := range vl {
+		if v.VLAN == vid {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[:n]
+	}
+	return strings.Join(l, " | ")
+}
+
+// migrationLines are the report's lines about the migrations.
+func (r *Report) migrationLines() []string {
+	var out []string
+	for _, m := range r.Migrations {
+		nets := make([]string, 0, len(m.Tags))
+		for n := range m.Tags {
+			nets = append(nets, n)
+		}
+		sort.Strings(nets)
+		var tags []string
+		for _, n := range nets {
+			tags = append(tags, fmt.Sprintf("%s %v", n, m.Tags[n]))
+		}
+		out = append(out, fmt.Sprintf("%s (%s) -> %s (%s) %s: migrate %s, blackout %s, resumed -> announced %s +-%s, ledger %s; VLAN:frames %s",
+			m.From, m.FromOS, m.To, m.ToOS, m.Mode, m.Took.Round(10*time.Millisecond), m.Blackout.Round(time.Millisecond),
+			m.ResumeToAnnounce.Round(time.Millisecond), m.ClockError.Round(time.Millisecond), m.LedgerAfter.Round(10*time.Millisecond), strings.Join(tags, ", ")))
+	}
+	if f := r.MigrateRefused; f != nil {
+		out = append(out, fmt.Sprintf("refused -> %s in %s, VM still running on the source: %v", f.To, f.Took.Round(10*time.Millisecond), f.StillRunning))
+	}
+	return out
+}
