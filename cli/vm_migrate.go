@@ -100,7 +100,11 @@ func vmMigrateCheck(c *cli.Context) error {
 		for _, nic := range in.NICs {
 			n += len(nic.Problems)
 		}
-		return &exitError{code: 1, err: fmt.Errorf("domain %s cannot migrate to hypervisor %s: %d problems above; fix them there first", name, dest, n)}
+		what := fmt.Sprintf("%d problems", n)
+		if n == 1 {
+			what = "the problem"
+		}
+		return &exitError{code: 1, err: fmt.Errorf("domain %s cannot migrate to hypervisor %s: fix %s above there first", name, dest, what)}
 	}
 	return nil
 }

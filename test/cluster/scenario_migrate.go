@@ -301,7 +301,7 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 	if _, err := run(ctx, to, "rm -f /tmp/migrate-events.log"); err != nil {
 		return r, err
 	}
-	if err := background(ctx, to, "timeout 300 virsh event --all --loop --event lifecycle --timestamp", "/tmp/migrate-events.log"); err != nil {
+	if err := background(ctx, to, "timeout 300 stdbuf -oL virsh event --all --loop --event lifecycle --timestamp", "/tmp/migrate-events.log"); err != nil {
 		return r, err
 	}
 	announce := fmt.Sprintf(`{"execute":"announce-self","arguments":{"initial":%[1]d,"max":%[1]d,"rounds":3000,"step":0}}`, announceEvery.Milliseconds())
@@ -324,7 +324,7 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 	// The destination's own announcements (QEMU's default: 5 rounds, 50 to
 	// 450 ms apart) are on the wire within about 1.3 s of the resume.
 	time.Sleep(2 * time.Second)
-	if _, err := run(ctx, to, "pkill -f 'virsh event --all' || true"); err != nil {
+	if _, err := run(ctx, to, "pkill -f '^virsh event --all' || true"); err != nil {
 		return r, err
 	}
 	var errs []error
