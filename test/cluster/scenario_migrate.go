@@ -49,12 +49,18 @@ type MigrationReport struct {
 	Mode             string // p2p, or client (virsh drives both ends)
 	Took             time.Duration
 	Blackout         time.Duration // the longest gap in the VM's frames on the wire
+	// Downtime is from libvirt's "Suspended" on the source to its
+	// "Resumed" on the destination (two clocks: +- ClockError).
+	Downtime         time.Duration
 	ResumeToAnnounce time.Duration // destination resumed -> its first frame on the wire
-	ClockError       time.Duration // +- on ResumeToAnnounce (agent round trip / 2)
+	ClockError       time.Duration // +- on Downtime and ResumeToAnnounce (agent round trips / 2)
+	// Events are libvirt's lifecycle events of the VM on both ends, in
+	// this host's clock, from the start of 'virsh migrate'.
+	Events []string
 	// Tags are the VLANs the VM's frames carried on the wire, per network.
 	Tags map[string]map[int]int
-	// LedgerAfter is from the end of 'virsh migrate' until the MAC ledger
-	// named the destination (gallium-net-ledger.service there).
+	// LedgerAfter is from the destination's "Resumed" until
+	// gallium-net-ledger.service there logged the ledger change (one clock).
 	LedgerAfter time.Duration
 	Hook        []string // the destination hook's line per tap
 }
@@ -265,24 +271,55 @@ func clockOffset(ctx context.Context, h *Hypervisor) (off, errBound time.Duratio
 	return off, best / 2, nil
 }
 
-// resumedAt reads when libvirt on h reported the migrated domain running
-// (virsh event --timestamp), in h's clock.
-func resumedAt(ctx context.Context, h *Hypervisor) (time.Time, error) {
+// vmEvent is one libvirt lifecycle event of the VM, in the clock of the
+// hypervisor that saw it.
+type vmEvent struct {
+	at   time.Time
+	what string // "Resumed Migrated", ...
+}
+
+// vmEvents reads what 'virsh event --timestamp' logged about the VM on h.
+func vmEvents(ctx context.Context, h *Hypervisor) ([]vmEvent, error) {
 	out, err := run(ctx, h, "cat /tmp/migrate-events.log")
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
+	var evs []vmEvent
 	for _, l := range strings.Split(out, "\n") {
-		if !strings.Contains(l, "'"+moverVM+"'") || !strings.Contains(l, "Resumed") {
-			continue
-		}
-		ts, _, ok := strings.Cut(l, ": event ")
+		ts, rest, ok := strings.Cut(l, ": event 'lifecycle' for domain '"+moverVM+"': ")
 		if !ok {
 			continue
 		}
-		return time.Parse("2006-01-02 15:04:05.000-0700", strings.TrimSpace(ts))
+		at, err := time.Parse("2006-01-02 15:04:05.000-0700", strings.TrimSpace(ts))
+		if err != nil {
+			return nil, fmt.Errorf("virsh event on %s: %q: %w", h.Name, l, err)
+		}
+		evs = append(evs, vmEvent{at, strings.TrimSpace(rest)})
 	}
-	return time.Time{}, fmt.Errorf("no 'Resumed' event for %s in virsh event's output on %s:\n%s", moverVM, h.Name, out)
+	return evs, nil
+}
+
+func firstEvent(evs []vmEvent, prefix string) (time.Time, bool) {
+	for _, e := range evs {
+		if strings.HasPrefix(e.what, prefix) {
+			return e.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// ledgerLogged is when gallium-net-ledger.service on h last logged a NIC of
+// the VM moved onto h (h's clock).
+func ledgerLogged(ctx context.Context, h *Hypervisor) (time.Time, error) {
+	out, err := run(ctx, h, "journalctl -b -u gallium-net-ledger -o short-unix --no-pager | grep 'NIC now on this hypervisor' | grep 'domain="+moverVM+"' | tail -1")
+	if err != nil {
+		return time.Time{}, err
+	}
+	f, err := strconv.ParseFloat(strings.Fields(out + " x")[0], 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("no ledger line about %s in %s's journal: %q", moverVM, h.Name, out)
+	}
+	return time.Unix(0, int64(f*1e9)), nil
 }
 
 func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*MigrationReport, error) {
@@ -298,11 +335,14 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 	} else {
 		s.logf("  %s: vm migrate-check %s %s: %s", m.From, moverVM, m.To, strings.SplitN(strings.TrimSpace(out), "\n", 2)[0])
 	}
-	if _, err := run(ctx, to, "rm -f /tmp/migrate-events.log"); err != nil {
-		return r, err
-	}
-	if err := background(ctx, to, "timeout 300 stdbuf -oL virsh event --all --loop --event lifecycle --timestamp", "/tmp/migrate-events.log"); err != nil {
-		return r, err
+	// libvirt's view of the move, on both ends.
+	for _, h := range []*Hypervisor{from, to} {
+		if _, err := run(ctx, h, "rm -f /tmp/migrate-events.log"); err != nil {
+			return r, err
+		}
+		if err := background(ctx, h, "timeout 600 stdbuf -oL virsh event --loop --event lifecycle --timestamp", "/tmp/migrate-events.log"); err != nil {
+			return r, err
+		}
 	}
 	announce := fmt.Sprintf(`{"execute":"announce-self","arguments":{"initial":%[1]d,"max":%[1]d,"rounds":3000,"step":0}}`, announceEvery.Milliseconds())
 	if _, err := from.Virsh(ctx, "qemu-monitor-command "+moverVM+" '"+announce+"'"); err != nil {
@@ -324,8 +364,10 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 	// The destination's own announcements (QEMU's default: 5 rounds, 50 to
 	// 450 ms apart) are on the wire within about 1.3 s of the resume.
 	time.Sleep(2 * time.Second)
-	if _, err := run(ctx, to, "pkill -f '^virsh event --all' || true"); err != nil {
-		return r, err
+	for _, h := range []*Hypervisor{from, to} {
+		if _, err := run(ctx, h, "pkill -f '^virsh event --loop' || true"); err != nil {
+			return r, err
+		}
 	}
 	var errs []error
 	frames := wl.between(t0.Add(-time.Second), time.Now())
@@ -366,12 +408,42 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 	if first.at.IsZero() || !first.at.After(t0) {
 		errs = append(errs, fmt.Errorf("no gap in the VM's frames during the move (%d prod frames): the source's or the destination's announcements are missing", len(prod)))
 	}
-	if res, err := resumedAt(ctx, to); err != nil {
-		errs = append(errs, err)
-	} else if off, bound, err := clockOffset(ctx, to); err != nil {
-		errs = append(errs, err)
-	} else if !first.at.IsZero() {
-		r.ResumeToAnnounce, r.ClockError = first.at.Sub(res.Add(-off)), bound
+	// Both ends' clocks against this host's, then libvirt's events on one
+	// time line with the frames.
+	offFrom, bFrom, err1 := clockOffset(ctx, from)
+	offTo, bTo, err2 := clockOffset(ctx, to)
+	evFrom, err3 := vmEvents(ctx, from)
+	evTo, err4 := vmEvents(ctx, to)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return r, errors.Join(append(errs, err)...)
+	}
+	r.ClockError = bFrom + bTo
+	type stamped struct {
+		rel  time.Duration
+		what string
+	}
+	var line []stamped
+	for _, e := range evFrom {
+		line = append(line, stamped{e.at.Add(-offFrom).Sub(t0), m.From + " " + e.what})
+	}
+	for _, e := range evTo {
+		line = append(line, stamped{e.at.Add(-offTo).Sub(t0), m.To + " " + e.what})
+	}
+	sort.SliceStable(line, func(i, j int) bool { return line[i].rel < line[j].rel })
+	for _, e := range line {
+		r.Events = append(r.Events, fmt.Sprintf("%+.3fs %s", e.rel.Seconds(), e.what))
+	}
+	resumed, okR := firstEvent(evTo, "Resumed")
+	suspended, okS := firstEvent(evFrom, "Suspended")
+	if !okR {
+		errs = append(errs, fmt.Errorf("libvirt on %s reported no 'Resumed' event for %s: %v", m.To, moverVM, evTo))
+	} else {
+		if okS {
+			r.Downtime = resumed.Add(-offTo).Sub(suspended.Add(-offFrom))
+		}
+		if !first.at.IsZero() {
+			r.ResumeToAnnounce = first.at.Sub(resumed.Add(-offTo))
+		}
 	}
 
 	// The destination: the VM runs, each tap on its network's VLAN, and the
@@ -406,6 +478,16 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 			errs = append(errs, fmt.Errorf("%s kept the tap of NIC %s: %s", m.From, mac, strings.TrimSpace(out)))
 		}
 	}
+	// The source's hook let go of the domain: no record, no MAC claim.
+	if uuid, err := to.Virsh(ctx, "domuuid "+moverVM); err != nil {
+		errs = append(errs, err)
+	} else {
+		uuid = strings.TrimSpace(uuid)
+		out, err := run(ctx, from, "ls /run/gallium-net/hook/domains/"+uuid+".json 2>/dev/null; grep -rls "+uuid+" /run/gallium-net/hook/macs || true")
+		if err != nil || strings.TrimSpace(out) != "" {
+			errs = append(errs, fmt.Errorf("%s's hook still has records of %s (%s): %s %v", m.From, moverVM, uuid, strings.TrimSpace(out), err))
+		}
+	}
 	// The ledger names the destination (gallium-net-ledger.service there).
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		var ledger []ledgerNIC
@@ -419,7 +501,11 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 			}
 		}
 		if here == len(wl.macs) {
-			r.LedgerAfter = time.Since(end)
+			if at, err := ledgerLogged(ctx, to); err != nil {
+				errs = append(errs, err)
+			} else if okR {
+				r.LedgerAfter = at.Sub(resumed)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -433,9 +519,10 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 			errs = append(errs, fmt.Errorf("mac check on %s after the move: %w: %s", h.Name, err, out))
 		}
 	}
-	s.logf("  %s (%s) -> %s (%s), %s: migrate %s, blackout %s on the wire, destination resumed -> first announcement %s (+-%s), ledger after %s; tags %v",
-		m.From, r.FromOS, m.To, r.ToOS, r.Mode, r.Took.Round(10*time.Millisecond), r.Blackout.Round(time.Millisecond),
+	s.logf("  %s (%s) -> %s (%s), %s: migrate %s, downtime %s, blackout %s on the wire, destination resumed -> first announcement %s (+-%s), ledger %s after the resume; tags %v",
+		m.From, r.FromOS, m.To, r.ToOS, r.Mode, r.Took.Round(10*time.Millisecond), r.Downtime.Round(time.Millisecond), r.Blackout.Round(time.Millisecond),
 		r.ResumeToAnnounce.Round(time.Millisecond), r.ClockError.Round(time.Millisecond), r.LedgerAfter.Round(10*time.Millisecond), r.Tags)
+	s.logf("    libvirt events: %s", strings.Join(r.Events, "; "))
 	return r, errors.Join(errs...)
 }
 
@@ -534,8 +621,8 @@ func (r *Report) migrationLines() []string {
 		for _, n := range nets {
 			tags = append(tags, fmt.Sprintf("%s %v", n, m.Tags[n]))
 		}
-		out = append(out, fmt.Sprintf("%s (%s) -> %s (%s) %s: migrate %s, blackout %s, resumed -> announced %s +-%s, ledger %s; VLAN:frames %s",
-			m.From, m.FromOS, m.To, m.ToOS, m.Mode, m.Took.Round(10*time.Millisecond), m.Blackout.Round(time.Millisecond),
+		out = append(out, fmt.Sprintf("%s (%s) -> %s (%s) %s: migrate %s, downtime %s, blackout %s, resumed -> announced %s +-%s, ledger %s; VLAN:frames %s",
+			m.From, m.FromOS, m.To, m.ToOS, m.Mode, m.Took.Round(10*time.Millisecond), m.Downtime.Round(time.Millisecond), m.Blackout.Round(time.Millisecond),
 			m.ResumeToAnnounce.Round(time.Millisecond), m.ClockError.Round(time.Millisecond), m.LedgerAfter.Round(10*time.Millisecond), strings.Join(tags, ", ")))
 	}
 	if f := r.MigrateRefused; f != nil {
