@@ -50,8 +50,9 @@ type Options struct {
 }
 
 // Skippable are the steps a run may leave out (Options.Skip): no later
-// step needs what they do. make demo skips the reboots for time.
-var Skippable = []string{"reboot"}
+// step needs what they do (migrate-refused needs migrate's VM: they go
+// together). make demo skips the reboots and the migrations for time.
+var Skippable = []string{"migrate", "migrate-refused", "reboot"}
 
 // Scenario is one run: the lab, its hypervisors and what was measured.
 type Scenario struct {
@@ -109,6 +110,9 @@ func New(opt Options) (*Scenario, error) {
 		if !slices.Contains(Skippable, k) {
 			return nil, fmt.Errorf("cannot skip step %q: only %v can be", k, Skippable)
 		}
+	}
+	if slices.Contains(opt.Skip, "migrate") != slices.Contains(opt.Skip, "migrate-refused") {
+		return nil, fmt.Errorf("skip both migrate and migrate-refused or neither: the refused migration moves the VM of the migrate step")
 	}
 	if opt.Logf == nil {
 		opt.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }

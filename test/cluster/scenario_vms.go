@@ -368,26 +368,41 @@ func (t *tagged) add(f []byte) {
 	}
 }
 
-func (s *Scenario) stepIsolation(ctx context.Context) error {
-	// An observer port on the VM segment's switch: it sees every flooded
-	// frame (ARP, broadcasts) between the hypervisors' VM bonds.
-	obs := &tagged{tags: map[string]map[int]int{}, arps: map[string]map[int]int{}}
-	port := s.lab.Segment("vms").Attach("observer")
-	defer port.Close()
-	stop := make(chan struct{})
+// observe attaches a port called name to a lab segment and hands every
+// frame the switch floods or forwards to it to f, with the time it arrived,
+// until stop (which may be called more than once).
+func (s *Scenario) observe(segment, name string, f func(at time.Time, frame []byte)) (stop func()) {
+	port := s.lab.Segment(segment).Attach(name)
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
 			select {
-			case f := <-port.Frames():
-				obs.add(f)
-			case <-stop:
+			case fr := <-port.Frames():
+				f(time.Now(), fr)
+			case <-done:
 				return
 			}
 		}
 	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+			port.Close()
+		})
+	}
+}
+
+func (s *Scenario) stepIsolation(ctx context.Context) error {
+	// An observer port on the VM segment's switch: it sees every flooded
+	// frame (ARP, broadcasts) between the hypervisors' VM bonds.
+	obs := &tagged{tags: map[string]map[int]int{}, arps: map[string]map[int]int{}}
+	stop := s.observe("vms", "observer", func(_ time.Time, f []byte) { obs.add(f) })
+	defer stop()
 
 	ports := []probePort{
 		{"hv1", "p-prod", 100, "10.77.0.1"},
@@ -457,8 +472,7 @@ func (s *Scenario) stepIsolation(ctx context.Context) error {
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	// On the wire between the hypervisors: ARP for prod's peer only tagged
