@@ -44,11 +44,11 @@ const announceEvery = 20 * time.Millisecond
 
 // MigrationReport is one live migration.
 type MigrationReport struct {
-	From, To         string
-	FromOS, ToOS     string // Debian release of each end
-	Mode             string // p2p, or client (virsh drives both ends)
-	Took             time.Duration
-	Blackout         time.Duration // the longest gap in the VM's frames on the wire
+	From, To     string
+	FromOS, ToOS string // Debian release of each end
+	Mode         string // p2p, or client (virsh drives both ends)
+	Took         time.Duration
+	Blackout     time.Duration // the longest gap in the VM's frames on the wire
 	// Downtime is from libvirt's "Suspended" on the source to its
 	// "Resumed" on the destination (two clocks: +- ClockError).
 	Downtime         time.Duration
