@@ -1,0 +1,101 @@
+package osnet
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// networkdDirs in order of precedence: a file in an earlier one hides the
+// same name in the later ones.
+var networkdDirs = []string{"/etc/systemd/network", "/run/systemd/network", "/usr/lib/systemd/network", "/lib/systemd/network"}
+
+// scanNetworkd reads the .network files systemd-networkd would use: each
+// claims what its [Match] matches (Name= globs, MACAddress=,
+// PermanentMACAddress=) with [Network] Address= / [Address] Address= and
+// DHCP=. A file without Name or MAC matches (by driver, path, ...) is a
+// claim on "*" with what it says.
+func scanNetworkd(root string) ([]Claim, []error) {
+	var claims []Claim
+	var errs []error
+	hidden := map[string]bool{}
+	for _, dir := range networkdDirs {
+		names, err := listDir(root, dir, ".network")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+		}
+		for _, n := range names {
+			if hidden[n] {
+				continue
+			}
+			hidden[n] = true
+			rel := path.Join(dir, n)
+			b, err := readFile(root, rel)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", rel, err))
+				continue
+			}
+			if len(strings.TrimSpace(string(b))) == 0 {
+				continue // an empty file (or /dev/null link) masks the name
+			}
+			c, err := parseNetworkFile(rel, string(b))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			claims = append(claims, c)
+		}
+	}
+	return claims, errs
+}
+
+func parseNetworkFile(file, text string) (Claim, error) {
+	c := Claim{Manager: Networkd, File: file, Line: 1}
+	var other []string
+	matchLine := 0
+	for _, e := range parseINI(text) {
+		switch {
+		case e.section == "Match" && e.key == "Name":
+			c.Names = append(c.Names, strings.Fields(e.value)...)
+			matchLine = firstLine(matchLine, e.line)
+		case e.section == "Match" && (e.key == "MACAddress" || e.key == "PermanentMACAddress"):
+			if f := strings.Fields(e.value); len(f) > 0 {
+				c.MAC = strings.ToLower(f[0])
+			}
+			matchLine = firstLine(matchLine, e.line)
+		case e.section == "Match":
+			other = append(other, e.key+"="+e.value)
+			matchLine = firstLine(matchLine, e.line)
+		case (e.section == "Network" || e.section == "Address") && e.key == "Address":
+			p, err := parsePrefix(e.value, 32)
+			if err != nil {
+				return c, fmt.Errorf("%s:%d: Address=: %w", file, e.line, err)
+			}
+			c.Addresses = append(c.Addresses, p)
+		case e.section == "Network" && e.key == "DHCP":
+			c.DHCP = e.value == "yes" || e.value == "ipv4" || e.value == "true"
+		}
+	}
+	if matchLine > 0 {
+		c.Line = matchLine
+	}
+	if len(c.Names) == 0 && c.MAC == "" {
+		c.Names = []string{"*"}
+	}
+	var what []string
+	if len(c.Names) > 0 {
+		what = append(what, "Name="+strings.Join(c.Names, " "))
+	}
+	if c.MAC != "" {
+		what = append(what, "MACAddress="+c.MAC)
+	}
+	c.What = "[Match] " + strings.Join(append(what, other...), " ")
+	return c, nil
+}
+
+func firstLine(cur, l int) int {
+	if cur == 0 {
+		return l
+	}
+	return cur
+}
