@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -9,7 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/osnet"
 	"github.com/gallium/gallium-net/netsetup/probe"
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 func hostStatusCommand() *cli.Command {
@@ -127,25 +132,48 @@ func vlanList(vs []netsetup.VLAN) string {
 func hostCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
-		Usage: "check this host's adapters: present, carrier, speed (infrastructure adapters need 10 Gbps)",
+		Usage: "check this host's adapters (present, carrier, speed) and who else configures them (ifupdown, NetworkManager, systemd-networkd, netplan)",
 		Description: `An infrastructure adapter under 10 Gbps is an error unless the cluster is in
 evaluation mode; a speed the host cannot tell (virtual NICs) is a warning.
 
-Example:
-   gallium-net host check --hypervisor hv1`,
-		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml")},
+It also reads the OS's own network configuration (under --root, / by
+default): ifupdown's /etc/network/interfaces and what it sources,
+NetworkManager's keyfile profiles, systemd-networkd's .network files and
+netplan's YAML, and names, for each adapter of this hypervisor, each bond
+and bridge gallium-net makes for it, and the management IP, which manager
+is configured to hold it, with file and line. A holder that is installed
+is a warning: at the next boot it sets the object up its own way.
+
+Examples:
+   gallium-net host check --hypervisor hv1
+   gallium-net host check --root /mnt/hv1-root -o json    # a copy of a host's files, offline`,
+		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml"),
+			&cli.StringFlag{Name: "root", Value: "/", Usage: "read the OS's network configuration under `DIR` (as systemctl --root)"}},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {
 				return err
 			}
 			findings, facts := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
+			root := c.String("root")
+			claims, errs := osnet.Scan(root)
+			for _, e := range errs {
+				findings = append(findings, model.Finding{Severity: model.SeverityWarning, Path: "root " + root, Message: "cannot read the OS's network configuration: " + e.Error()})
+			}
+			mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), func(n string) net.HardwareAddr {
+				return osnet.PermanentMAC(netsetup.DefaultSysfs, n)
+			})
+			findings = append(findings, mf...)
 			out := struct {
 				Hypervisor string                  `json:"hypervisor" yaml:"hypervisor"`
 				OK         bool                    `json:"ok" yaml:"ok"`
 				Adapters   []netsetup.AdapterFacts `json:"adapters" yaml:"adapters"`
+				HeldBy     []osnet.HeldBy          `json:"heldBy" yaml:"heldBy"`
 				Findings   any                     `json:"findings" yaml:"findings"`
-			}{hs.hv, !findings.HasErrors(), facts, findings.Sorted()}
+			}{hs.hv, !findings.HasErrors(), facts, held, findings.Sorted()}
+			if out.HeldBy == nil {
+				out.HeldBy = []osnet.HeldBy{}
+			}
 			if err := printOut(c, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ADAPTER\tEXISTS\tCARRIER\tOPERSTATE\tSPEED")
 				for _, f := range facts {
@@ -155,6 +183,8 @@ Example:
 					}
 					fmt.Fprintf(w, "%s\t%v\t%v\t%s\t%s\n", f.Name, f.Exists, f.Carrier, f.OperState, speed)
 				}
+				fmt.Fprintln(w)
+				printHeldBy(w, root, held)
 				fmt.Fprintln(w)
 				for _, f := range findings.Sorted() {
 					fmt.Fprintf(w, "%s: %s: %s\n", f.Severity, f.Path, f.Message)
@@ -236,5 +266,27 @@ Example:
 			}
 			return nil
 		},
+	}
+}
+
+// printHeldBy is host check's section on the OS's network managers.
+func printHeldBy(w io.Writer, root string, held []osnet.HeldBy) {
+	if len(held) == 0 {
+		fmt.Fprintf(w, "OS network configuration (under %s): no manager is configured to hold these adapters, gallium-net's links or the management IP\n", root)
+		return
+	}
+	fmt.Fprintf(w, "OS network configuration (under %s):\n", root)
+	for _, h := range held {
+		for i, c := range h.Claims {
+			obj := h.Object
+			if i > 0 {
+				obj = ""
+			}
+			inert := ""
+			if slices.Contains(h.Inert, c.Manager) {
+				inert = " (not installed or not enabled: inert)"
+			}
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s%s\n", obj, c.Manager, c.Where(), c.What, inert)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -166,5 +167,70 @@ func TestHostPlanAndStatusCommands(t *testing.T) {
 		if !strings.Contains(out, "which apply cannot run: hypervisor hv1: the running kernel has no") {
 			t.Errorf("status does not say why the pending steps cannot run:\n%s", out)
 		}
+	}
+}
+
+// host check --root reads a copy of a host's network configuration: the
+// JSON names ifupdown's stanza for eno1 and the management IP, with file and
+// line; the table says the same in words.
+func TestHostCheckRoot(t *testing.T) {
+	root := t.TempDir()
+	ifaces := filepath.Join(root, "etc", "network")
+	if err := os.MkdirAll(ifaces, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	body := "source /etc/network/interfaces.d/*\n\nallow-hotplug eno1\niface eno1 inet static\n  address 192.168.1.101\n  netmask 255.255.255.0\n"
+	if err := os.WriteFile(filepath.Join(ifaces, "interfaces"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// ifupdown "installed" in the tree: its claims are live.
+	if err := os.MkdirAll(filepath.Join(root, "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "sbin", "ifup"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := run(t, "host", "check", "-f", example, "--hypervisor", "hv1", "--root", root, "-o", "json")
+	var got struct {
+		HeldBy []struct {
+			Object string
+			Claims []struct {
+				Manager, File, What string
+				Line                int
+			}
+		}
+		Findings []struct{ Severity, Path, Message string }
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var lines []string
+	for _, h := range got.HeldBy {
+		for _, c := range h.Claims {
+			lines = append(lines, fmt.Sprintf("%s: %s %s:%d %s", h.Object, c.Manager, c.File, c.Line, c.What))
+		}
+	}
+	want := []string{
+		"adapter eno1: ifupdown /etc/network/interfaces:3 allow-hotplug eno1",
+		"adapter eno1: ifupdown /etc/network/interfaces:4 iface eno1 inet static",
+		"management IP 192.168.1.101: ifupdown /etc/network/interfaces:4 iface eno1 inet static",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("heldBy:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	warned := false
+	for _, f := range got.Findings {
+		warned = warned || (f.Path == "hypervisors[hv1].managementIP" && strings.Contains(f.Message, "ifupdown /etc/network/interfaces:4"))
+	}
+	if !warned {
+		t.Errorf("no warning about the management IP held by ifupdown: %+v", got.Findings)
+	}
+	table, _, _ := run(t, "host", "check", "-f", example, "--hypervisor", "hv1", "--root", root)
+	if !strings.Contains(table, "OS network configuration (under "+root+"):") || !strings.Contains(table, "iface eno1 inet static") {
+		t.Errorf("table output:\n%s", table)
+	}
+	empty, _, _ := run(t, "host", "check", "-f", example, "--hypervisor", "hv1", "--root", t.TempDir())
+	if !strings.Contains(empty, "no manager is configured to hold these adapters") {
+		t.Errorf("empty root, table output:\n%s", empty)
 	}
 }

@@ -1,9 +1,10 @@
 // Package osnet reads what the OS's own network managers (ifupdown,
 // NetworkManager, systemd-networkd, netplan) are configured to put on this
 // host's interfaces, from a root directory (/ or a copy of one), so that
-// gallium-net can say who holds an adapter or the management IP before it
-// takes them over. It only reads files: no daemon is asked, nothing is
-// written, and every claim names the file and line it comes from.
+// gallium-net can say who holds an adapter, one of its bonds or bridges, or
+// the management IP before it takes them over (CheckOSManagers, for `host
+// check`). It only reads files: no daemon is asked, nothing is written, and
+// every claim names the file and line it comes from.
 package osnet
 
 import (
