@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/netsetup/confirm"
+	"github.com/gallium/gallium-net/netsetup/osnet"
 	"github.com/gallium/gallium-net/plugin/model"
 )
 
@@ -75,11 +78,14 @@ func hostPlanCommand() *cli.Command {
 		Description: `Reads this host's links through netlink, compares them with what the spec
 asks for this hypervisor, and prints the ordered steps as ip/bridge commands.
 A converged host prints nothing to do. Links whose names do not start with
-gb-/gbr- are never touched (except the adapters the spec enslaves).
+gb-/gbr- are never touched (except the adapters the spec enslaves). The
+first lines name what the OS's own network managers are configured to hold
+of the same adapters, links and management IP (read under --root; see
+'gallium-net host check').
 
 Example:
    gallium-net host plan -f /etc/gallium-net/cluster.yaml --hypervisor hv1`,
-		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("text", "json", "yaml")},
+		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("text", "json", "yaml"), osRootFlag()},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {
@@ -98,6 +104,16 @@ Example:
 					return err
 				}
 				return refusedErr(p)
+			}
+			// Who else would set these up at the next boot: said first, as
+			// comments, so that the plan reads as what a takeover meets.
+			_, held := osHolders(c, hs)
+			for _, h := range held {
+				for _, cl := range h.Claims {
+					if !slices.Contains(h.Inert, cl.Manager) {
+						fmt.Fprintf(c.App.Writer, "# %s is also configured by %s at %s (%s)\n", h.Object, cl.Manager, cl.Where(), cl.What)
+					}
+				}
 			}
 			fmt.Fprintf(c.App.Writer, "# hypervisor %s: %d step(s)\n", hs.hv, len(p.Steps))
 			fmt.Fprint(c.App.Writer, p.String())
@@ -120,4 +136,25 @@ func refusedErr(p *netsetup.Plan) error {
 		return nil
 	}
 	return &exitError{code: exitFailure, err: errors.New(p.Refused)}
+}
+
+// osRootFlag is --root: where the OS's network configuration is read.
+func osRootFlag() cli.Flag {
+	return &cli.StringFlag{Name: "root", Value: "/", Usage: "read the OS's network configuration under `DIR` (as systemctl --root)"}
+}
+
+// osHolders reads the OS's network configuration under --root and says
+// what of this hypervisor's adapters, links and management IP it holds;
+// unreadable files become warnings.
+func osHolders(c *cli.Context, hs *hostSetup) (model.Findings, []osnet.HeldBy) {
+	root := c.String("root")
+	claims, errs := osnet.Scan(root)
+	var findings model.Findings
+	for _, e := range errs {
+		findings = append(findings, model.Finding{Severity: model.SeverityWarning, Path: "root " + root, Message: "cannot read the OS's network configuration: " + e.Error()})
+	}
+	mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), func(n string) net.HardwareAddr {
+		return osnet.PermanentMAC(netsetup.DefaultSysfs, n)
+	})
+	return append(findings, mf...), held
 }

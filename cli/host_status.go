@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +13,6 @@ import (
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/netsetup/osnet"
 	"github.com/gallium/gallium-net/netsetup/probe"
-	"github.com/gallium/gallium-net/plugin/model"
 )
 
 func hostStatusCommand() *cli.Command {
@@ -148,7 +146,7 @@ Examples:
    gallium-net host check --hypervisor hv1
    gallium-net host check --root /mnt/hv1-root -o json    # a copy of a host's files, offline`,
 		Flags: []cli.Flag{specFlag(), hypervisorFlag(), outputFlag("table", "json", "yaml"),
-			&cli.StringFlag{Name: "root", Value: "/", Usage: "read the OS's network configuration under `DIR` (as systemctl --root)"}},
+			osRootFlag()},
 		Action: func(c *cli.Context) error {
 			hs, err := loadHostSetup(c)
 			if err != nil {
@@ -156,13 +154,7 @@ Examples:
 			}
 			findings, facts := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
 			root := c.String("root")
-			claims, errs := osnet.Scan(root)
-			for _, e := range errs {
-				findings = append(findings, model.Finding{Severity: model.SeverityWarning, Path: "root " + root, Message: "cannot read the OS's network configuration: " + e.Error()})
-			}
-			mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), func(n string) net.HardwareAddr {
-				return osnet.PermanentMAC(netsetup.DefaultSysfs, n)
-			})
+			mf, held := osHolders(c, hs)
 			findings = append(findings, mf...)
 			out := struct {
 				Hypervisor string                  `json:"hypervisor" yaml:"hypervisor"`
