@@ -49,7 +49,7 @@ func hostApply(c *cli.Context) error {
 		return err
 	}
 	w := c.App.Writer
-	findings, _ := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
+	findings, _ := netsetup.CheckAdaptersIn(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs), netsetup.ListAdapters(netsetup.DefaultSysfs))
 	for _, f := range findings.Sorted() {
 		fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", f.Severity, f.Path, f.Message)
 	}

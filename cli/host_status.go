@@ -152,7 +152,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			findings, facts := netsetup.CheckAdapters(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs))
+			findings, facts := netsetup.CheckAdaptersIn(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs), netsetup.ListAdapters(netsetup.DefaultSysfs))
 			root := c.String("root")
 			mf, held := osHolders(c, hs)
 			findings = append(findings, mf...)

@@ -94,3 +94,94 @@ func TestCheckAdapters(t *testing.T) {
 		t.Errorf("facts: %+v", facts[0])
 	}
 }
+
+// fakeNIC writes a NIC with a PCI device link and a MAC into a fake sysfs.
+func fakeNIC(t *testing.T, root, name, mac, pci string) {
+	t.Helper()
+	dir := filepath.Join(root, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, v := range map[string]string{"speed": "10000", "carrier": "1", "operstate": "up", "address": mac} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../../../devices/pci0000:00/"+pci, filepath.Join(dir, "device")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdapterIdentity: hv1's eno2 carries its identity in the spec; the
+// kernel renamed it (ens5), or gave its name to another NIC.
+func TestAdapterIdentity(t *testing.T) {
+	spec := loadExample(t, "cluster.yaml")
+	h := spec.Hypervisor("hv1")
+	h.Adapters[1].MAC, h.Adapters[1].PCIPath = "3c:ec:ef:00:00:02", "0000:3b:00.1"
+	h.Adapters[2].MAC = "3c:ec:ef:00:00:03"
+	host := func(nics map[string][2]string) string {
+		root := t.TempDir()
+		for name, id := range nics {
+			fakeNIC(t, root, name, id[0], id[1])
+		}
+		// A bridge: no device, never taken for an adapter.
+		if err := os.MkdirAll(filepath.Join(root, "gbr-infra"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	base := map[string][2]string{
+		"eno1": {"3c:ec:ef:00:00:01", "0000:3b:00.0"},
+		"eno3": {"3c:ec:ef:00:00:03", "0000:3c:00.0"},
+		"eno4": {"3c:ec:ef:00:00:04", "0000:3c:00.1"},
+	}
+	with := func(extra map[string][2]string) map[string][2]string {
+		m := map[string][2]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	errorsOf := func(root string) []string {
+		fs, _ := CheckAdaptersIn(spec, "hv1", SysfsReader(root), ListAdapters(root))
+		var out []string
+		for _, f := range fs.Errors() {
+			out = append(out, f.Path+": "+f.Message)
+		}
+		return out
+	}
+	// In place: no error.
+	if errs := errorsOf(host(with(map[string][2]string{"eno2": {"3c:ec:ef:00:00:02", "0000:3b:00.1"}}))); len(errs) != 0 {
+		t.Errorf("adapters in place: %v", errs)
+	}
+	// Renamed: eno2 is gone, ens5 has its MAC and PCI address.
+	errs := errorsOf(host(with(map[string][2]string{"ens5": {"3c:ec:ef:00:00:02", "0000:3b:00.1"}})))
+	if len(errs) != 1 || !strings.Contains(errs[0], "hypervisors[hv1].adapters[eno2]: adapter eno2 of hypervisor hv1 is not here under that name, but its NIC (mac 3c:ec:ef:00:00:02, pciPath 0000:3b:00.1) is: the kernel now calls it ens5") ||
+		!strings.Contains(errs[0], "rename adapter eno2 to ens5 in the spec (hypervisors[hv1].adapters and adapterGroups[infra].adapters.hv1)") ||
+		!strings.Contains(errs[0], "[Match] PermanentMACAddress=3c:ec:ef:00:00:02, [Link] Name=eno2") {
+		t.Errorf("renamed adapter: %v", errs)
+	}
+	// Names swapped: eno2 is now the NIC of the spec's eno3 and the other
+	// way round.
+	errs = errorsOf(host(map[string][2]string{
+		"eno1": base["eno1"], "eno4": base["eno4"],
+		"eno2": {"3c:ec:ef:00:00:03", "0000:3c:00.0"},
+		"eno3": {"3c:ec:ef:00:00:02", "0000:3b:00.1"},
+	}))
+	if len(errs) != 2 || !strings.Contains(strings.Join(errs, "\n"), "adapter eno2 of hypervisor hv1 is another NIC than the spec's (mac 3c:ec:ef:00:00:03, pciPath 0000:3c:00.0 here, the spec says mac 3c:ec:ef:00:00:02, pciPath 0000:3b:00.1): the spec's NIC is now called eno3") {
+		t.Errorf("swapped names: %v", errs)
+	}
+	// Gone: no NIC has the identity.
+	errs = errorsOf(host(base))
+	if len(errs) != 1 || !strings.Contains(errs[0], "no NIC has its identity (mac 3c:ec:ef:00:00:02, pciPath 0000:3b:00.1)") {
+		t.Errorf("gone: %v", errs)
+	}
+	// Facts carry the identity read from sysfs.
+	_, facts := CheckAdaptersIn(spec, "hv1", SysfsReader(host(base)), nil)
+	if facts[0].MAC != "3c:ec:ef:00:00:01" || facts[0].PCIPath != "0000:3b:00.0" {
+		t.Errorf("facts of eno1: %+v", facts[0])
+	}
+}

@@ -51,6 +51,12 @@ type Adapter struct {
 	Name string `yaml:"name" json:"name"`
 	// SpeedMbps is the link speed; 0 means "read it from the host".
 	SpeedMbps int `yaml:"speedMbps,omitempty" json:"speedMbps,omitempty"`
+	// MAC is the adapter's permanent (factory) MAC address and PCIPath its
+	// PCI address (0000:3b:00.0); both optional. With either, gallium-net
+	// recognises the adapter after the kernel gave it another name (a
+	// firmware or kernel update changes predictable names) and says so.
+	MAC     string `yaml:"mac,omitempty" json:"mac,omitempty"`
+	PCIPath string `yaml:"pciPath,omitempty" json:"pciPath,omitempty"`
 }
 
 // AdapterGroup is a set of adapters with active/failover redundancy, realised

@@ -45,6 +45,7 @@ func checkAdapters(v *validator) {
 			continue
 		}
 		first := make(map[string]int, len(h.Adapters))
+		macs, pcis := map[string]string{}, map[string]string{}
 		for j := range h.Adapters {
 			a := &h.Adapters[j]
 			path := v.adapterPath(h, a)
@@ -60,6 +61,24 @@ func checkAdapters(v *validator) {
 			}
 			if err := IsSpeed(a.SpeedMbps); err != nil {
 				v.errorf(path+".speedMbps", "%v", err)
+			}
+			if a.MAC != "" {
+				if err := IsAdapterMAC(a.MAC); err != nil {
+					v.errorf(path+".mac", "adapter %s: %v", show(a.Name), err)
+				} else if o, dup := macs[strings.ToLower(a.MAC)]; dup {
+					v.errorf(path+".mac", "adapters %s and %s of hypervisor %s have the same mac %s: each NIC has its own; check 'ip link show' (permaddr)", show(o), show(a.Name), show(h.Name), a.MAC)
+				} else {
+					macs[strings.ToLower(a.MAC)] = a.Name
+				}
+			}
+			if a.PCIPath != "" {
+				if err := IsPCIPath(a.PCIPath); err != nil {
+					v.errorf(path+".pciPath", "adapter %s: %v", show(a.Name), err)
+				} else if o, dup := pcis[strings.ToLower(a.PCIPath)]; dup {
+					v.errorf(path+".pciPath", "adapters %s and %s of hypervisor %s have the same pciPath %s: each NIC has its own; check 'ethtool -i NIC' (bus-info)", show(o), show(a.Name), show(h.Name), a.PCIPath)
+				} else {
+					pcis[strings.ToLower(a.PCIPath)] = a.Name
+				}
 			}
 		}
 	}

@@ -113,6 +113,17 @@ var ruleCases = []rule{
 	}, model.SeverityError, "cluster.vip", "IPv6 management is not supported (see cluster.subnet)"},
 	{"IPv6 gateway", false, func(s *model.Spec) { s.Cluster.Gateway = "fd00:1::1" }, model.SeverityError, "cluster.gateway", "IPv4 default route"},
 
+	// adapter identity
+	{"adapter mac malformed", false, func(s *model.Spec) { hv(s, "hv2").Adapters[0].MAC = "52:54:00:12:34" }, model.SeverityError, "hypervisors[hv2].adapters[eno1].mac", "is not a MAC address"},
+	{"adapter mac multicast", false, func(s *model.Spec) { hv(s, "hv2").Adapters[0].MAC = "01:00:5e:00:00:01" }, model.SeverityError, "hypervisors[hv2].adapters[eno1].mac", "multicast"},
+	{"adapter mac twice", false, func(s *model.Spec) {
+		hv(s, "hv2").Adapters[0].MAC, hv(s, "hv2").Adapters[1].MAC = "52:54:00:12:34:56", "52:54:00:12:34:56"
+	}, model.SeverityError, "hypervisors[hv2].adapters[eno2].mac", "have the same mac"},
+	{"adapter pciPath malformed", false, func(s *model.Spec) { hv(s, "hv2").Adapters[0].PCIPath = "3b:00.0" }, model.SeverityError, "hypervisors[hv2].adapters[eno1].pciPath", "bus-info"},
+	{"adapter pciPath twice", false, func(s *model.Spec) {
+		hv(s, "hv2").Adapters[0].PCIPath, hv(s, "hv2").Adapters[1].PCIPath = "0000:3b:00.0", "0000:3B:00.0"
+	}, model.SeverityError, "hypervisors[hv2].adapters[eno2].pciPath", "have the same pciPath"},
+
 	// management IPs
 	{"management IP missing", false, func(s *model.Spec) { hv(s, "hv2").ManagementIP = "" }, model.SeverityError, "hypervisors[hv2].managementIP", "no management IP"},
 	{"management IP malformed", false, func(s *model.Spec) { hv(s, "hv2").ManagementIP = "192.168.1.300/24" }, model.SeverityError, "hypervisors[hv2].managementIP", "not an address in CIDR form"},
@@ -532,6 +543,7 @@ func TestValueValidators(t *testing.T) {
 		model.IsObjectName("a.b_c-d"), model.IsMiimon(1), model.IsPrimaryReselect("better"), model.IsNumGratARP(0),
 		model.IsPeerNotifyDelay(0, 100), model.IsPeerNotifyDelay(300, 100), model.IsSpeed(0),
 		model.IsBondDelay("updelayMs", 0, 100), model.IsBondDelay("updelayMs", 1000, 100), model.IsBondDelay("downdelayMs", 299999, 7), model.IsBondDelay("updelayMs", 150, 0),
+		model.IsAdapterMAC("3c:ec:ef:12:34:56"), model.IsPCIPath("0000:3b:00.1"),
 	}
 	for i, err := range ok {
 		if err != nil {
@@ -544,6 +556,7 @@ func TestValueValidators(t *testing.T) {
 		model.IsObjectName(".hidden"), model.IsObjectName(strings.Repeat("a", 64)), model.IsMiimon(0), model.IsPrimaryReselect(""),
 		model.IsNumGratARP(256), model.IsPeerNotifyDelay(1, 100), model.IsSpeed(-1),
 		model.IsBondDelay("updelayMs", 50, 100), model.IsBondDelay("updelayMs", -100, 100), model.IsBondDelay("downdelayMs", 300001, 1),
+		model.IsAdapterMAC("3c-ec-ef-12-34-56x"), model.IsAdapterMAC("3cec.ef12.3456"), model.IsPCIPath("0000:3b:00.8"),
 	}
 	for i, err := range bad {
 		if err == nil {

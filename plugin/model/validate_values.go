@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"net"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -223,6 +225,29 @@ func IsBondDelay(key string, ms, miimon int) error {
 func IsSpeed(mbps int) error {
 	if mbps < 0 {
 		return fmt.Errorf("speedMbps %d is negative: give the link speed in Mbps (10000 for 10 Gbps), or leave it out to read it from the host", mbps)
+	}
+	return nil
+}
+
+// IsAdapterMAC checks an adapter's permanent MAC: six colon-separated
+// octets, unicast.
+func IsAdapterMAC(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 || !strings.Contains(mac, ":") {
+		return fmt.Errorf("mac %q is not a MAC address: write it as ip link shows it (permaddr, or link/ether of an adapter in no bond), for example 52:54:00:12:34:56", mac)
+	}
+	if hw[0]&1 == 1 {
+		return fmt.Errorf("mac %s is a multicast address: an adapter's permanent MAC is unicast; check 'ip link show' (permaddr)", mac)
+	}
+	return nil
+}
+
+var pciPathRE = regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+
+// IsPCIPath checks an adapter's PCI address: domain:bus:slot.function.
+func IsPCIPath(p string) error {
+	if !pciPathRE.MatchString(p) {
+		return fmt.Errorf("pciPath %q is not a PCI address: write it as 'ethtool -i NIC' (bus-info) shows it, for example 0000:3b:00.0", p)
 	}
 	return nil
 }
