@@ -2,11 +2,11 @@
 
 // The lab hypervisor test: boots one lab hypervisor (Debian 12 root disk,
 // systemd, libvirt-daemon-system, QEMU) under TCG, installs the project's .deb in it and starts a
-// libvirt domain inside it (nested TCG). Not part of make test: it needs
-// root, the Debian mirror for the first image build (~1-3 min) and several
-// minutes of CPU. Run it with
+// libvirt domain inside it (nested TCG): for working on the image. make
+// test leaves it out (TestCluster's boot and install steps check the same
+// of each of its hypervisors). Run it with
 //
-//	go test -tags cluster ./test/cluster/ -v
+//	test/cluster/run.sh -run TestLabHypervisor
 package cluster
 
 import (

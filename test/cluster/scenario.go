@@ -385,7 +385,7 @@ func (s *Scenario) stepBoot(ctx context.Context) error {
 	for _, h := range s.hvs {
 		s.Report.BootReady[h.Name] = h.Ready
 	}
-	return nil
+	return each(s.hvs, func(h *Hypervisor) error { return s.checkUserland(ctx, h) })
 }
 
 // hostConfig is /etc/gallium-net/config.yaml of a lab hypervisor: the
@@ -400,9 +400,16 @@ func (s *Scenario) hostConfig(name string) string {
 }
 
 func (s *Scenario) stepInstall(ctx context.Context) error {
-	err := each(s.hvs, func(h *Hypervisor) error {
+	version, err := debVersion(s.opt.Deb)
+	if err != nil {
+		return err
+	}
+	err = each(s.hvs, func(h *Hypervisor) error {
 		t0 := time.Now()
 		if _, err := h.InstallDeb(ctx, "/share/gallium-net.deb"); err != nil {
+			return err
+		}
+		if err := checkInstalled(ctx, h, version); err != nil {
 			return err
 		}
 		if _, err := run(ctx, h, "install -m 0644 /share/cluster.yaml /etc/gallium-net/cluster.yaml && install -m 0755 /share/labtool /share/clustertool /usr/local/bin/"); err != nil {
@@ -419,16 +426,7 @@ func (s *Scenario) stepInstall(ctx context.Context) error {
 		if err := h.Put(ctx, "/etc/default/gallium-lab-etcd", []byte(s.etcdEnv(h.Name)), 0o644); err != nil {
 			return err
 		}
-		for _, d := range []string{"qemu.d", "network.d"} {
-			if _, err := run(ctx, h, "test -x /etc/libvirt/hooks/"+d+"/gallium-net"); err != nil {
-				return fmt.Errorf("the package did not install the %s hook: %w", d, err)
-			}
-		}
-		v, err := run(ctx, h, "gallium-net --version")
-		if err != nil {
-			return err
-		}
-		s.logf("  %s: dpkg -i in %s: %s", h.Name, time.Since(t0).Round(100*time.Millisecond), strings.TrimSpace(v))
+		s.logf("  %s: dpkg -i in %s: %s", h.Name, time.Since(t0).Round(100*time.Millisecond), version)
 		return nil
 	})
 	return err
