@@ -2,7 +2,6 @@ package osnet
 
 import (
 	"fmt"
-	"path"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -16,33 +15,7 @@ var netplanDirs = []string{"/etc/netplan", "/run/netplan", "/lib/netplan"}
 // bonds, bridges and vlans claims its match (name, macaddress) or its ID,
 // with addresses and dhcp4.
 func scanNetplan(root string) ([]Claim, []error) {
-	var claims []Claim
-	var errs []error
-	hidden := map[string]bool{}
-	for _, dir := range netplanDirs {
-		names, err := listDir(root, dir, ".yaml")
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
-		}
-		for _, n := range names {
-			if hidden[n] {
-				continue
-			}
-			hidden[n] = true
-			rel := path.Join(dir, n)
-			b, err := readFile(root, rel)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", rel, err))
-				continue
-			}
-			c, err := parseNetplan(rel, b)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			claims = append(claims, c...)
-		}
-	}
-	return claims, errs
+	return scanLayered(root, netplanDirs, ".yaml", parseNetplan)
 }
 
 // netplanDevice is the part of a netplan device gallium-net reads.

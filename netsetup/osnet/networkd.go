@@ -2,7 +2,6 @@ package osnet
 
 import (
 	"fmt"
-	"path"
 	"strings"
 )
 
@@ -16,37 +15,16 @@ var networkdDirs = []string{"/etc/systemd/network", "/run/systemd/network", "/us
 // DHCP=. A file without Name or MAC matches (by driver, path, ...) is a
 // claim on "*" with what it says.
 func scanNetworkd(root string) ([]Claim, []error) {
-	var claims []Claim
-	var errs []error
-	hidden := map[string]bool{}
-	for _, dir := range networkdDirs {
-		names, err := listDir(root, dir, ".network")
+	return scanLayered(root, networkdDirs, ".network", func(rel string, b []byte) ([]Claim, error) {
+		if len(strings.TrimSpace(string(b))) == 0 {
+			return nil, nil // an empty file (or /dev/null link) masks the name
+		}
+		c, err := parseNetworkFile(rel, string(b))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+			return nil, err
 		}
-		for _, n := range names {
-			if hidden[n] {
-				continue
-			}
-			hidden[n] = true
-			rel := path.Join(dir, n)
-			b, err := readFile(root, rel)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", rel, err))
-				continue
-			}
-			if len(strings.TrimSpace(string(b))) == 0 {
-				continue // an empty file (or /dev/null link) masks the name
-			}
-			c, err := parseNetworkFile(rel, string(b))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			claims = append(claims, c)
-		}
-	}
-	return claims, errs
+		return []Claim{c}, nil
+	})
 }
 
 func parseNetworkFile(file, text string) (Claim, error) {

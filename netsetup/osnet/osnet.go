@@ -183,3 +183,38 @@ func parsePrefix(s string, bits int) (netip.Prefix, error) {
 	}
 	return p, nil
 }
+
+// scanLayered parses, with parse, the files ending in suffix of dirs in
+// order of precedence: a file name in an earlier directory hides the same
+// name in the later ones (as systemd and netplan do). A file that cannot
+// be read or parsed is an error; the others are still read (parse may
+// return claims with its error).
+func scanLayered(root string, dirs []string, suffix string, parse func(rel string, data []byte) ([]Claim, error)) ([]Claim, []error) {
+	var claims []Claim
+	var errs []error
+	hidden := map[string]bool{}
+	for _, dir := range dirs {
+		names, err := listDir(root, dir, suffix)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+		}
+		for _, n := range names {
+			if hidden[n] {
+				continue
+			}
+			hidden[n] = true
+			rel := path.Join(dir, n)
+			b, err := readFile(root, rel)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", rel, err))
+				continue
+			}
+			c, err := parse(rel, b)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			claims = append(claims, c...)
+		}
+	}
+	return claims, errs
+}
