@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gallium/gallium-net/plugin/model"
@@ -44,7 +45,7 @@ func CheckOSManagers(spec *model.Spec, hv string, claims []Claim, installed map[
 		for _, c := range cs {
 			if installed[c.Manager] {
 				live = append(live, fmt.Sprintf("%s %s (%s)", c.Manager, c.Where(), c.What))
-			} else if !containsManager(hb.Inert, c.Manager) {
+			} else if !slices.Contains(hb.Inert, c.Manager) {
 				hb.Inert = append(hb.Inert, c.Manager)
 			}
 		}
@@ -80,15 +81,6 @@ func CheckOSManagers(spec *model.Spec, hv string, claims []Claim, installed map[
 		add("management IP "+p.Addr().String(), fmt.Sprintf("hypervisors[%s].managementIP", hv), Holding(claims, p.Addr()))
 	}
 	return findings, held
-}
-
-func containsManager(ms []Manager, m Manager) bool {
-	for _, x := range ms {
-		if x == m {
-			return true
-		}
-	}
-	return false
 }
 
 // PermanentMAC reads an adapter's factory MAC from sysfs under root: a bond
