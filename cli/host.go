@@ -154,7 +154,9 @@ func osHolders(c *cli.Context, hs *hostSetup) (model.Findings, []osnet.HeldBy) {
 		findings = append(findings, model.Finding{Severity: model.SeverityWarning, Path: "root " + root, Message: "cannot read the OS's network configuration: " + e.Error()})
 	}
 	mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), func(n string) net.HardwareAddr {
-		return osnet.PermanentMAC(netsetup.DefaultSysfs, n)
+		// ReadAdapter's MAC is the permanent one (a bond slave's perm_hwaddr).
+		m, _ := net.ParseMAC(netsetup.ReadAdapter(netsetup.DefaultSysfs, n).MAC)
+		return m
 	})
 	return append(findings, mf...), held
 }

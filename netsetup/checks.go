@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -55,14 +54,12 @@ func ReadAdapter(root, name string) AdapterFacts {
 		}
 	}
 	if dev, err := os.Readlink(filepath.Join(dir, "device")); err == nil {
-		if b := filepath.Base(dev); pciAddr.MatchString(b) {
+		if b := filepath.Base(dev); model.IsPCIPath(b) == nil {
 			f.PCIPath = b
 		}
 	}
 	return f
 }
-
-var pciAddr = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 
 // ListAdapters reads the facts of every link under root that has a device
 // (a NIC, not a bond, bridge or tap).

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -81,19 +79,4 @@ func CheckOSManagers(spec *model.Spec, hv string, claims []Claim, installed map[
 		add("management IP "+p.Addr().String(), fmt.Sprintf("hypervisors[%s].managementIP", hv), Holding(claims, p.Addr()))
 	}
 	return findings, held
-}
-
-// PermanentMAC reads an adapter's factory MAC from sysfs under root: a bond
-// slave's perm_hwaddr (the bond changed its address), else its address.
-func PermanentMAC(root, name string) net.HardwareAddr {
-	for _, f := range []string{filepath.Join(root, name, "bonding_slave", "perm_hwaddr"), filepath.Join(root, name, "address")} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if m, err := net.ParseMAC(strings.TrimSpace(string(b))); err == nil {
-			return m
-		}
-	}
-	return nil
 }
