@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,11 +113,11 @@ func vmMigrateCheck(c *cli.Context) error {
 // askDestination runs migrate-check --incoming on the destination through
 // via, with the domain's XML on stdin.
 func askDestination(ctx context.Context, via, ip, dest string, xml []byte) (vmnet.Incoming, error) {
-	argv := strings.Fields(strings.ReplaceAll(via, "{host}", ip))
-	if len(argv) == 0 {
+	viaArgv := strings.Fields(strings.ReplaceAll(via, "{host}", ip))
+	if len(viaArgv) == 0 {
 		return vmnet.Incoming{}, errors.New("--via is empty")
 	}
-	argv = append(argv, "gallium-net", "vm", "migrate-check", "--incoming", "-o", "json")
+	argv := append(slices.Clip(viaArgv), "gallium-net", "vm", "migrate-check", "--incoming", "-o", "json")
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -128,7 +129,7 @@ func askDestination(ctx context.Context, via, ip, dest string, xml []byte) (vmne
 		if msg == "" {
 			msg = err.Error()
 		}
-		return vmnet.Incoming{}, fmt.Errorf("%s: %s; fix: make sure 'ssh root@%s' works from this host without a password (libvirt's qemu+ssh:// migration needs it too) and that gallium-net is installed on %s", strings.Join(argv[:len(argv)-6], " "), msg, ip, dest)
+		return vmnet.Incoming{}, fmt.Errorf("%s: %s; fix: make sure 'ssh root@%s' works from this host without a password (libvirt's qemu+ssh:// migration needs it too) and that gallium-net is installed on %s", strings.Join(viaArgv, " "), msg, ip, dest)
 	}
 	var in vmnet.Incoming
 	if err := json.Unmarshal(out.Bytes(), &in); err != nil {
