@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -137,45 +136,12 @@ func TestLabHypervisor(t *testing.T) {
 	}
 
 	t.Run("userland", func(t *testing.T) {
-		if got := strings.TrimSpace(run(t, "uname -r")); got != img.Release {
-			t.Errorf("kernel %q, want %q", got, img.Release)
-		}
-		if out := run(t, "cat /etc/debian_version"); !strings.HasPrefix(out, "12.") {
-			t.Errorf("/etc/debian_version = %q, want Debian 12", out)
-		}
-		if out := run(t, "hostname"); strings.TrimSpace(out) != "hv1" {
-			t.Errorf("hostname %q, want hv1", out)
-		}
-		if out := run(t, "stat -f -c %T /sys/fs/cgroup"); strings.TrimSpace(out) != "cgroup2fs" {
-			t.Errorf("/sys/fs/cgroup is %q, want cgroup2fs", out)
-		}
-		// Loaded on demand (the kernel asks modprobe when gallium-net or
-		// libvirt creates a bond, VLAN, bridge or tap), as on any host.
-		for _, m := range []string{"bonding", "8021q", "bridge", "tun"} {
-			if _, code, err := hv.Run(ctx, "modprobe -n "+m); err != nil || code != 0 {
-				t.Errorf("module %s not available to modprobe (%v)", m, err)
-			}
+		// The same checks TestCluster's boot step makes of each hypervisor.
+		if err := checkUserland(ctx, hv, img.Release, "12."); err != nil {
+			t.Error(err)
 		}
 		if out := run(t, "ip -br link"); !strings.Contains(out, "eno1") || !strings.Contains(out, "eno4") {
 			t.Errorf("NICs eno1..eno4 missing:\n%s", out)
-		}
-		for _, bin := range []string{"keepalived", "qemu-system-x86_64", "virsh", "libvirtd", "modprobe"} {
-			if _, code, _ := hv.Run(ctx, "command -v "+bin); code != 0 {
-				t.Errorf("%s is not installed in the image", bin)
-			}
-		}
-		// systemd is init and started libvirtd from its socket, confined.
-		if out := run(t, "cat /proc/1/comm"); strings.TrimSpace(out) != "systemd" {
-			t.Errorf("PID 1 is %q, want systemd", out)
-		}
-		if out := run(t, "pgrep -x libvirtd"); len(strings.Fields(out)) != 1 {
-			t.Errorf("want one libvirtd, pgrep says %q", out)
-		}
-		if out := run(t, "systemctl is-active libvirtd.service libvirtd.socket virtlogd.socket apparmor.service"); strings.Count(out, "active") != 4 || strings.Contains(out, "inactive") {
-			t.Errorf("systemctl is-active libvirtd.service libvirtd.socket virtlogd.socket apparmor.service:\n%s", out)
-		}
-		if out := run(t, "cat /proc/$(pidof libvirtd)/attr/current"); strings.TrimSpace(out) != "libvirtd (enforce)" {
-			t.Errorf("libvirtd runs as %q, want 'libvirtd (enforce)'", out)
 		}
 	})
 
@@ -192,25 +158,10 @@ func TestLabHypervisor(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("dpkg -i: %s", strings.TrimSpace(out))
-		if got := strings.TrimSpace(run(t, "gallium-net --version")); got != wantVersion {
-			t.Errorf("gallium-net --version in the guest = %q, want %q (the same binary on the host)", got, wantVersion)
-		} else {
-			t.Logf("gallium-net --version: %s", got)
-		}
-		for _, d := range []string{"qemu.d", "network.d"} {
-			link := "/etc/libvirt/hooks/" + d + "/gallium-net"
-			got := strings.TrimSpace(run(t, "readlink "+link))
-			if got != "/usr/sbin/gallium-net-hook" {
-				t.Errorf("%s -> %q, want /usr/sbin/gallium-net-hook", link, got)
-			}
-			if _, code, _ := hv.Run(ctx, "test -x "+link); code != 0 {
-				t.Errorf("%s does not lead to an executable", link)
-			}
-		}
-		// postinst sent libvirtd SIGHUP to pick up the hooks: it must
-		// still answer.
-		if _, err := hv.Virsh(ctx, "version"); err != nil {
-			t.Errorf("libvirtd after the package's reload: %v", err)
+		// The same checks TestCluster's install step makes: the binary
+		// of the .deb, both hook links, libvirtd after the reload.
+		if err := checkInstalled(ctx, hv, wantVersion); err != nil {
+			t.Error(err)
 		}
 	})
 
@@ -302,15 +253,11 @@ echo "$1 $2 $3" >>/run/hook-trace.log
 // run on the host: the guest must print the same.
 func hostVersion(t *testing.T, deb string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", deb, dir).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x %s: %v: %s", deb, err, out)
-	}
-	out, err := exec.Command(filepath.Join(dir, "usr", "bin", "gallium-net"), "--version").CombinedOutput()
+	v, err := debVersion(deb)
 	if err != nil {
-		t.Fatalf("%s: gallium-net --version: %v: %s", deb, err, out)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return v
 }
 
 // TestThreeHypervisors boots issue 7's three lab hypervisors at once, each

@@ -385,7 +385,13 @@ func (s *Scenario) stepBoot(ctx context.Context) error {
 	for _, h := range s.hvs {
 		s.Report.BootReady[h.Name] = h.Ready
 	}
-	return each(s.hvs, func(h *Hypervisor) error { return s.checkUserland(ctx, h) })
+	return each(s.hvs, func(h *Hypervisor) error {
+		debian := "12."
+		if s.suite(h.Name) == Trixie {
+			debian = "13."
+		}
+		return checkUserland(ctx, h, s.imgs[s.suite(h.Name)].Release, debian)
+	})
 }
 
 // hostConfig is /etc/gallium-net/config.yaml of a lab hypervisor: the

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,8 +26,9 @@ echo "confined=$(cat /proc/$(pidof libvirtd)/attr/current)"`
 // goes in: the lab's kernel, its Debian release, its name, cgroup v2, the
 // kernel modules gallium-net and libvirt load on demand, the binaries,
 // systemd as PID 1 with one libvirtd from its socket, confined by
-// AppArmor.
-func (s *Scenario) checkUserland(ctx context.Context, h *Hypervisor) error {
+// AppArmor. release is the kernel the lab boots, debian the release's
+// prefix ("12.", "13.").
+func checkUserland(ctx context.Context, h *Hypervisor, release, debian string) error {
 	out, err := run(ctx, h, userlandScript)
 	if err != nil {
 		return err
@@ -37,12 +39,8 @@ func (s *Scenario) checkUserland(ctx context.Context, h *Hypervisor) error {
 			got[k] = strings.TrimSpace(v)
 		}
 	}
-	debian := "12."
-	if s.suite(h.Name) == Trixie {
-		debian = "13."
-	}
 	want := map[string]func(string) bool{
-		"kernel":    func(v string) bool { return v == s.imgs[s.suite(h.Name)].Release },
+		"kernel":    func(v string) bool { return v == release },
 		"debian":    func(v string) bool { return strings.HasPrefix(v, debian) },
 		"hostname":  func(v string) bool { return v == h.Name },
 		"cgroup":    func(v string) bool { return v == "cgroup2fs" },
@@ -72,12 +70,11 @@ func (s *Scenario) checkUserland(ctx context.Context, h *Hypervisor) error {
 // debVersion is what the package's gallium-net prints for --version run
 // on this host: every hypervisor must print the same.
 func debVersion(deb string) (string, error) {
-	dir, err := exec.Command("mktemp", "-d").Output()
+	d, err := os.MkdirTemp("", "gallium-deb-")
 	if err != nil {
 		return "", err
 	}
-	d := strings.TrimSpace(string(dir))
-	defer exec.Command("rm", "-rf", d).Run()
+	defer os.RemoveAll(d)
 	if out, err := exec.Command("dpkg-deb", "-x", deb, d).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", deb, err, out)
 	}
