@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,20 +92,15 @@ type wireLog struct {
 }
 
 func (w *wireLog) add(at time.Time, f []byte) {
-	if len(f) < 14 {
+	src, vid, _, _, ok := frameHead(f)
+	if !ok {
 		return
 	}
-	src := net.HardwareAddr(f[6:12]).String()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.macs[src]; !ok {
-		return
+	if _, ok := w.macs[src]; ok {
+		w.frames = append(w.frames, wireFrame{at, src, vid})
 	}
-	vid := 0
-	if binary.BigEndian.Uint16(f[12:14]) == 0x8100 && len(f) >= 18 {
-		vid = int(binary.BigEndian.Uint16(f[14:16]) & 0xfff)
-	}
-	w.frames = append(w.frames, wireFrame{at, src, vid})
 }
 
 // between returns the frames seen in [from, to].

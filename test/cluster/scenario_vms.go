@@ -341,17 +341,25 @@ type tagged struct {
 	arps map[string]map[int]int // target IP -> VLAN -> ARP requests
 }
 
-func (t *tagged) add(f []byte) {
+// frameHead is an Ethernet frame's source MAC, 802.1Q VLAN (0: untagged),
+// EtherType and payload offset; ok is false for a runt.
+func frameHead(f []byte) (src string, vid int, et uint16, off int, ok bool) {
 	if len(f) < 14 {
-		return
+		return "", 0, 0, 0, false
 	}
-	src := net.HardwareAddr(f[6:12]).String()
-	et := binary.BigEndian.Uint16(f[12:14])
-	vid, off := 0, 14
+	src = net.HardwareAddr(f[6:12]).String()
+	et, off = binary.BigEndian.Uint16(f[12:14]), 14
 	if et == 0x8100 && len(f) >= 18 {
 		vid = int(binary.BigEndian.Uint16(f[14:16]) & 0xfff)
-		et = binary.BigEndian.Uint16(f[16:18])
-		off = 18
+		et, off = binary.BigEndian.Uint16(f[16:18]), 18
+	}
+	return src, vid, et, off, true
+}
+
+func (t *tagged) add(f []byte) {
+	src, vid, et, off, ok := frameHead(f)
+	if !ok {
+		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
