@@ -324,8 +324,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // writes nothing. Each NIC is a compare-and-swap on its own revision: a
 // concurrent change of the same record is re-read and retried.
 func (s *Store) MoveDomain(ctx context.Context, uuid, hv string) ([]NIC, error) {
-	if err := checkNICName(uuid, "-"); err != nil {
-		return nil, err
+	if uuid == "" || strings.Contains(uuid, "/") {
+		return nil, fmt.Errorf("move the NICs of domain %q: a domain UUID without '/' is needed", uuid)
 	}
 	if hv == "" {
 		return nil, fmt.Errorf("move the NICs of domain %s: no hypervisor name", uuid)
