@@ -76,7 +76,53 @@ func CheckOSManagers(spec *model.Spec, hv string, claims []Claim, installed map[
 		}
 	}
 	if p, err := netip.ParsePrefix(h.ManagementIP); err == nil {
-		add("management IP "+p.Addr().String(), fmt.Sprintf("hypervisors[%s].managementIP", hv), Holding(claims, p.Addr()))
+		ifaces := Interfaces(spec, hv)
+		var cs []Claim
+		for _, c := range Holding(claims, p.Addr()) {
+			if stillHolds(claims, c, ifaces, mac) {
+				cs = append(cs, c)
+			}
+		}
+		add("management IP "+p.Addr().String(), fmt.Sprintf("hypervisors[%s].managementIP", hv), cs)
 	}
 	return findings, held
+}
+
+// Interfaces are the names gallium-net takes over on hypervisor hv: its
+// adapters, and the bond and bridge of each of its adapter groups.
+func Interfaces(spec *model.Spec, hv string) []string {
+	h := spec.Hypervisor(hv)
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range h.Adapters {
+		out = append(out, a.Name)
+	}
+	for _, g := range spec.AdapterGroups {
+		if len(g.Adapters[hv]) > 0 {
+			out = append(out, model.BondName(g.Name), model.BridgeName(g.Name))
+		}
+	}
+	return out
+}
+
+// stillHolds reports whether claim c (which addresses something) still
+// applies: on one of ifaces unless its manager was told to let go of that
+// interface, and always when it is about another interface.
+func stillHolds(claims []Claim, c Claim, ifaces []string, mac func(string) net.HardwareAddr) bool {
+	matched := false
+	for _, n := range ifaces {
+		m := mac(n)
+		if !c.Matches(n, m) {
+			continue
+		}
+		matched = true
+		for _, o := range Of(claims, n, m) {
+			if o.File == c.File && o.Line == c.Line {
+				return true
+			}
+		}
+	}
+	return !matched
 }

@@ -50,6 +50,8 @@ func parseNetworkFile(file, text string) (Claim, error) {
 				return c, fmt.Errorf("%s:%d: Address=: %w", file, e.line, err)
 			}
 			c.Addresses = append(c.Addresses, p)
+		case e.section == "Link" && e.key == "Unmanaged":
+			c.Unmanaged = parseBool(e.value)
 		case e.section == "Network" && e.key == "DHCP":
 			c.DHCP = e.value == "yes" || e.value == "ipv4" || e.value == "true"
 		}
@@ -68,6 +70,9 @@ func parseNetworkFile(file, text string) (Claim, error) {
 		what = append(what, "MACAddress="+c.MAC)
 	}
 	c.What = "[Match] " + strings.Join(append(what, other...), " ")
+	if c.Unmanaged {
+		c.What += " Unmanaged=yes"
+	}
 	return c, nil
 }
 
@@ -76,4 +81,13 @@ func firstLine(cur, l int) int {
 		return l
 	}
 	return cur
+}
+
+// parseBool reads a systemd boolean.
+func parseBool(v string) bool {
+	switch strings.ToLower(v) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true
+	}
+	return false
 }

@@ -2,7 +2,10 @@ package osnet
 
 import (
 	"fmt"
+	"net"
 	"path"
+	"slices"
+	"sort"
 	"strings"
 )
 
@@ -39,7 +42,8 @@ func scanNetworkManager(root string) ([]Claim, []error) {
 			}
 		}
 	}
-	return claims, errs
+	u, e := scanNMUnmanaged(root)
+	return append(claims, u...), append(errs, e...)
 }
 
 // parseNMKeyfile reads one profile; nil for a profile that is not for an
@@ -97,4 +101,94 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// nmConfDirs hold NetworkManager's configuration drop-ins; a name in an
+// earlier one hides the same name in the later ones, and all are read in
+// the order of their file names after NetworkManager.conf.
+var nmConfDirs = []string{"/etc/NetworkManager/conf.d", "/run/NetworkManager/conf.d", "/usr/lib/NetworkManager/conf.d"}
+
+// nmSpec is one device spec of unmanaged-devices and where it was set.
+type nmSpec struct {
+	spec, file string
+	line       int
+}
+
+// scanNMUnmanaged reads [keyfile] unmanaged-devices from NetworkManager.conf
+// and its conf.d drop-ins ("=" sets the list, "+=" adds to it, "-="
+// removes from it, as NetworkManager merges them) and returns an Unmanaged
+// claim per interface-name: or mac: spec of the result.
+func scanNMUnmanaged(root string) ([]Claim, []error) {
+	var errs []error
+	files := []string{"/etc/NetworkManager/NetworkManager.conf"}
+	hidden := map[string]string{}
+	for _, dir := range nmConfDirs {
+		names, err := listDir(root, dir, ".conf")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+		}
+		for _, n := range names {
+			if _, ok := hidden[n]; !ok {
+				hidden[n] = path.Join(dir, n)
+			}
+		}
+	}
+	var dropins []string
+	for n := range hidden {
+		dropins = append(dropins, n)
+	}
+	sort.Strings(dropins)
+	for _, n := range dropins {
+		files = append(files, hidden[n])
+	}
+	var specs []nmSpec
+	for _, rel := range files {
+		b, err := readFile(root, rel)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", rel, err))
+			continue
+		}
+		for _, e := range parseINI(string(b)) {
+			if e.section != "keyfile" || !strings.HasPrefix(e.key, "unmanaged-devices") {
+				continue
+			}
+			op := strings.TrimSpace(strings.TrimPrefix(e.key, "unmanaged-devices"))
+			var vals []nmSpec
+			for _, v := range strings.FieldsFunc(e.value, func(r rune) bool { return r == ';' || r == ',' }) {
+				if v = strings.TrimSpace(v); v != "" {
+					vals = append(vals, nmSpec{v, rel, e.line})
+				}
+			}
+			switch op {
+			case "":
+				specs = vals
+			case "+":
+				specs = append(specs, vals...)
+			case "-":
+				specs = slices.DeleteFunc(specs, func(s nmSpec) bool {
+					return slices.ContainsFunc(vals, func(v nmSpec) bool { return v.spec == s.spec })
+				})
+			}
+		}
+	}
+	var claims []Claim
+	for _, s := range specs {
+		c := Claim{Manager: NetworkManager, File: s.file, Line: s.line, Unmanaged: true, What: "unmanaged-devices " + s.spec}
+		kind, v, ok := strings.Cut(s.spec, ":")
+		switch {
+		case ok && kind == "interface-name":
+			c.Names = []string{strings.TrimLeft(v, "=~")}
+		case ok && kind == "mac":
+			c.MAC = strings.ToLower(v)
+		case !ok:
+			if _, err := net.ParseMAC(s.spec); err != nil {
+				continue
+			}
+			c.MAC = strings.ToLower(s.spec)
+		default:
+			continue // driver:, type:, except:, ...: not about a name or a MAC
+		}
+		claims = append(claims, c)
+	}
+	return claims, errs
 }

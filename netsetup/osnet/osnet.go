@@ -49,6 +49,11 @@ type Claim struct {
 	// What says it in the manager's words: "iface eno1 inet static",
 	// "connection \"Wired connection 1\"", ...
 	What string `json:"what" yaml:"what"`
+	// Unmanaged: the claim makes its manager let go of what it matches
+	// (networkd's Unmanaged=yes, NetworkManager's unmanaged-devices), as
+	// `gallium-net host takeover` writes; it holds nothing itself and
+	// shadows that manager's other claims on the same interface.
+	Unmanaged bool `json:"unmanaged,omitempty" yaml:"unmanaged,omitempty"`
 }
 
 // Where is "FILE:LINE".
@@ -107,11 +112,39 @@ func Scan(root string) (claims []Claim, errs []error) {
 }
 
 // Of returns the claims that apply to interface name with hardware address
-// mac.
+// mac: those of a manager told to leave it alone (Unmanaged) do not.
+// systemd-networkd uses the first .network file by file name that matches,
+// so there an Unmanaged file shadows only the files after it;
+// NetworkManager's unmanaged-devices shadows every profile; netplan's
+// claims are shadowed by either (it renders for one of them).
 func Of(claims []Claim, name string, mac net.HardwareAddr) []Claim {
-	var out []Claim
+	var matching []Claim
+	released := map[Manager]bool{}
+	winner := -1 // the networkd file networkd would use
 	for _, c := range claims {
-		if c.Matches(name, mac) {
+		if !c.Matches(name, mac) {
+			continue
+		}
+		if c.Manager == Networkd {
+			if winner < 0 || path.Base(c.File) < path.Base(matching[winner].File) {
+				winner = len(matching)
+			}
+		} else if c.Unmanaged {
+			released[c.Manager] = true
+		}
+		matching = append(matching, c)
+	}
+	// netplan renders for one of the two: what it renders loses to either
+	// one's Unmanaged claim.
+	if winner >= 0 && matching[winner].Unmanaged || released[NetworkManager] {
+		released[Netplan] = true
+	}
+	var out []Claim
+	for i, c := range matching {
+		switch {
+		case c.Unmanaged || released[c.Manager]:
+		case c.Manager == Networkd && i != winner:
+		default:
 			out = append(out, c)
 		}
 	}

@@ -230,7 +230,9 @@ func TestOfAndHolding(t *testing.T) {
 		name string
 		mac  net.HardwareAddr
 		want int
-	}{{"eno1", nil, 2}, {"eno2", nil, 0}, {"eno3", mac3, 2}, {"eno4", mac4, 1}, {"renamed0", mac3, 1}} {
+		// eno3: networkd uses the first matching file by name only
+		// (20-vm, not 30-glob).
+	}{{"eno1", nil, 2}, {"eno2", nil, 0}, {"eno3", mac3, 1}, {"eno4", mac4, 1}, {"renamed0", mac3, 1}} {
 		if got := Of(cs, c.name, c.mac); len(got) != c.want {
 			t.Errorf("Of(%s, %v) = %v; want %d claims", c.name, c.mac, brief(got), c.want)
 		}
