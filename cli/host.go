@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +32,7 @@ IP untagged on the infrastructure bridge.
 		Subcommands: []*cli.Command{
 			hostPlanCommand(),
 			hostApplyCommand(),
+			hostTakeoverCommand(),
 			hostConfirmCommand(),
 			hostRollbackCommand(),
 			hostStatusCommand(),
@@ -153,10 +153,6 @@ func osHolders(c *cli.Context, hs *hostSetup) (model.Findings, []osnet.HeldBy) {
 	for _, e := range errs {
 		findings = append(findings, model.Finding{Severity: model.SeverityWarning, Path: "root " + root, Message: "cannot read the OS's network configuration: " + e.Error()})
 	}
-	mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), func(n string) net.HardwareAddr {
-		// ReadAdapter's MAC is the permanent one (a bond slave's perm_hwaddr).
-		m, _ := net.ParseMAC(netsetup.ReadAdapter(netsetup.DefaultSysfs, n).MAC)
-		return m
-	})
+	mf, held := osnet.CheckOSManagers(hs.spec, hs.hv, claims, osnet.Installed(root), permanentMAC)
 	return append(findings, mf...), held
 }

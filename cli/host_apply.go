@@ -14,6 +14,7 @@ import (
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/netsetup/confirm"
+	"github.com/gallium/gallium-net/netsetup/osnet"
 )
 
 func hostApplyCommand() *cli.Command {
@@ -48,7 +49,15 @@ func hostApply(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return applyHost(c, hs, nil)
+}
+
+// applyHost is host apply, and the second half of host takeover (release:
+// the OS network manager files it writes before the plan runs, under
+// --root, guarded by the same commit-confirm).
+func applyHost(c *cli.Context, hs *hostSetup, release *osnet.Release) error {
 	w := c.App.Writer
+	takeover := release != nil && !release.Empty()
 	findings, _ := netsetup.CheckAdaptersIn(hs.spec, hs.hv, netsetup.SysfsReader(netsetup.DefaultSysfs), netsetup.ListAdapters(netsetup.DefaultSysfs))
 	for _, f := range findings.Sorted() {
 		fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", f.Severity, f.Path, f.Message)
@@ -67,7 +76,7 @@ func hostApply(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.Empty() && p.Refused == "" {
+	if p.Empty() && p.Refused == "" && !takeover {
 		fmt.Fprintf(w, "hypervisor %s is converged: nothing to do\n", hs.hv)
 		return nil
 	}
@@ -82,7 +91,11 @@ func hostApply(c *cli.Context) error {
 		return netsetup.ErrDisruptive
 	}
 	if !c.Bool("yes") {
-		ok, err := askYes(c, fmt.Sprintf("apply these %d steps to %s?", len(p.Steps), hs.hv))
+		q := fmt.Sprintf("apply these %d steps to %s?", len(p.Steps), hs.hv)
+		if takeover {
+			q = fmt.Sprintf("write these %d files and apply these %d steps to %s?", len(release.Edits), len(p.Steps), hs.hv)
+		}
+		ok, err := askYes(c, q)
 		if err != nil {
 			return err
 		}
@@ -108,11 +121,20 @@ func hostApply(c *cli.Context) error {
 				fmt.Fprintln(c.App.ErrWriter, "warning: the plan changes the management link and --confirm-timeout 0 disables the automatic rollback")
 				return
 			}
-			fmt.Fprintf(w, "# the plan changes the management link: automatic rollback %s armed for %s\n", n.ID, n.Timeout)
+			what := "the plan changes"
+			if takeover {
+				what = "the takeover moves"
+			}
+			fmt.Fprintf(w, "# %s the management link: automatic rollback %s armed for %s\n", what, n.ID, n.Timeout)
 		},
+		Takeover: release,
+		Root:     c.String("root"),
 	})
 	if err != nil {
 		return err
+	}
+	if takeover {
+		fmt.Fprintf(w, "the OS's network managers let go of %s (%d files written)\n", strings.Join(osnet.Interfaces(hs.spec, hs.hv), ", "), len(release.Edits))
 	}
 	fmt.Fprintf(w, "hypervisor %s converged (%d steps, verified)\n", hs.hv, len(p.Steps))
 	if id != "" {
@@ -229,8 +251,21 @@ Example:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "# restore the state saved at %s (%s): %d step(s)\n%s", p.Created.Format(time.RFC3339), id, len(plan.Steps), plan)
-			if plan.Empty() {
+			fmt.Fprintf(c.App.Writer, "# restore the state saved at %s (%s): %d step(s)\n", p.Created.Format(time.RFC3339), id, len(plan.Steps))
+			if p.Takeover != nil {
+				for _, e := range p.Takeover.Edits {
+					verb := "write back"
+					if !e.Existed {
+						verb = "remove"
+					}
+					fmt.Fprintf(c.App.Writer, "# %s %s (%s)\n", verb, e.Path, e.Manager)
+				}
+				for _, argv := range p.Takeover.Reload {
+					fmt.Fprintf(c.App.Writer, "# then: %s\n", strings.Join(argv, " "))
+				}
+			}
+			fmt.Fprint(c.App.Writer, plan)
+			if plan.Empty() && p.Takeover == nil {
 				return nil
 			}
 			if !c.Bool("yes") {

@@ -200,7 +200,7 @@ func TestComplete(t *testing.T) {
 		"xml interface -f SPEC --profile l": {"legacy"},
 		"nic add vm1 -f SPEC --network ":    {"prod", "dev", "flat"},
 		"completion ":                       {"bash", "zsh"},
-		"host ":                             {"plan", "apply", "confirm", "rollback", "status", "check", "verify-topology", "watch"},
+		"host ":                             {"plan", "apply", "takeover", "confirm", "rollback", "status", "check", "verify-topology", "watch"},
 		"validate -f ":                      nil, // a file: the shell's own completion
 		"xml network -f /nonexistent/spec ": nil,
 	}

@@ -390,9 +390,10 @@ install_deb() {
     [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || die "$unit is not enabled (no multi-user.target.wants link)"
     if command -v systemd-analyze >/dev/null; then
       # Works without systemd as PID 1. Units it cannot find (libvirt's modular
-      # daemons are not installed here) are fine: Before= only orders.
+      # daemons, the OS's network managers not installed here) are fine:
+      # Before= only orders.
       systemd-analyze verify "/lib/systemd/system/$unit" >"$work/verify.out" 2>&1 || true
-      if grep -vE "(virtqemud|virtnetworkd|libvirtd|keepalived)\.service.*(not found|No such file)" "$work/verify.out" | grep -q .; then
+      if grep -vE "(virtqemud|virtnetworkd|libvirtd|keepalived|networking|NetworkManager|systemd-networkd)\.service.*(not found|No such file)" "$work/verify.out" | grep -q .; then
         die "systemd-analyze verify $unit: $(cat "$work/verify.out")"
       fi
     fi

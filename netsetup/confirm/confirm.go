@@ -18,10 +18,14 @@
 package confirm
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/osnet"
+	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
 // keepSaved is how many saved pre-apply states a successful apply keeps
@@ -50,6 +54,13 @@ type Request struct {
 	// Notify, when set, hears what the policy decided, before the plan
 	// runs.
 	Notify func(Notice)
+	// Takeover, when not empty (`gallium-net host takeover`), is written
+	// under Root after the pre-apply state is saved and before the plan
+	// runs, with its reloads; it always arms the automatic rollback (the
+	// reloads touch the management link too), and when the plan fails its
+	// files are put back and the managers reloaded.
+	Takeover *osnet.Release
+	Root     string
 }
 
 // Notice is what Apply decided about an automatic rollback.
@@ -76,7 +87,8 @@ func Apply(k netsetup.Kernel, req Request) (string, error) {
 	// The VIP may move to or away from this host before a rollback.
 	snap.KeepAddrs = req.Desired.KeepAddrsByLink()
 	id := ""
-	if req.Plan.ChangesManagement(req.Desired, req.Observed) {
+	takeover := req.Takeover != nil && !req.Takeover.Empty()
+	if req.Plan.ChangesManagement(req.Desired, req.Observed) || takeover {
 		if req.Timeout <= 0 {
 			req.notify(Notice{Unguarded: true})
 		} else {
@@ -90,15 +102,28 @@ func Apply(k netsetup.Kernel, req Request) (string, error) {
 	if id == "" {
 		// Kept for a manual 'gallium-net host rollback'.
 		now := time.Now()
-		if err := req.Store.Save(&Pending{ID: NewPendingID(now), Hypervisor: req.Hypervisor, Created: now, Snapshot: snap}); err != nil {
+		if err := req.Store.Save(req.pending(NewPendingID(now), now, time.Time{}, snap)); err != nil {
 			return "", fmt.Errorf("save the pre-apply state (nothing was changed): %w", err)
 		}
 	}
-	if err := netsetup.Apply(k, req.Plan, req.Options); err != nil {
-		if id != "" {
-			// The undo already put the host back: the timer has nothing to do.
-			req.Store.Confirm(id)
+	if takeover {
+		if err := osnet.WriteEdits(req.root(), req.Takeover.Edits, atomicfile.Write); err != nil {
+			req.disarm(id)
+			return "", fmt.Errorf("release the OS network manager's files (each one written was put back): %w", err)
 		}
+		for _, argv := range req.Takeover.Reload {
+			if err := RunCommand(argv); err != nil {
+				err = fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+				return "", errors.Join(err, req.unrelease(id))
+			}
+		}
+	}
+	if err := netsetup.Apply(k, req.Plan, req.Options); err != nil {
+		if takeover {
+			return "", errors.Join(err, req.unrelease(id))
+		}
+		// The undo already put the host back: the timer has nothing to do.
+		req.disarm(id)
 		return "", err
 	}
 	if err := netsetup.Verify(k, req.Desired); err != nil {
@@ -123,7 +148,7 @@ func (req Request) arm(snap *netsetup.Snapshot) (string, error) {
 	store := req.Store
 	now := time.Now()
 	id := NewPendingID(now)
-	if err := store.Save(&Pending{ID: id, Hypervisor: req.Hypervisor, Created: now, Deadline: now.Add(req.Timeout), Snapshot: snap}); err != nil {
+	if err := store.Save(req.pending(id, now, now.Add(req.Timeout), snap)); err != nil {
 		return "", err
 	}
 	// With systemd a transient timer unit waits (it survives logind killing
@@ -143,4 +168,41 @@ func (req Request) arm(snap *netsetup.Snapshot) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+func (req Request) pending(id string, now, deadline time.Time, snap *netsetup.Snapshot) *Pending {
+	p := &Pending{ID: id, Hypervisor: req.Hypervisor, Created: now, Deadline: deadline, Snapshot: snap}
+	if req.Takeover != nil && !req.Takeover.Empty() {
+		p.Takeover, p.Root = req.Takeover, req.root()
+	}
+	return p
+}
+
+func (req Request) root() string {
+	if req.Root == "" {
+		return "/"
+	}
+	return req.Root
+}
+
+// disarm cancels the armed rollback id ("" for none): the host is back as
+// it was, so the timer has nothing to do.
+func (req Request) disarm(id string) {
+	if id != "" {
+		req.Store.Confirm(id)
+	}
+}
+
+// unrelease puts the takeover's files back and reloads the managers after
+// the plan (already undone by netsetup.Apply) or a reload failed.
+func (req Request) unrelease(id string) error {
+	defer req.disarm(id)
+	err := osnet.RestoreFiles(req.root(), req.Takeover.Edits, atomicfile.Write)
+	for _, argv := range req.Takeover.Reload {
+		err = errors.Join(err, RunCommand(argv))
+	}
+	if err != nil {
+		return fmt.Errorf("put the OS network manager's files back: %w", err)
+	}
+	return nil
 }

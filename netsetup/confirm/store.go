@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gallium/gallium-net/netsetup"
+	"github.com/gallium/gallium-net/netsetup/osnet"
 	"github.com/gallium/gallium-net/plugin/atomicfile"
 )
 
@@ -38,6 +39,12 @@ type Pending struct {
 	// Snapshot is the part of the host that the apply may change
 	// (Snapshot.Subset): what a rollback restores.
 	Snapshot *netsetup.Snapshot `json:"snapshot"`
+	// Takeover, after `gallium-net host takeover`, holds the OS network
+	// manager files it edited with their old bytes (under Root): a
+	// rollback writes them back before it restores Snapshot and then runs
+	// Takeover.Reload, so the manager takes its interfaces back.
+	Takeover *osnet.Release `json:"takeover,omitempty"`
+	Root     string         `json:"root,omitempty"`
 }
 
 // Store keeps commit-confirm state under Dir/confirm: ID.json is the
@@ -290,11 +297,11 @@ func (s Store) RollbackIfUnconfirmed(k netsetup.Kernel, id string, after time.Du
 		return err
 	}
 	log(fmt.Sprintf("apply %s was not confirmed in time: restoring the pre-apply state", id))
-	_, err = netsetup.Restore(k, p.Snapshot, func(i, n int, st netsetup.Step, done bool, err error) {
+	_, err = p.restore(k, func(i, n int, st netsetup.Step, done bool, err error) {
 		if done {
 			log(fmt.Sprintf("[%d/%d] %s: %s", i+1, n, st.Cmd, errText(err)))
 		}
-	})
+	}, log)
 	if ferr := s.Finish(id, err); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -309,7 +316,7 @@ func (s Store) RollbackNow(k netsetup.Kernel, id string, progress func(i, n int,
 		return nil, err
 	}
 	taken := s.Take(id) == nil
-	plan, err := netsetup.Restore(k, p.Snapshot, progress)
+	plan, err := p.restore(k, progress, func(msg string) { slog.Info(msg, "id", id) })
 	if taken {
 		s.Finish(id, err)
 	}
@@ -321,4 +328,48 @@ func errText(err error) string {
 		return "ok"
 	}
 	return err.Error()
+}
+
+// restore puts back what the apply (or takeover) of p changed: the OS
+// network manager files first, so that the managers find their own
+// configuration when they are told to read it again, then the links and
+// addresses, then the managers' reloads. A failed reload is logged, not
+// an error: the files and addresses are back, and the manager reads its
+// files at its next start.
+func (p *Pending) restore(k netsetup.Kernel, progress func(i, n int, st netsetup.Step, done bool, err error), log func(string)) (*netsetup.Plan, error) {
+	var ferr error
+	if p.Takeover != nil {
+		ferr = osnet.RestoreFiles(p.rootDir(), p.Takeover.Edits, atomicfile.Write)
+		for _, e := range p.Takeover.Edits {
+			log(fmt.Sprintf("restored %s (%s)", e.Path, e.Manager))
+		}
+	}
+	plan, err := netsetup.Restore(k, p.Snapshot, progress)
+	if p.Takeover != nil {
+		for _, argv := range p.Takeover.Reload {
+			if rerr := RunCommand(argv); rerr != nil {
+				log(fmt.Sprintf("%s: %v (the manager reads its restored files when it next starts)", strings.Join(argv, " "), rerr))
+			} else {
+				log(strings.Join(argv, " ") + ": ok")
+			}
+		}
+	}
+	return plan, errors.Join(ferr, err)
+}
+
+func (p *Pending) rootDir() string {
+	if p.Root == "" {
+		return "/"
+	}
+	return p.Root
+}
+
+// RunCommand runs argv and returns its error with its output; a variable
+// so that tests record the reloads instead of running them.
+var RunCommand = func(argv []string) error {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
