@@ -48,10 +48,15 @@ esac
 # keepalived (its own unit), OpenSSH (how operators reach a hypervisor and
 # how libvirt migrates between them: qemu+ssh://; netcat-openbsd is libvirt's
 # fallback proxy on the remote side). kmod for modprobe and procps (pgrep,
-# ps) for the tests, ping and arping (who answers for the VIP). The same
-# names exist in both suites. This list is part of the image's cache key.
+# ps) for the tests, ping and arping (who answers for the VIP). The network
+# managers an installer leaves holding the management IP (issue 15):
+# ifupdown (debian-installer's default) and network-manager (systemd-networkd
+# is part of systemd); no Recommends, so no wpasupplicant, modemmanager, ppp
+# or dnsmasq-base. The same names exist in both suites. This list is part of
+# the image's cache key.
 packages=(systemd-sysv udev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients qemu-system-x86
-  keepalived iproute2 kmod procps iputils-ping iputils-arping apparmor openssh-server openssh-client netcat-openbsd)
+  keepalived iproute2 kmod procps iputils-ping iputils-arping apparmor openssh-server openssh-client netcat-openbsd
+  ifupdown network-manager)
 # Kernel module folders a hypervisor never needs (about half of the size).
 dropmods=(drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/net/wireless
   drivers/bluetooth net/bluetooth net/wireless net/mac80211 sound drivers/iio drivers/hid drivers/input
@@ -205,6 +210,34 @@ EOF
   #    do not run again at every boot of the pristine snapshot.
   in_root ldconfig
   touch "$root/etc/.updated" "$root/var/.updated"
+  # 6. Every network manager installed, none holding an adapter: each lab
+  #    hypervisor's scenario configures and starts the one its installer
+  #    would have left (hv1 ifupdown, hv2 NetworkManager, hv3
+  #    systemd-networkd; test/cluster/scenario_takeover.go). ifupdown's
+  #    networking.service stays enabled (as Debian ships it) with only the
+  #    loopback; NetworkManager (which its postinst enables) and
+  #    systemd-networkd are disabled.
+  cat >"$root/etc/network/interfaces" <<'EOF'
+# This file describes the network interfaces available on your system
+# and how to activate them. For more information, see interfaces(5).
+
+source /etc/network/interfaces.d/*
+
+# The loopback network interface
+auto lo
+iface lo inet loopback
+EOF
+  mkdir -p "$root/etc/network/interfaces.d"
+  in_root systemctl disable NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service \
+    systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service >>"$work/apt.log" 2>&1 ||
+    {
+      tail -5 "$work/apt.log" >&2
+      die "systemctl disable of the network managers failed (see the lines above)"
+    }
+  for u in multi-user.target.wants/NetworkManager.service sockets.target.wants/systemd-networkd.socket multi-user.target.wants/systemd-networkd.service; do
+    [[ ! -L $root/etc/systemd/system/$u ]] || die "$u still enabled in the image"
+  done
+  [[ -L $root/etc/systemd/system/multi-user.target.wants/networking.service ]] || die "networking.service (ifupdown) not enabled in the image"
   echo "lab-hypervisor" >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
   : >"$root/etc/fstab"
