@@ -33,7 +33,11 @@ type Report struct {
 	Etcd         EtcdReport
 	VIP          VIPReport
 	Reboots      []RebootReport
-	Migrations   []MigrationReport
+	// Takeovers: each hypervisor's manager handing eno1 to gallium-net
+	// (step takeover); TakeoverReboot: hv1's reboot after it.
+	Takeovers      []TakeoverReport
+	TakeoverReboot *TakeoverRebootReport `json:",omitempty"`
+	Migrations     []MigrationReport
 	// MigrateRefused is the migration to a destination without the VLAN.
 	MigrateRefused *RefusalReport `json:",omitempty"`
 	// Files written by the report step.
@@ -268,6 +272,32 @@ func (s *Scenario) Text() string {
 	}
 	w.Flush()
 	fmt.Fprintln(&b)
+	if len(r.Takeovers) > 0 {
+		fmt.Fprintln(&b, "Takeover of the installers' networks (gallium-net host takeover; another hypervisor pings the management IP every 10 ms):")
+		for _, t := range r.Takeovers {
+			restore := "NOT restored"
+			if t.RestoreOK {
+				restore = fmt.Sprintf("restored %s after it exited (%d files byte for byte, eno1's addresses, route; %s)", t.RestoreAfter.Round(100*time.Millisecond), t.FilesRecorded, t.RestoreResult)
+			}
+			fmt.Fprintf(w, "  %s\tDebian %s\t%s\tunconfirmed: %s\n", t.Hypervisor, t.Debian, t.Manager, restore)
+			fmt.Fprintf(w, "  \t\t\tconfirmed: %s; %s lost %d of %d probes (longest gap between answers %s); edits: %s\n", t.Took.Round(100*time.Millisecond), t.Prober, t.Lost, t.Sent, ms(t.LongestGap), strings.Join(t.Edits, ", "))
+		}
+		w.Flush()
+		if tr := r.TakeoverReboot; tr != nil {
+			rb := tr.Reboot
+			fmt.Fprintf(&b, "  reboot of %s (%s, %s): userland %s, management IP %s, store whole %s, VM %s's tap forwarding %s after the request; host networking before libvirtd: %v\n",
+				rb.Hypervisor, installers[rb.Hypervisor], rb.How, rb.Userland.Round(time.Second), rb.MgmtIP.Round(time.Second), rb.StoreHealthy.Round(time.Second), rb.Domain, rb.TapForwarding.Round(time.Second), rb.HostBeforeLibvirt)
+			var names []string
+			for n := range tr.After {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				fmt.Fprintf(&b, "  after it, %s (%s): %s\n", n, installers[n], tr.After[n])
+			}
+		}
+		fmt.Fprintln(&b)
+	}
 	f := r.Failover
 	fmt.Fprintln(&b, "Faults:")
 	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s; %d of %d probes lost at %s (longest gap ~%s); in the guest %s from carrier loss to the new active adapter\n",

@@ -52,7 +52,8 @@ type Options struct {
 // Skippable are the steps a run may leave out (Options.Skip): no later
 // step needs what they do (migrate-refused needs migrate's VM: they go
 // together). make demo skips the reboots and the migrations for time.
-var Skippable = []string{"migrate", "migrate-refused", "reboot"}
+// takeover-reboot goes with reboot (a run that skips reboot skips it too).
+var Skippable = []string{"migrate", "migrate-refused", "reboot", "takeover-reboot"}
 
 // Scenario is one run: the lab, its hypervisors and what was measured.
 type Scenario struct {
@@ -111,6 +112,9 @@ func New(opt Options) (*Scenario, error) {
 			return nil, fmt.Errorf("cannot skip step %q: only %v can be", k, Skippable)
 		}
 	}
+	if slices.Contains(opt.Skip, "reboot") && !slices.Contains(opt.Skip, "takeover-reboot") {
+		opt.Skip = append(slices.Clone(opt.Skip), "takeover-reboot")
+	}
 	if slices.Contains(opt.Skip, "migrate") != slices.Contains(opt.Skip, "migrate-refused") {
 		return nil, fmt.Errorf("skip both migrate and migrate-refused or neither: the refused migration moves the VM of the migrate step")
 	}
@@ -159,6 +163,7 @@ func (s *Scenario) Steps() []Step {
 		{"boot", s.stepBoot},
 		{"install", s.stepInstall},
 		{"validate", s.stepValidate},
+		{"takeover", s.stepTakeover},
 		{"host-networking", s.stepHostNetworking},
 		{"etcd", s.stepEtcd},
 		{"spec-push", s.stepSpecPush},
@@ -172,6 +177,7 @@ func (s *Scenario) Steps() []Step {
 		{"fault-bond-failover", s.stepBondFailover},
 		{"fault-etcd-leader", s.stepEtcdLeader},
 		{"reboot", s.stepReboot},
+		{"takeover-reboot", s.stepTakeoverReboot},
 		{"fault-vip-holder", s.stepVIPHolder},
 		{"report", s.stepReport},
 	}
@@ -411,6 +417,13 @@ func (s *Scenario) stepInstall(ctx context.Context) error {
 		return err
 	}
 	err = each(s.hvs, func(h *Hypervisor) error {
+		// First the network as the hypervisor's installer left it: the
+		// management IP on eno1, held by ifupdown, NetworkManager or
+		// systemd-networkd (scenario_takeover.go); the takeover step
+		// hands it to gallium-net.
+		if err := s.installerNetwork(ctx, h); err != nil {
+			return err
+		}
 		t0 := time.Now()
 		if _, err := h.InstallDeb(ctx, "/share/gallium-net.deb"); err != nil {
 			return err
@@ -435,7 +448,10 @@ func (s *Scenario) stepInstall(ctx context.Context) error {
 		s.logf("  %s: dpkg -i in %s: %s", h.Name, time.Since(t0).Round(100*time.Millisecond), version)
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return s.pingAll(ctx, "over eno1 (the installers' network)")
 }
 
 func (s *Scenario) stepValidate(ctx context.Context) error {

@@ -24,7 +24,7 @@ import (
 func main() {
 	deb := flag.String("deb", "", "gallium-net .deb to install (default: the newest in dist/)")
 	out := flag.String("out", "/tmp/gallium-cluster", "report folder")
-	timeout := flag.Duration("timeout", 25*time.Minute, "give up after")
+	timeout := flag.Duration("timeout", 40*time.Minute, "give up after")
 	skip := flag.String("skip", "", "comma-separated steps to leave out (only: "+strings.Join(cluster.Skippable, ", ")+"); make demo skips the reboots unless DEMO_REBOOT=1 and the migrations unless DEMO_MIGRATE=1")
 	flag.Parse()
 	if os.Geteuid() != 0 {
