@@ -264,6 +264,77 @@ func TestLabBuildFromSpecThenConvergedAndInPlace(t *testing.T) {
 	}
 }
 
+// labARPSpec is labSpec with ARP monitoring on the infrastructure group
+// (every 100 ms, for the gateway and a second address of the subnet; the
+// lab has no one answering, which only the bond's carrier state sees).
+func labARPSpec() *model.Spec {
+	s := labSpec()
+	b := &s.AdapterGroups[0].Bond
+	b.Miimon, b.UpdelayMs, b.ArpIntervalMs, b.ArpIPTargets = 0, nil, 100, []string{"10.77.0.1", "10.77.0.12"}
+	model.SetDefaults(s)
+	return s
+}
+
+// TestLabARPMonitoringInPlace switches the infrastructure bond from MII to
+// ARP monitoring and back on the real kernel: in place (same ifindex), the
+// kernel reads back what the spec asks, nothing left to do after each
+// switch, and the kernel ends as the simulated one predicted.
+func TestLabARPMonitoringInPlace(t *testing.T) {
+	newLab(t)
+	k := &Counter{Kernel: NewNetlink()}
+	if _, err := Converge(k, labDesired(t, labSpec()), ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	idx := observe(t, k).Link("gb-infra").Index
+	for _, step := range []struct {
+		name string
+		spec *model.Spec
+		want []string
+	}{
+		{"to ARP", labARPSpec(), []string{
+			"ip link set gb-infra type bond updelay 0",
+			"ip link set gb-infra type bond arp_ip_target 10.77.0.1,10.77.0.12",
+			"ip link set gb-infra type bond arp_validate all",
+			"ip link set gb-infra type bond arp_interval 100",
+		}},
+		{"back to MII", labSpec(), []string{
+			"ip link set gb-infra type bond miimon 100",
+			`ip link set gb-infra type bond arp_ip_target ""`,
+			"ip link set gb-infra type bond updelay 1000",
+		}},
+	} {
+		hs := labDesired(t, step.spec)
+		p, err := Converge(k, hs, ApplyOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v\nplan:\n%s", step.name, err, p)
+		}
+		if diff := cmp.Diff(step.want, p.Lines()); diff != "" {
+			t.Errorf("%s: plan (-want +got):\n%s", step.name, diff)
+		}
+		obs := observe(t, k)
+		if diff := cmp.Diff(hs.Group("infra").BondConfig, *obs.Link("gb-infra").Bond); diff != "" {
+			t.Errorf("%s: gb-infra reads back (-want +got):\n%s", step.name, diff)
+		}
+		if got := obs.Link("gb-infra").Index; got != idx {
+			t.Errorf("%s: gb-infra ifindex %d -> %d: the bond must change in place", step.name, idx, got)
+		}
+		k.Writes = 0
+		if p, err := Converge(k, hs, ApplyOptions{}); err != nil || !p.Empty() || k.Writes != 0 {
+			t.Errorf("%s: not converged: err %v, %d writes, plan:\n%s", step.name, err, k.Writes, p)
+		}
+	}
+	// Built with ARP monitoring from scratch: miimon 0 and no delays in
+	// the creating message (the kernel refuses delays without miimon).
+	mustDo(t, k, Op{Kind: OpDel, Link: "gbr-infra"}, Op{Kind: OpDel, Link: "gb-infra"})
+	hs := labDesired(t, labARPSpec())
+	if p, err := Converge(k, hs, ApplyOptions{}); err != nil {
+		t.Fatalf("ARP bond from scratch: %v\nplan:\n%s", err, p)
+	}
+	if diff := cmp.Diff(hs.Group("infra").BondConfig, *observe(t, k).Link("gb-infra").Bond); diff != "" {
+		t.Errorf("new ARP bond reads back (-want +got):\n%s", diff)
+	}
+}
+
 // labScenarios are (setup, desired) pairs whose plans the rollback test
 // breaks at every step on the real kernel.
 var labScenarios = map[string]func(t *testing.T, k Kernel) *HostState{
@@ -285,6 +356,18 @@ var labScenarios = map[string]func(t *testing.T, k Kernel) *HostState{
 		s.Networks = append(s.Networks[1:], model.Network{Name: "n3", AdapterGroup: "vm", VLAN: 300})
 		s.Hypervisors[0].ManagementIP = "10.77.0.12/24"
 		return labDesired(t, s)
+	},
+	"to ARP monitoring": func(t *testing.T, k Kernel) *HostState {
+		if _, err := Converge(k, labDesired(t, labSpec()), ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return labDesired(t, labARPSpec())
+	},
+	"back to MII monitoring": func(t *testing.T, k Kernel) *HostState {
+		if _, err := Converge(k, labDesired(t, labARPSpec()), ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return labDesired(t, labSpec())
 	},
 	"bond mode (disruptive)": func(t *testing.T, k Kernel) *HostState {
 		mustDo(t, k,

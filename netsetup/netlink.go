@@ -94,6 +94,11 @@ func (n *Netlink) observe() (*Snapshot, error) {
 				Updelay:         l.UpDelay,
 				Downdelay:       l.DownDelay,
 				FailOverMAC:     l.FailOverMac.String(),
+				ArpInterval:     max(l.ArpInterval, 0),
+				ArpValidate:     arpValidateName(uint32(max(int(l.ArpValidate), 0))),
+			}
+			for _, ip := range l.ArpIpTargets {
+				cfg.ArpIPTargets = append(cfg.ArpIPTargets, ip.String())
 			}
 			if l.Primary > 0 {
 				cfg.Primary = names[l.Primary]
@@ -290,6 +295,45 @@ func bondChange(index int, attr uint16, value []byte) error {
 	return err
 }
 
+// bondChangeTargets replaces the ARP targets of an existing bond with ips
+// (none: clears them) in one IFLA_BOND_ARP_IP_TARGET list.
+func bondChangeTargets(index int, ips []net.IP) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bond"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	list := data.AddRtAttr(nl.IFLA_BOND_ARP_IP_TARGET, nil)
+	for i, ip := range ips {
+		list.AddRtAttr(i, []byte(ip.To4()))
+	}
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// parseTargets parses ARP targets (IPv4 only, as the kernel takes them).
+func parseTargets(ts []string) ([]net.IP, error) {
+	var out []net.IP
+	for _, t := range ts {
+		ip := net.ParseIP(t).To4()
+		if ip == nil {
+			return nil, fmt.Errorf("ARP target %q is not an IPv4 address", t)
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
 func linkAttrs(name string, index, mtu int, mac string) (netlink.LinkAttrs, error) {
 	a := netlink.NewLinkAttrs()
 	a.Name, a.Index, a.MTU = name, index, mtu
@@ -342,9 +386,27 @@ func (n *Netlink) do(op Op) error {
 			b.FailOverMac = v
 		}
 		b.NumPeerNotif = c.NumGratARP
-		// The kernel applies miimon before the delays of the same message,
-		// which it checks against miimon.
-		b.UpDelay, b.DownDelay = c.Updelay, c.Downdelay
+		if c.Miimon != 0 {
+			// The kernel applies miimon before the delays of the same
+			// message, which it checks against miimon; without miimon
+			// it refuses them even as 0, so they are not sent.
+			b.UpDelay, b.DownDelay = c.Updelay, c.Downdelay
+		}
+		if c.ArpInterval != 0 {
+			// Applied after miimon (0 here: the kernel refuses both in
+			// one message), targets and arp_validate after the interval.
+			b.ArpInterval = c.ArpInterval
+			ips, err := parseTargets(c.ArpIPTargets)
+			if err != nil {
+				return err
+			}
+			b.ArpIpTargets = ips
+			v, ok := arpValidateModes[orNone(c.ArpValidate)]
+			if !ok {
+				return fmt.Errorf("arp_validate %q: use one of none, active, backup, all, filter, filter_active, filter_backup", c.ArpValidate)
+			}
+			b.ArpValidate = netlink.BondArpValidate(v)
+		}
 		if err := netlink.LinkAdd(b); err != nil {
 			return err
 		}
@@ -495,6 +557,26 @@ func setBondOption(index int, opt, value string) error {
 			return err
 		}
 		return bondChange(index, nl.IFLA_BOND_DOWNDELAY, nl.Uint32Attr(uint32(v)))
+	case "arp_interval":
+		v, err := num()
+		if err != nil {
+			return err
+		}
+		return bondChange(index, nl.IFLA_BOND_ARP_INTERVAL, nl.Uint32Attr(uint32(v)))
+	case "arp_validate":
+		v, ok := arpValidateModes[orNone(value)]
+		if !ok {
+			return fmt.Errorf("arp_validate %q: use one of none, active, backup, all, filter, filter_active, filter_backup", value)
+		}
+		return bondChange(index, nl.IFLA_BOND_ARP_VALIDATE, nl.Uint32Attr(v))
+	case "arp_ip_target":
+		// One nested list replaces every target (an empty one clears
+		// them), as in the kernel's bond_changelink.
+		ips, err := parseTargets(splitTargets(value))
+		if err != nil {
+			return err
+		}
+		return bondChangeTargets(index, ips)
 	}
 	return errors.New("unknown bond option " + opt)
 }

@@ -65,7 +65,19 @@ func (o Op) String() string {
 			fmt.Fprintf(&b, " address %s", o.MAC)
 		}
 		c := o.Bond
-		fmt.Fprintf(&b, " type bond mode %s miimon %d", c.Mode, c.Miimon)
+		fmt.Fprintf(&b, " type bond mode %s", c.Mode)
+		if c.Miimon != 0 || c.ArpInterval == 0 {
+			fmt.Fprintf(&b, " miimon %d", c.Miimon)
+		}
+		if c.ArpInterval != 0 {
+			fmt.Fprintf(&b, " arp_interval %d", c.ArpInterval)
+			if len(c.ArpIPTargets) > 0 {
+				fmt.Fprintf(&b, " arp_ip_target %s", joinTargets(c.ArpIPTargets))
+			}
+			if c.ArpValidate != "" && c.ArpValidate != "none" {
+				fmt.Fprintf(&b, " arp_validate %s", c.ArpValidate)
+			}
+		}
 		if c.Primary != "" {
 			fmt.Fprintf(&b, " primary %s", c.Primary)
 		}
@@ -95,7 +107,11 @@ func (o Op) String() string {
 	case OpDel:
 		return "ip link del " + o.Link
 	case OpSetBond:
-		return fmt.Sprintf("ip link set %s type bond %s %s", o.Link, o.Option, o.Value)
+		v := o.Value
+		if v == "" {
+			v = `""` // arp_ip_target "": no targets
+		}
+		return fmt.Sprintf("ip link set %s type bond %s %s", o.Link, o.Option, v)
 	case OpSetFiltering:
 		return fmt.Sprintf("ip link set %s type bridge vlan_filtering %s", o.Link, boolNum(o.On))
 	case OpSetMTU:

@@ -3,6 +3,7 @@ package netsetup
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -548,6 +549,34 @@ func (p *planner) convergeBond(w Link) error {
 	}
 }
 
+// bondConverge returns the writes that take bond link from its state in
+// from to want, each diffed against the simulated result of the previous
+// one.
+func bondConverge(link string, want *BondConfig, from *Snapshot) ([]Op, error) {
+	sim := NewSimKernelFrom(from)
+	var out []Op
+	for n := 0; ; n++ {
+		s, _ := sim.Observe()
+		l := s.Link(link)
+		if l == nil {
+			return nil, fmt.Errorf("bond %s is not on the host", link)
+		}
+		ops := bondDiff(want, l.Bond)
+		if len(ops) == 0 {
+			return out, nil
+		}
+		if n > 2*len(bondOptions) {
+			return nil, fmt.Errorf("bond %s does not converge (still to change: %s)", link, ops[0])
+		}
+		o := ops[0]
+		o.Link = link
+		if err := sim.Do(o); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+}
+
 // ownedIntoBridges puts the owned links (the bonds) into their bridge.
 func (p *planner) ownedIntoBridges() error {
 	for _, w := range p.t.links {
@@ -793,16 +822,33 @@ func (p *planner) vlans(link string, want, have []VLAN, self bool) error {
 }
 
 // bondOptions are the options changed in place, in the order they are
-// written: miimon before the delays that the kernel checks against it.
-var bondOptions = []string{"fail_over_mac", "miimon", "primary", "primary_reselect", "num_grat_arp", "peer_notif_delay", "updelay", "downdelay"}
+// written to a bond that is to use MII monitoring: miimon first (from ARP
+// monitoring, it makes the kernel stop that monitor and reset
+// arp_validate), before the delays that the kernel checks against it, and
+// the ARP targets cleared once no monitor uses them.
+var bondOptions = []string{"fail_over_mac", "miimon", "arp_interval", "arp_validate", "arp_ip_target", "primary", "primary_reselect", "num_grat_arp", "peer_notif_delay", "updelay", "downdelay"}
 
-// bondDiff returns the in-place option changes from have to want.
+// arpBondOptions is the order for a bond that is to use ARP monitoring:
+// the miimon-based delays go to 0 while miimon still runs (the kernel
+// refuses them without it, and would keep them as counts that come back
+// with miimon), the targets and arp_validate are in place before
+// arp_interval starts the ARP monitor (which makes the kernel stop
+// miimon: miimon 0 then needs no write of its own).
+var arpBondOptions = []string{"fail_over_mac", "peer_notif_delay", "updelay", "downdelay", "arp_ip_target", "arp_validate", "arp_interval", "miimon", "primary", "primary_reselect", "num_grat_arp"}
+
+// bondDiff returns the in-place option changes from have to want, in the
+// order they are to be written (the first is written, then the bond is
+// diffed again: one write may change other options).
 func bondDiff(want, have *BondConfig) []Op {
 	if have == nil {
 		return nil
 	}
+	order := bondOptions
+	if want.ArpInterval > 0 {
+		order = arpBondOptions
+	}
 	var out []Op
-	for _, opt := range bondOptions {
+	for _, opt := range order {
 		w, h := bondOption(want, opt), bondOption(have, opt)
 		if opt == "primary" && w == "" {
 			continue // no primary wanted: leave what the kernel has
@@ -858,13 +904,16 @@ func undoOps(op Op, pre, post *Snapshot, keep map[string][]string) ([]Op, error)
 		}
 		return out, nil
 	case OpSetBond:
-		old := bondOption(preL.Bond, op.Option)
-		if op.Option == "primary" && old == "" {
-			// The kernel reports no primary; clearing it is "primary ''"
-			// in iproute2, which netlink cannot express: leave it.
-			break
+		// One option may change others (miimon scales the delays and
+		// stops ARP monitoring; arp_interval stops miimon): the undo
+		// converges the whole bond back, in the order the kernel needs.
+		// A primary the kernel did not report stays (clearing it is
+		// "primary ''" in iproute2, which netlink cannot express).
+		ops, err := bondConverge(op.Link, preL.Bond, post)
+		if err != nil {
+			return nil, fmt.Errorf("plan the undo of %q: %w", op, err)
 		}
-		out = append(out, Op{Kind: OpSetBond, Link: op.Link, Option: op.Option, Value: old})
+		out = append(out, ops...)
 	case OpSetFiltering:
 		out = append(out, Op{Kind: OpSetFiltering, Link: op.Link, On: preL.VLANFiltering})
 	case OpSetMTU:
@@ -962,6 +1011,56 @@ func bondOption(b *BondConfig, opt string) string {
 		return strconv.Itoa(b.Updelay)
 	case "downdelay":
 		return strconv.Itoa(b.Downdelay)
+	case "arp_interval":
+		return strconv.Itoa(b.ArpInterval)
+	case "arp_validate":
+		if b.ArpValidate == "" {
+			return "none"
+		}
+		return b.ArpValidate
+	case "arp_ip_target":
+		return joinTargets(b.ArpIPTargets)
 	}
 	return ""
+}
+
+// arpValidateModes are the kernel's arp_validate values by name.
+var arpValidateModes = map[string]uint32{"none": 0, "active": 1, "backup": 2, "all": 3, "filter": 4, "filter_active": 5, "filter_backup": 6}
+
+// arpValidateName returns the name of arp_validate value v.
+func arpValidateName(v uint32) string {
+	for name, n := range arpValidateModes {
+		if n == v {
+			return name
+		}
+	}
+	return strconv.Itoa(int(v))
+}
+
+// joinTargets writes ARP targets as the arp_ip_target value: sorted by
+// address (the kernel's order carries no meaning), comma-separated as
+// iproute2 takes them.
+func joinTargets(ts []string) string {
+	sorted := append([]string(nil), ts...)
+	sort.Slice(sorted, func(i, j int) bool {
+		a, errA := netip.ParseAddr(sorted[i])
+		b, errB := netip.ParseAddr(sorted[j])
+		if errA != nil || errB != nil {
+			return sorted[i] < sorted[j]
+		}
+		return a.Less(b)
+	})
+	return strings.Join(sorted, ",")
+}
+
+// splitTargets reads an arp_ip_target value ("" is none).
+func splitTargets(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	out := strings.Split(v, ",")
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
+	}
+	return out
 }

@@ -22,7 +22,7 @@ func TestDesiredExample(t *testing.T) {
 	want := GroupState{
 		Name: "infra", Infrastructure: true, Bond: "gb-infra", Bridge: "gbr-infra",
 		Adapters:    []string{"eno1", "eno2"},
-		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, Updelay: model.DefaultUpdelayMs, FailOverMAC: "none"},
+		BondConfig:  BondConfig{Mode: "active-backup", Miimon: 100, Primary: "eno1", PrimaryReselect: "always", NumGratARP: 1, Updelay: model.DefaultUpdelayMs, FailOverMAC: "none", ArpValidate: "none"},
 		MTU:         1500,
 		PortVLANs:   []VLAN{{VID: 1, PVID: true, Untagged: true}},
 		BridgeVLANs: []VLAN{{VID: 1, PVID: true, Untagged: true}},
@@ -545,6 +545,27 @@ func scenarios(t *testing.T) map[string]func() (*SimKernel, *HostState) {
 			b.Miimon, b.UpdelayMs, b.DowndelayMs = 200, intp(400), 200
 			s.AdapterGroups[0].Bond.UpdelayMs = intp(0)
 		}),
+		"to ARP monitoring": edit(func(s *model.Spec) { arpMonitoring(s, 100) }),
+		"ARP monitoring from scratch": func() (*SimKernel, *HostState) {
+			spec := loadExample(t, "cluster.yaml")
+			arpMonitoring(spec, 100)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return exampleHost(), hs
+		},
+		"back to MII monitoring": func() (*SimKernel, *HostState) {
+			f, spec := convergedARP(t)
+			b := &spec.AdapterGroups[0].Bond
+			b.ArpIntervalMs, b.ArpValidate = 0, ""
+			model.SetDefaults(spec)
+			hs, err := Desired(spec, "hv1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, hs
+		},
 		"adapter moves": edit(func(s *model.Spec) {
 			s.AdapterGroups[0].Adapters["hv1"] = []string{"eno1", "eno2", "eno3"}
 			s.AdapterGroups[1].Adapters["hv1"] = []string{"eno4"}

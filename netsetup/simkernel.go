@@ -127,7 +127,7 @@ func (f *SimKernel) Observe() (*Snapshot, error) {
 		c.VLANs = append([]VLAN(nil), l.VLANs...)
 		c.Addrs = append([]string(nil), l.Addrs...)
 		if l.Bond != nil {
-			b := *l.Bond
+			b := *l.Bond.clone()
 			b.Primary = ""
 			if p := f.links[l.primary]; p != nil && p.Master == l.Name {
 				b.Primary = l.primary
@@ -254,7 +254,13 @@ func (f *SimKernel) do(op Op) error {
 				return errno(op, syscall.EOPNOTSUPP, "unknown device type (no bonding driver)")
 			}
 			nl.Kind = "bond"
-			b := *op.Bond
+			b := *op.Bond.clone()
+			if b.Miimon != 0 && b.ArpInterval != 0 {
+				return errno(op, syscall.EINVAL, "ARP monitoring cannot be used with MII monitoring")
+			}
+			if err := simARPBond(op, &b); err != nil {
+				return err
+			}
 			for _, d := range []*int{&b.PeerNotifyDelay, &b.Updelay, &b.Downdelay} {
 				if *d != 0 && b.Miimon == 0 {
 					return errno(op, syscall.EPERM, "bond delays need MII monitoring (miimon)")
@@ -320,6 +326,37 @@ func (f *SimKernel) do(op Op) error {
 				}
 			}
 			l.Bond.Miimon = m
+			if m != 0 && l.Bond.ArpInterval != 0 {
+				// MII monitoring replaces ARP monitoring, whose
+				// validation goes with it.
+				l.Bond.ArpInterval, l.Bond.ArpValidate = 0, "none"
+			}
+		case "arp_interval":
+			v := atoi(op.Value)
+			if v < 0 {
+				return errno(op, syscall.EINVAL, "negative arp_interval")
+			}
+			l.Bond.ArpInterval = v
+			if v != 0 && l.Bond.Miimon != 0 {
+				// ARP monitoring replaces MII monitoring; the delays,
+				// counted in miimon intervals, read 0 without it.
+				l.Bond.Miimon = 0
+				l.Bond.PeerNotifyDelay, l.Bond.Updelay, l.Bond.Downdelay = 0, 0, 0
+			}
+		case "arp_ip_target":
+			b := *l.Bond
+			b.ArpIPTargets = splitTargets(op.Value)
+			if err := simARPBond(op, &b); err != nil {
+				return err
+			}
+			l.Bond.ArpIPTargets = b.ArpIPTargets
+		case "arp_validate":
+			b := *l.Bond
+			b.ArpValidate = op.Value
+			if err := simARPBond(op, &b); err != nil {
+				return err
+			}
+			l.Bond.ArpValidate = op.Value
 		case "primary":
 			l.primary = op.Value
 		case "primary_reselect":
@@ -610,4 +647,24 @@ func atoi(s string) int {
 	n := 0
 	fmt.Sscan(s, &n)
 	return n
+}
+
+// simARPBond checks the ARP settings of b as the kernel does: at most 16
+// IPv4 targets, a known arp_validate mode; an empty mode is "none".
+func simARPBond(op Op, b *BondConfig) error {
+	if b.ArpValidate == "" {
+		b.ArpValidate = "none"
+	}
+	if _, ok := arpValidateModes[b.ArpValidate]; !ok {
+		return errno(op, syscall.EINVAL, "unknown arp_validate "+b.ArpValidate)
+	}
+	if len(b.ArpIPTargets) > 16 {
+		return errno(op, syscall.EINVAL, "more than 16 ARP targets")
+	}
+	for _, t := range b.ArpIPTargets {
+		if ip := net.ParseIP(t); ip == nil || ip.To4() == nil {
+			return errno(op, syscall.EINVAL, "ARP target "+t+" is not IPv4")
+		}
+	}
+	return nil
 }

@@ -59,6 +59,18 @@
 //     sets the delays again after a miimon change; Desired refuses delays
 //     that are not multiples of miimon, which the kernel would round down
 //     and the host would never converge to.
+//   - A group's bond.arpIntervalMs switches its bond from MII to ARP
+//     monitoring (arp_interval, arp_ip_target, arp_validate): the kernel
+//     runs one monitor, and the switch is made in place on the live bond,
+//     in the order the kernel needs: to ARP, the miimon-based delays go
+//     to 0 while miimon still runs (the kernel keeps them as hidden counts
+//     that would come back with miimon), then the targets and
+//     arp_validate, then arp_interval, which makes the kernel stop miimon;
+//     back to MII, miimon first (the kernel stops the ARP monitor and
+//     resets arp_validate to none), then the delays, and the targets are
+//     cleared last, when no monitor uses them. The infrastructure group's
+//     default targets are the other hypervisors' management IPs, so the
+//     desired bond differs per host (model.Spec.ARPTargetsOn).
 package netsetup
 
 import (
@@ -111,6 +123,20 @@ type BondConfig struct {
 	Updelay     int    `json:"updelay" yaml:"updelay"`
 	Downdelay   int    `json:"downdelay" yaml:"downdelay"`
 	FailOverMAC string `json:"failOverMac" yaml:"failOverMac"`
+	// ArpInterval (ms) is the ARP monitor's interval, 0 when the bond uses
+	// MII monitoring; the kernel runs one of the two (Miimon is 0 while
+	// ArpInterval is not). ArpIPTargets are its IPv4 targets and
+	// ArpValidate its arp_validate mode ("none" when off).
+	ArpInterval  int      `json:"arpInterval,omitempty" yaml:"arpInterval,omitempty"`
+	ArpIPTargets []string `json:"arpIpTargets,omitempty" yaml:"arpIpTargets,omitempty"`
+	ArpValidate  string   `json:"arpValidate,omitempty" yaml:"arpValidate,omitempty"`
+}
+
+// clone returns a deep copy.
+func (b *BondConfig) clone() *BondConfig {
+	c := *b
+	c.ArpIPTargets = append([]string(nil), b.ArpIPTargets...)
+	return &c
 }
 
 // Route is an IPv4 default route.
@@ -197,8 +223,7 @@ func (s *Snapshot) Clone() *Snapshot {
 		l.VLANs = append([]VLAN(nil), l.VLANs...)
 		l.Addrs = append([]string(nil), l.Addrs...)
 		if l.Bond != nil {
-			b := *l.Bond
-			l.Bond = &b
+			l.Bond = l.Bond.clone()
 		}
 		out.Links[i] = l
 	}
@@ -384,7 +409,13 @@ func Desired(spec *model.Spec, hypervisor string) (*HostState, error) {
 				Updelay:         g.Bond.Updelay(),
 				Downdelay:       g.Bond.DowndelayMs,
 				FailOverMAC:     "none",
+				ArpInterval:     g.Bond.ArpIntervalMs,
+				ArpIPTargets:    spec.ARPTargetsOn(g, hv.Name),
+				ArpValidate:     "none",
 			},
+		}
+		if g.Bond.ARPMonitor() {
+			gs.BondConfig.ArpValidate = g.Bond.ArpValidate
 		}
 		native := gs.Infrastructure
 		for _, n := range spec.NetworksOn(g.Name) {

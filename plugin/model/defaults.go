@@ -31,6 +31,24 @@ const (
 	// milliseconds (edge/portfast) to tens of seconds (spanning tree):
 	// they set bond.updelayMs.
 	DefaultUpdelayMs = 1000
+	// DefaultArpValidate is the arp_validate of an ARP-monitored
+	// infrastructure bond: "all". The hypervisors ARP for each other, so
+	// without validation one host's probes (broadcast to every port)
+	// would count as traffic on another's adapters and keep an adapter
+	// whose path is dead "up" (the case the kernel documents for hosts
+	// probing targets beyond a common switch). With "all" the active
+	// adapter counts only ARP replies from its targets, and a backup only
+	// its own bond's requests as the active adapter sent them (they reach
+	// it when both adapters are in one L2 domain, as an active-backup
+	// group needs anyway), so a backup whose path is dead is not chosen.
+	// "active" would let a backup look alive on any frame.
+	DefaultArpValidate = "all"
+	// DefaultArpValidateNoIP is the arp_validate of an ARP-monitored bond
+	// of any other group: "filter" (no validation; only ARP frames count
+	// as traffic). gallium-net puts no IP on those groups' bridges, so the
+	// kernel sends the probes with source 0.0.0.0 and no answer could
+	// ever validate: validation would take every adapter down.
+	DefaultArpValidateNoIP = "filter"
 )
 
 // DefaultUpdelay returns the default updelay for a bond with the given
@@ -69,10 +87,19 @@ func SetDefaults(s *Spec) {
 	}
 	for i := range s.AdapterGroups {
 		g := &s.AdapterGroups[i]
-		if g.Bond.Miimon == 0 {
+		if g.Bond.ARPMonitor() {
+			// Miimon and the miimon-based delays stay unset: the kernel
+			// runs one monitor (validate refuses them with ARP).
+			if g.Bond.ArpValidate == "" {
+				g.Bond.ArpValidate = DefaultArpValidateNoIP
+				if g.Infrastructure {
+					g.Bond.ArpValidate = DefaultArpValidate
+				}
+			}
+		} else if g.Bond.Miimon == 0 {
 			g.Bond.Miimon = DefaultMiimon
 		}
-		if g.Bond.UpdelayMs == nil {
+		if g.Bond.UpdelayMs == nil && !g.Bond.ARPMonitor() {
 			d := DefaultUpdelay(g.Bond.Miimon)
 			g.Bond.UpdelayMs = &d
 		}

@@ -9,6 +9,11 @@
 // initialisation on every VM start.
 package model
 
+import (
+	"net/netip"
+	"strings"
+)
+
 // Spec is one whole cluster description, as read from the cluster YAML. Every
 // hypervisor reads the same spec and realises its own part of it.
 type Spec struct {
@@ -102,14 +107,42 @@ type BondTuning struct {
 	// before the bond fails over (the kernel's downdelay), a multiple of
 	// Miimon (default 0: fail over at once).
 	DowndelayMs int `yaml:"downdelayMs,omitempty" json:"downdelayMs,omitempty"`
+	// ArpIntervalMs turns on ARP monitoring (the kernel's arp_interval):
+	// every interval the bond sends an ARP request to each of its targets
+	// and counts an adapter as up only while answers (validated per
+	// ArpValidate) come back. Unlike miimon, which sees only the carrier,
+	// it fails over when the far side stops forwarding while the link
+	// stays up. 0 (the default) is off. The kernel runs one monitor per
+	// bond, so with it Miimon, UpdelayMs, DowndelayMs and
+	// PeerNotifyDelayMs (all miimon-based) stay unset and the bond is
+	// built with miimon 0.
+	ArpIntervalMs int `yaml:"arpIntervalMs,omitempty" json:"arpIntervalMs,omitempty"`
+	// ArpIPTargets are the IPv4 addresses the bond ARPs for (the kernel's
+	// arp_ip_target, at most MaxARPTargets). Default on the infrastructure
+	// group: the other hypervisors' management IPs (ARPTargetsOn); other
+	// groups must name theirs. A hypervisor never ARPs for its own
+	// management IP: it is left out there.
+	ArpIPTargets []string `yaml:"arpIPTargets,omitempty" json:"arpIPTargets,omitempty"`
+	// ArpValidate is the kernel's arp_validate (ARPValidateModes); default
+	// DefaultArpValidate on the infrastructure group and
+	// DefaultArpValidateNoIP on the others, which have no IP to validate
+	// answers against.
+	ArpValidate string `yaml:"arpValidate,omitempty" json:"arpValidate,omitempty"`
 }
 
-// Updelay returns UpdelayMs, or the default for the bond's miimon when the
-// spec leaves it out (SetDefaults fills it in; this covers a spec that was
+// ARPMonitor reports whether the bond uses ARP monitoring instead of MII
+// monitoring.
+func (b BondTuning) ARPMonitor() bool { return b.ArpIntervalMs > 0 }
+
+// Updelay returns UpdelayMs, or the default for the bond's miimon (0 under
+// ARP monitoring) when the spec leaves it out (SetDefaults fills it in; this covers a spec that was
 // not defaulted).
 func (b BondTuning) Updelay() int {
 	if b.UpdelayMs != nil {
 		return *b.UpdelayMs
+	}
+	if b.ARPMonitor() {
+		return 0 // updelay is miimon-based: none with ARP monitoring
 	}
 	miimon := b.Miimon
 	if miimon == 0 {
@@ -266,4 +299,50 @@ func (s *Spec) NetworkMTU(n *Network) int {
 		return s.GroupMTU(g)
 	}
 	return DefaultMTU
+}
+
+// ARPTargetsOn returns the ARP targets of group g's bond on hypervisor hv,
+// as bare IPv4 addresses: the group's arpIPTargets, or on the
+// infrastructure group when it names none the other hypervisors'
+// management IPs (in spec order, at most MaxARPTargets); hv's own
+// management IP is left out either way (a host does not answer its own
+// ARP requests). Nil when the group has no ARP monitoring.
+func (s *Spec) ARPTargetsOn(g *AdapterGroup, hv string) []string {
+	if !g.Bond.ARPMonitor() {
+		return nil
+	}
+	own := ""
+	if h := s.Hypervisor(hv); h != nil {
+		own = bareIP(h.ManagementIP)
+	}
+	var out []string
+	if len(g.Bond.ArpIPTargets) > 0 {
+		for _, t := range g.Bond.ArpIPTargets {
+			if t = bareIP(t); t != own {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
+	if !g.Infrastructure {
+		return nil
+	}
+	for _, h := range s.Hypervisors {
+		if ip := bareIP(h.ManagementIP); h.Name != hv && ip != "" && ip != own && len(out) < MaxARPTargets {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// bareIP returns the canonical address of an IP or CIDR ("" when neither).
+func bareIP(s string) string {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr().String()
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.String()
+	}
+	return ""
 }

@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // Rules on adapter groups: names and the kernel names derived from them,
 // membership, MTU, bond tuning, the infrastructure group.
@@ -115,14 +118,23 @@ func checkGroupMTU(v *validator) {
 }
 
 // checkBondTuning: miimon, primary, primaryReselect, numGratArp,
-// peerNotifyDelayMs, updelayMs and downdelayMs of every group's bond.
+// peerNotifyDelayMs, updelayMs and downdelayMs of every group's bond, and
+// its ARP monitoring (checkARPMonitor).
 func checkBondTuning(v *validator) {
 	for i := range v.s.AdapterGroups {
 		g := &v.s.AdapterGroups[i]
 		path := groupPath(g, i) + ".bond"
 		b := g.Bond
 		miimonOK := true
-		if err := IsMiimon(b.Miimon); err != nil {
+		if b.ArpIntervalMs != 0 || len(b.ArpIPTargets) > 0 || b.ArpValidate != "" {
+			checkARPMonitor(v, g, path)
+		}
+		if b.ARPMonitor() {
+			// One monitor per bond: the miimon-based settings must be
+			// absent (checkARPMonitor says so); the primary and numGratArp
+			// checks below still apply.
+			miimonOK = false
+		} else if err := IsMiimon(b.Miimon); err != nil {
 			v.errorf(path+".miimon", "%v", err)
 			miimonOK = false
 		}
@@ -147,6 +159,9 @@ func checkBondTuning(v *validator) {
 		if err := IsNumGratARP(b.NumGratARP); err != nil {
 			v.errorf(path+".numGratArp", "%v", err)
 		}
+		if b.ARPMonitor() {
+			continue
+		}
 		miimon := 0
 		if miimonOK {
 			miimon = b.Miimon
@@ -159,6 +174,92 @@ func checkBondTuning(v *validator) {
 		}
 		if err := IsBondDelay("downdelayMs", b.DowndelayMs, miimon); err != nil {
 			v.errorf(path+".downdelayMs", "%v", err)
+		}
+	}
+}
+
+// checkARPMonitor: arpIntervalMs, arpIPTargets and arpValidate of group g's
+// bond (at path): in range, targets the kernel can probe from this group,
+// and no miimon-based setting beside them.
+func checkARPMonitor(v *validator, g *AdapterGroup, path string) {
+	b := g.Bond
+	if !b.ARPMonitor() {
+		if b.ArpIntervalMs < 0 {
+			v.errorf(path+".arpIntervalMs", "%v", IsARPInterval(b.ArpIntervalMs))
+		}
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"arpIPTargets", len(b.ArpIPTargets) > 0}, {"arpValidate", b.ArpValidate != ""}} {
+			if k.set {
+				v.errorf(path+"."+k.key, "%s of group %s has no effect without ARP monitoring: set arpIntervalMs (for example 100) to turn it on, or remove %s", k.key, show(g.Name), k.key)
+			}
+		}
+		return
+	}
+	if err := IsARPInterval(b.ArpIntervalMs); err != nil {
+		v.errorf(path+".arpIntervalMs", "%v", err)
+	}
+	// The kernel runs one link monitor per bond: arp_interval turns
+	// miimon off, and the delays are counted in miimon intervals (the
+	// kernel refuses them without miimon).
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"miimon", b.Miimon != 0}, {"updelayMs", b.UpdelayMs != nil}, {"downdelayMs", b.DowndelayMs != 0}, {"peerNotifyDelayMs", b.PeerNotifyDelayMs != 0}} {
+		if k.set {
+			v.errorf(path+"."+k.key, "group %s sets both %s and arpIntervalMs: the kernel runs one link monitor per bond and %s belongs to MII monitoring (miimon), which ARP monitoring turns off: remove %s to keep ARP monitoring, or remove arpIntervalMs (and arpIPTargets, arpValidate) to keep MII monitoring", show(g.Name), k.key, k.key, k.key)
+		}
+	}
+	infra := g == v.infra
+	if b.ArpValidate != "" {
+		if err := IsARPValidate(b.ArpValidate); err != nil {
+			v.errorf(path+".arpValidate", "%v", err)
+		} else if !infra && ARPValidateNeedsIP(b.ArpValidate) {
+			v.errorf(path+".arpValidate", "arpValidate %s on group %s validates ARP answers against an IP of the bond, and gallium-net puts no IP on a group other than the infrastructure group: the kernel would probe from 0.0.0.0, no answer would validate and every adapter would go down; use %s or none", b.ArpValidate, show(g.Name), DefaultArpValidateNoIP)
+		}
+	}
+	if len(b.ArpIPTargets) == 0 {
+		if !infra {
+			v.errorf(path+".arpIPTargets", "group %s has arpIntervalMs but no arpIPTargets, and only the infrastructure group has a default (the other hypervisors' management IPs, which this group does not reach): list up to %d IPv4 addresses that answer ARP on this group's untagged network in arpIPTargets, or remove arpIntervalMs", show(g.Name), MaxARPTargets)
+			return
+		}
+		for _, hv := range sortedHVs(g.Adapters) {
+			if len(g.Adapters[hv]) > 0 && len(v.s.ARPTargetsOn(g, hv)) == 0 {
+				v.errorf(path+".arpIPTargets", "group %s has arpIntervalMs, and on hypervisor %s the default ARP targets (the other hypervisors' management IPs) are none: list the IPv4 addresses to probe (for example cluster.gateway) in arpIPTargets, or remove arpIntervalMs", show(g.Name), show(hv))
+			}
+		}
+		return
+	}
+	if len(b.ArpIPTargets) > MaxARPTargets {
+		v.errorf(path+".arpIPTargets", "group %s has %d arpIPTargets; the kernel takes at most %d: keep %d", show(g.Name), len(b.ArpIPTargets), MaxARPTargets, MaxARPTargets)
+	}
+	seen := map[netip.Addr]bool{}
+	for j, t := range b.ArpIPTargets {
+		tp := fmt.Sprintf("%s.arpIPTargets[%d]", path, j)
+		a, err := ParseARPTarget(t)
+		if err != nil {
+			v.errorf(tp, "%v", err)
+			continue
+		}
+		if seen[a] {
+			v.errorf(tp, "ARP target %s is listed twice in group %s: remove one", a, show(g.Name))
+		}
+		seen[a] = true
+		if !v.subnetOK {
+			continue
+		}
+		in := v.subnet.Contains(a)
+		switch {
+		case infra && !in && ARPValidateNeedsIP(b.ArpValidate):
+			v.errorf(tp, "ARP target %s of the infrastructure group is outside the management subnet %s: the kernel probes only targets on a connected subnet from the bond's IP, so with arpValidate %s no answer would validate and every adapter would go down: use addresses in %s (other hypervisors, the gateway)", a, v.subnet.Prefix, b.ArpValidate, v.subnet.Prefix)
+		case !infra && in:
+			v.errorf(tp, "ARP target %s of group %s is in the management subnet %s, which the kernel reaches through the infrastructure bridge: it would send no probe out of this group's bond and take every adapter down; use addresses on this group's untagged network outside %s", a, show(g.Name), v.subnet.Prefix, v.subnet.Prefix)
+		}
+	}
+	for _, hv := range sortedHVs(g.Adapters) {
+		if len(g.Adapters[hv]) > 0 && len(v.s.ARPTargetsOn(g, hv)) == 0 {
+			v.errorf(path+".arpIPTargets", "group %s: on hypervisor %s the only ARP target is its own management IP, which it leaves out (a host does not answer its own ARP): add another IPv4 address to arpIPTargets", show(g.Name), show(hv))
 		}
 	}
 }

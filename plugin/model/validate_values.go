@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,13 +19,17 @@ const (
 	MinVLAN = 1
 	// NativeVLAN is the bridge VLAN of a group's untagged traffic (the
 	// bridge's default PVID), so no tagged network may use it.
-	NativeVLAN    = 1
-	MaxVLAN       = 4094
-	MinMTU        = 68   // the IPv4 minimum; the kernel refuses less
-	MaxMTU        = 9216 // the largest jumbo frame common switches carry
-	MinMiimon     = 1
-	MaxMiimon     = 10000 // ms; slower than 10 s is no link monitoring at all
-	MaxNumGratARP = 255   // the kernel's limit for num_grat_arp
+	NativeVLAN     = 1
+	MaxVLAN        = 4094
+	MinMTU         = 68   // the IPv4 minimum; the kernel refuses less
+	MaxMTU         = 9216 // the largest jumbo frame common switches carry
+	MinMiimon      = 1
+	MaxMiimon      = 10000 // ms; slower than 10 s is no link monitoring at all
+	MaxNumGratARP  = 255   // the kernel's limit for num_grat_arp
+	MinARPInterval = 1
+	MaxARPInterval = 10000 // ms, as for miimon
+	// MaxARPTargets is the kernel's BOND_MAX_ARP_TARGETS.
+	MaxARPTargets = 16
 	// MaxPeerNotifyDelayMs caps a bond's peer notification delay (5 min).
 	MaxPeerNotifyDelayMs = 300000
 	// MaxBondDelayMs caps a bond's updelay and downdelay (5 min): longer
@@ -169,6 +174,46 @@ func IsMiimon(ms int) error {
 		return fmt.Errorf("miimon %d is out of range: use %d to %d milliseconds (100 is usual), or leave it out for the default %d", ms, MinMiimon, MaxMiimon, DefaultMiimon)
 	}
 	return nil
+}
+
+// ARPValidateModes are the kernel bond's arp_validate values.
+var ARPValidateModes = []string{"none", "active", "backup", "all", "filter", "filter_active", "filter_backup"}
+
+// IsARPInterval checks a bond's ARP monitoring interval in milliseconds
+// (0, off, is not checked here).
+func IsARPInterval(ms int) error {
+	if ms < MinARPInterval || ms > MaxARPInterval {
+		return fmt.Errorf("arpIntervalMs %d is out of range: use %d to %d milliseconds (100 is usual), or leave it out (0) for MII monitoring", ms, MinARPInterval, MaxARPInterval)
+	}
+	return nil
+}
+
+// IsARPValidate checks a bond's arp_validate mode.
+func IsARPValidate(mode string) error {
+	if slices.Contains(ARPValidateModes, mode) {
+		return nil
+	}
+	return fmt.Errorf("unknown arpValidate %s: use one of %s", show(mode), strings.Join(ARPValidateModes, ", "))
+}
+
+// ARPValidateNeedsIP reports whether arp_validate mode checks ARP answers
+// against an IP of the bond (every mode but none and filter), which a bond
+// without an IP can never pass.
+func ARPValidateNeedsIP(mode string) bool {
+	return mode != "none" && mode != "filter" && mode != ""
+}
+
+// ParseARPTarget parses an ARP target: a unicast IPv4 address, as the
+// kernel's arp_ip_target takes it.
+func ParseARPTarget(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("ARP target %s is not an IPv4 address: the kernel ARPs for IPv4 addresses only; write one such as 192.168.1.102 (no prefix length)", show(s))
+	}
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a.IsLoopback() {
+		return netip.Addr{}, fmt.Errorf("ARP target %s is not a unicast address another host can answer for: use the IPv4 address of a host or router on the bond's network", a)
+	}
+	return a, nil
 }
 
 // IsPrimaryReselect checks a bond's primary_reselect policy.
