@@ -265,7 +265,9 @@ func restored(before, now *netSnap) error {
 	if a, b := v4(before.Addrs), v4(now.Addrs); !slices.Equal(a, b) {
 		errs = append(errs, fmt.Errorf("eno1's addresses %q, before %q", b, a))
 	}
-	if before.Route != now.Route {
+	// The gateway and the device: ifup adds the route "onlink", a
+	// restored one may lack that flag (same route).
+	if r := routeVia(now.Route); r != routeVia(before.Route) {
 		errs = append(errs, fmt.Errorf("default route %q, before %q", now.Route, before.Route))
 	}
 	for _, l := range strings.Split(now.Links, "\n") {
@@ -274,6 +276,23 @@ func restored(before, now *netSnap) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// routeVia is "via GATEWAY dev DEVICE" of ip route's lines.
+func routeVia(route string) string {
+	var out []string
+	for _, l := range strings.Split(route, "\n") {
+		f := strings.Fields(l)
+		var keep []string
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "via" || f[i] == "dev" {
+				keep = append(keep, f[i], f[i+1])
+			}
+		}
+		out = append(out, strings.Join(keep, " "))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
 }
 
 // --- step takeover -------------------------------------------------------
