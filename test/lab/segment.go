@@ -34,6 +34,9 @@ type port struct {
 	name    string // vm/nic
 	addr    *net.UnixAddr
 	up      bool
+	// blocked is a wedged port (VM.SetForwarding): its link stays up but
+	// it forwards nothing, either way, and keeps its learned MACs.
+	blocked bool
 	rx      uint64        // frames from the port
 	tx      atomic.Uint64 // frames delivered to the port
 	dropped atomic.Uint64 // frames lost: queue full, port down, or the NIC not there
@@ -143,6 +146,18 @@ func (s *Segment) setPortUp(sock string, up bool) {
 	}
 }
 
+// setPortForwarding wedges (on false) or frees a port: a wedged port's
+// carrier stays up, but the switch drops every frame it receives there and
+// sends it none, and keeps the MACs it learned there (a switch whose port
+// or uplink hangs does not flush them), so unicast to them is lost too.
+func (s *Segment) setPortForwarding(sock string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.ports[sock]; p != nil {
+		p.blocked = !on
+	}
+}
+
 func (s *Segment) forget(p *port) {
 	for mac, e := range s.macs {
 		if e.port == p {
@@ -207,7 +222,7 @@ func (s *Segment) forward(fromSock string, frame []byte) {
 
 // switchFrame forwards frame that entered on port in. Called with s.mu held.
 func (s *Segment) switchFrame(in *port, frame []byte) {
-	if !in.up {
+	if !in.up || in.blocked {
 		in.dropped.Add(1)
 		return
 	}
@@ -221,14 +236,16 @@ func (s *Segment) switchFrame(in *port, frame []byte) {
 	}
 	if dst[0]&1 == 0 {
 		if e, ok := s.macs[dst]; ok && now.Sub(e.seen) < macAging {
-			if e.port != in && e.port.up {
+			if e.port.blocked {
+				e.port.dropped.Add(1)
+			} else if e.port != in && e.port.up {
 				s.send(e.port, frame)
 			}
 			return
 		}
 	}
 	for _, p := range s.ports {
-		if p != in && p.up {
+		if p != in && p.up && !p.blocked {
 			s.send(p, frame)
 		}
 	}

@@ -73,6 +73,38 @@ func TestSegmentLearningSwitch(t *testing.T) {
 	}
 }
 
+// TestSegmentWedgedPort: a port that stops forwarding keeps its link and
+// its learned MACs, and passes nothing either way: unicast to its MAC is
+// lost (not flooded), broadcasts skip it, its own frames go nowhere.
+func TestSegmentWedgedPort(t *testing.T) {
+	s, err := newSegment("unit", t.TempDir()+"/seg.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	a, b, c := s.Attach("a"), s.Attach("b"), s.Attach("c")
+	a.Send(frame(0xff, 0xa)) // A learned on a
+	recvd(b)
+	recvd(c)
+	s.setPortForwarding(a.key, false)
+	b.Send(frame(0xa, 0xb))  // to A: lost at the wedged port
+	b.Send(frame(0xff, 0xb)) // broadcast: c only
+	a.Send(frame(0xb, 0xa))  // from the wedged port: nowhere
+	if got := [3]int{recvd(a), recvd(b), recvd(c)}; got != [3]int{0, 0, 1} {
+		t.Errorf("with a wedged, frames reached a,b,c %v times, want 0,0,1", got)
+	}
+	for _, st := range s.Stats() {
+		if st.Name == "a" && (!st.Up || st.Dropped != 2) {
+			t.Errorf("wedged port: %+v, want up with 2 frames dropped", st)
+		}
+	}
+	s.setPortForwarding(a.key, true)
+	c.Send(frame(0xa, 0xc)) // A still known: unicast to a only
+	if got := [3]int{recvd(a), recvd(b), recvd(c)}; got != [3]int{1, 0, 0} {
+		t.Errorf("after a forwards again, a frame to A reached a,b,c %v times, want 1,0,0", got)
+	}
+}
+
 // readCpio parses a newc archive (enough to check writeCpio).
 func readCpio(t *testing.T, b []byte) map[string]cpioFile {
 	t.Helper()

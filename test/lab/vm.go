@@ -440,6 +440,23 @@ func (vm *VM) SetLink(id string, up bool) error {
 	return nil
 }
 
+// SetForwarding wedges (on false) or frees the switch port of NIC id: a
+// dead path behind a live link. The guest keeps its carrier (no QMP
+// set_link), but the segment's switch drops every frame to and from the
+// port and keeps the MACs it learned there, as a hung switch port or a
+// switch whose uplink is gone does.
+func (vm *VM) SetForwarding(id string, on bool) error {
+	st, ok := vm.nics[id]
+	if !ok {
+		return fmt.Errorf("lab: %s: no NIC %q", vm.Name, id)
+	}
+	if st.seg == nil {
+		return fmt.Errorf("lab: %s: NIC %q is on no segment", vm.Name, id)
+	}
+	st.seg.setPortForwarding(st.sock, on)
+	return nil
+}
+
 // NICs returns the VM's NICs with their defaults filled in.
 func (vm *VM) NICs() []NIC { return append([]NIC(nil), vm.cfg.NICs...) }
 
