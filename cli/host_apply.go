@@ -260,8 +260,8 @@ Example:
 					}
 					fmt.Fprintf(c.App.Writer, "# %s %s (%s)\n", verb, e.Path, e.Manager)
 				}
-				for _, argv := range p.Takeover.Reload {
-					fmt.Fprintf(c.App.Writer, "# then: %s\n", strings.Join(argv, " "))
+				for _, r := range p.Takeover.Reload {
+					fmt.Fprintf(c.App.Writer, "# then: %s\n", r)
 				}
 			}
 			fmt.Fprint(c.App.Writer, plan)

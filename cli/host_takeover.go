@@ -101,8 +101,8 @@ func hostTakeover(c *cli.Context) error {
 		}
 		fmt.Fprintf(w, "# %s %s: %s\n", verb, e.Path, e.Why)
 	}
-	for _, argv := range release.Reload {
-		fmt.Fprintf(w, "# then: %s\n", strings.Join(argv, " "))
+	for _, r := range release.Reload {
+		fmt.Fprintf(w, "# then: %s\n", r)
 	}
 	for _, n := range release.Notes {
 		fmt.Fprintf(w, "# note: %s\n", n)

@@ -20,7 +20,6 @@ package confirm
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gallium/gallium-net/netsetup"
@@ -111,9 +110,8 @@ func Apply(k netsetup.Kernel, req Request) (string, error) {
 			req.disarm(id)
 			return "", fmt.Errorf("release the OS network manager's files (each one written was put back): %w", err)
 		}
-		for _, argv := range req.Takeover.Reload {
-			if err := RunCommand(argv); err != nil {
-				err = fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		for _, r := range req.Takeover.Reload {
+			if _, err := reload(r); err != nil {
 				return "", errors.Join(err, req.unrelease(id))
 			}
 		}
@@ -198,8 +196,9 @@ func (req Request) disarm(id string) {
 func (req Request) unrelease(id string) error {
 	defer req.disarm(id)
 	err := osnet.RestoreFiles(req.root(), req.Takeover.Edits, atomicfile.Write)
-	for _, argv := range req.Takeover.Reload {
-		err = errors.Join(err, RunCommand(argv))
+	for _, r := range req.Takeover.Reload {
+		_, rerr := reload(r)
+		err = errors.Join(err, rerr)
 	}
 	if err != nil {
 		return fmt.Errorf("put the OS network manager's files back: %w", err)

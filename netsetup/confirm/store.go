@@ -346,15 +346,35 @@ func (p *Pending) restore(k netsetup.Kernel, progress func(i, n int, st netsetup
 	}
 	plan, err := netsetup.Restore(k, p.Snapshot, progress)
 	if p.Takeover != nil {
-		for _, argv := range p.Takeover.Reload {
-			if rerr := RunCommand(argv); rerr != nil {
-				log(fmt.Sprintf("%s: %v (the manager reads its restored files when it next starts)", strings.Join(argv, " "), rerr))
-			} else {
-				log(strings.Join(argv, " ") + ": ok")
+		for _, r := range p.Takeover.Reload {
+			ran, rerr := reload(r)
+			switch {
+			case rerr != nil:
+				log(fmt.Sprintf("%s: %v (the manager reads its restored files when it next starts)", strings.Join(r.Argv, " "), rerr))
+			case ran:
+				log(strings.Join(r.Argv, " ") + ": ok")
 			}
 		}
 	}
 	return plan, errors.Join(ferr, err)
+}
+
+// reload runs r when its manager's unit is running (ran); a manager that
+// is not running reads its files when it starts.
+func reload(r osnet.Reload) (ran bool, err error) {
+	if !UnitActive(r.Unit) {
+		return false, nil
+	}
+	if err := RunCommand(r.Argv); err != nil {
+		return true, fmt.Errorf("%s: %w", strings.Join(r.Argv, " "), err)
+	}
+	return true, nil
+}
+
+// UnitActive reports whether systemd runs unit; a variable so that tests
+// stand in for systemd.
+var UnitActive = func(unit string) bool {
+	return exec.Command("systemctl", "is-active", "--quiet", unit).Run() == nil
 }
 
 func (p *Pending) rootDir() string {

@@ -43,14 +43,16 @@ func takeoverSetup(t *testing.T) (k *netsetup.SimKernel, req Request, ran *[]str
 	if err := os.WriteFile(filepath.Join(root, "etc/network/interfaces"), orig, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	rel, err := osnet.PlanRelease(root, osnet.Target{Names: osnet.Interfaces(s, "hv1")}, map[osnet.Manager]bool{osnet.Ifupdown: true, osnet.Networkd: true})
-	if err != nil || len(rel.Edits) != 2 {
+	rel, err := osnet.PlanRelease(root, osnet.Target{Names: osnet.Interfaces(s, "hv1")}, map[osnet.Manager]bool{osnet.Ifupdown: true, osnet.Networkd: true, osnet.NetworkManager: true})
+	if err != nil || len(rel.Edits) != 3 {
 		t.Fatalf("release %+v: %v", rel, err)
 	}
 	ran = new([]string)
-	old := RunCommand
+	old, oldActive := RunCommand, UnitActive
 	RunCommand = func(argv []string) error { *ran = append(*ran, strings.Join(argv, " ")); return nil }
-	t.Cleanup(func() { RunCommand = old })
+	// networkd runs; NetworkManager (its reload would be recorded) does not.
+	UnitActive = func(unit string) bool { return unit == "systemd-networkd.service" }
+	t.Cleanup(func() { RunCommand, UnitActive = old, oldActive })
 	return k, Request{Store: Store{Dir: t.TempDir()}, Hypervisor: "hv1", Desired: desired, Observed: obs, Plan: plan, Takeover: rel, Root: root}, ran, orig
 }
 
@@ -136,7 +138,7 @@ func TestTakeoverSavedWithThePendingState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Takeover == nil || len(p.Takeover.Edits) != 2 || p.Root != req.Root || p.Takeover.Edits[0].Mode != 0o640 {
+	if p.Takeover == nil || len(p.Takeover.Edits) != 3 || p.Root != req.Root || p.Takeover.Edits[0].Mode != 0o640 {
 		t.Fatalf("saved takeover: %+v root %q", p.Takeover, p.Root)
 	}
 }

@@ -49,10 +49,21 @@ type Edit struct {
 // running manager read them again (also after a rollback has put the old
 // files back).
 type Release struct {
-	Edits  []Edit     `json:"edits"`
-	Reload [][]string `json:"reload,omitempty"`
+	Edits  []Edit    `json:"edits"`
+	Reload []Reload `json:"reload,omitempty"`
 	// Notes tell the operator what the takeover leaves alone and why.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Reload tells a running manager to read its files again; a manager whose
+// unit is not running reads them when it starts.
+type Reload struct {
+	Unit string   `json:"unit"`
+	Argv []string `json:"argv"`
+}
+
+func (r Reload) String() string {
+	return strings.Join(r.Argv, " ") + " (if " + r.Unit + " runs)"
 }
 
 // Empty reports whether no file needs writing.
@@ -105,13 +116,13 @@ func PlanRelease(root string, t Target, installed map[Manager]bool) (*Release, e
 		if err := r.add(root, NetworkManager, NMDropIn, nmDropIn(t), "NetworkManager leaves "+strings.Join(t.Names, ", ")+" alone"); err != nil {
 			return nil, err
 		}
-		r.Reload = append(r.Reload, []string{"nmcli", "general", "reload", "conf"})
+		r.Reload = append(r.Reload, Reload{Unit: "NetworkManager.service", Argv: []string{"nmcli", "general", "reload", "conf"}})
 	}
 	if installed[Networkd] || installed[Netplan] {
 		if err := r.add(root, Networkd, NetworkdDropIn, networkdDropIn(t), "systemd-networkd leaves "+strings.Join(t.Names, ", ")+" alone"); err != nil {
 			return nil, err
 		}
-		r.Reload = append(r.Reload, []string{"networkctl", "reload"})
+		r.Reload = append(r.Reload, Reload{Unit: "systemd-networkd.service", Argv: []string{"networkctl", "reload"}})
 		for _, n := range t.Names {
 			for _, c := range Of(claims, n, t.mac(n)) {
 				if c.Manager == Networkd && path.Base(c.File) < path.Base(NetworkdDropIn) {

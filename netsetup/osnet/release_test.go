@@ -165,7 +165,7 @@ func TestReleaseNetworkManager(t *testing.T) {
 	if len(r.Edits) != 1 || r.Edits[0].Path != NMDropIn || r.Edits[0].Existed {
 		t.Fatalf("edits %+v; want %s created", r.Edits, NMDropIn)
 	}
-	if d := cmp.Diff([][]string{{"nmcli", "general", "reload", "conf"}}, r.Reload); d != "" {
+	if d := cmp.Diff([]Reload{{"NetworkManager.service", []string{"nmcli", "general", "reload", "conf"}}}, r.Reload); d != "" {
 		t.Error(d)
 	}
 	claims := scanOK(t, root)
