@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -226,5 +227,28 @@ func TestHostConfigSpecAndHypervisor(t *testing.T) {
 	_, errOut, code = run(t, "xml", "network", "prod")
 	if code == 0 || !strings.Contains(errOut, `hypervisor "hv9" (set in`) {
 		t.Errorf("unknown hypervisor in the config: exit %d, %s", code, errOut)
+	}
+}
+
+// A group under ARP monitoring lists its monitor as such, not as miimon 0.
+func TestListGroupsARPMonitor(t *testing.T) {
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "bond: {miimon: 100, primary: eno1}", "bond: {arpIntervalMs: 200, primary: eno1}", 1)
+	if s == string(b) {
+		t.Fatal("examples/cluster.yaml no longer has the infra group's bond line this test edits")
+	}
+	spec := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(spec, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := run(t, "list", "groups", "-f", spec)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^infra\s+yes\s+gb-infra\s+gbr-infra\s+arp 200ms all\s+0\s+0\s`).MatchString(out) || !strings.Contains(out, "mii 100ms") {
+		t.Errorf("list groups:\n%s", out)
 	}
 }

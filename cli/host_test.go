@@ -234,3 +234,60 @@ func TestHostCheckRoot(t *testing.T) {
 		t.Errorf("empty root, table output:\n%s", empty)
 	}
 }
+
+// host takeover --root edits the files of a copy of an installed host:
+// --dry-run writes nothing, the takeover comments ifupdown's stanza out and
+// writes networkd's drop-in, host check then finds nothing held, and a
+// second takeover has nothing to write.
+func TestHostTakeoverRoot(t *testing.T) {
+	root := t.TempDir()
+	files := map[string]string{
+		"etc/network/interfaces":              "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug eno1\niface eno1 inet static\n  address 192.168.1.101/24\n",
+		"sbin/ifup":                           "",
+		"etc/systemd/network/20-eno3.network": "[Match]\nName=eno3\n[Network]\nDHCP=yes\n",
+		"etc/systemd/system/multi-user.target.wants/systemd-networkd.service": "",
+	}
+	for p, body := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"host", "takeover", "-f", example, "--hypervisor", "hv1", "--root", root}
+	dry, errOut, code := run(t, append(args, "--dry-run")...)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d: %s\n%s", code, errOut, dry)
+	}
+	for _, want := range []string{
+		"# management IP 192.168.1.101 is held by ifupdown at /etc/network/interfaces:7 (iface eno1 inet static)",
+		"# edit /etc/network/interfaces: ifupdown no longer brings up allow-hotplug eno1, iface eno1 inet static",
+		"# create /etc/systemd/network/00-gallium-net.network: systemd-networkd leaves eno1",
+		"# then: networkctl reload (if systemd-networkd.service runs)",
+	} {
+		if !strings.Contains(dry, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, dry)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/systemd/network/00-gallium-net.network")); err == nil {
+		t.Fatal("--dry-run wrote the drop-in")
+	}
+	out, errOut, code := run(t, args...)
+	if code != 0 || !strings.Contains(out, "wrote 2 file(s) under "+root) {
+		t.Fatalf("takeover: exit %d: %s\n%s", code, errOut, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "etc/network/interfaces"))
+	if !strings.Contains(string(b), "#gallium-net# iface eno1 inet static\n#gallium-net#   address 192.168.1.101/24\n") || !strings.Contains(string(b), "\nauto lo\n") {
+		t.Errorf("interfaces after the takeover:\n%s", b)
+	}
+	check, _, _ := run(t, "host", "check", "-f", example, "--hypervisor", "hv1", "--root", root)
+	if !strings.Contains(check, "no manager is configured to hold these adapters") {
+		t.Errorf("host check after the takeover:\n%s", check)
+	}
+	again, errOut, code := run(t, args...)
+	if code != 0 || !strings.Contains(again, "no OS network manager holds") || strings.Contains(again, "wrote") {
+		t.Errorf("second takeover: exit %d: %s\n%s", code, errOut, again)
+	}
+}

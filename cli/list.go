@@ -108,6 +108,8 @@ type groupRow struct {
 	Miimon         int                 `json:"miimon" yaml:"miimon"`
 	UpdelayMs      int                 `json:"updelayMs" yaml:"updelayMs"`
 	DowndelayMs    int                 `json:"downdelayMs" yaml:"downdelayMs"`
+	ArpIntervalMs  int                 `json:"arpIntervalMs,omitempty" yaml:"arpIntervalMs,omitempty"`
+	ArpValidate    string              `json:"arpValidate,omitempty" yaml:"arpValidate,omitempty"`
 	MTU            int                 `json:"mtu" yaml:"mtu"`
 	Adapters       map[string][]string `json:"adapters" yaml:"adapters"`
 }
@@ -115,12 +117,16 @@ type groupRow struct {
 func listGroups(c *cli.Context, s *model.Spec) error {
 	rows := []groupRow{}
 	for _, g := range s.AdapterGroups {
-		rows = append(rows, groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: model.BondName(g.Name),
+		r := groupRow{Name: g.Name, Infrastructure: g.Infrastructure, Bond: model.BondName(g.Name),
 			Bridge: model.BridgeName(g.Name), Miimon: g.Bond.Miimon, UpdelayMs: g.Bond.Updelay(), DowndelayMs: g.Bond.DowndelayMs,
-			MTU: s.GroupMTU(&g), Adapters: g.Adapters})
+			MTU: s.GroupMTU(&g), Adapters: g.Adapters}
+		if g.Bond.ARPMonitor() {
+			r.ArpIntervalMs, r.ArpValidate = g.Bond.ArpIntervalMs, g.Bond.ArpValidate
+		}
+		rows = append(rows, r)
 	}
 	return printOut(c, rows, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "GROUP\tINFRA\tBOND\tBRIDGE\tMIIMON\tUPDELAY\tDOWNDELAY\tMTU\tADAPTERS")
+		fmt.Fprintln(w, "GROUP\tINFRA\tBOND\tBRIDGE\tMONITOR\tUPDELAY\tDOWNDELAY\tMTU\tADAPTERS")
 		for _, r := range rows {
 			hvs := make([]string, 0, len(r.Adapters))
 			for hv := range r.Adapters {
@@ -131,7 +137,13 @@ func listGroups(c *cli.Context, s *model.Spec) error {
 			for _, hv := range hvs {
 				parts = append(parts, hv+":"+strings.Join(r.Adapters[hv], "+"))
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, yesNo(r.Infrastructure), r.Bond, r.Bridge, r.Miimon, r.UpdelayMs, r.DowndelayMs, r.MTU, strings.Join(parts, " "))
+			// The kernel runs one link monitor per bond: MII (carrier) or
+			// ARP (answers from the targets, validated per arp_validate).
+			monitor := fmt.Sprintf("mii %dms", r.Miimon)
+			if r.ArpIntervalMs > 0 {
+				monitor = fmt.Sprintf("arp %dms %s", r.ArpIntervalMs, r.ArpValidate)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.Name, yesNo(r.Infrastructure), r.Bond, r.Bridge, monitor, r.UpdelayMs, r.DowndelayMs, r.MTU, strings.Join(parts, " "))
 		}
 	})
 }
