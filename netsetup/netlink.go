@@ -493,7 +493,13 @@ func (n *Netlink) do(op Op) error {
 		if op.Kind == OpAddrAdd {
 			return netlink.AddrAdd(l, a)
 		}
-		return netlink.AddrDel(l, a)
+		// Gone already is what the step wants: the OS's network manager,
+		// told by 'host takeover' to let go of the adapter, may drop the
+		// address it had put there while the plan runs.
+		if err := netlink.AddrDel(l, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return err
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown op %q", op.Kind)
 }
