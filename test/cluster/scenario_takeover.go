@@ -298,12 +298,32 @@ func routeVia(route string) string {
 // --- step takeover -------------------------------------------------------
 
 func (s *Scenario) stepTakeover(ctx context.Context) error {
-	s.Report.Takeovers = nil
+	s.Report.Takeovers = make([]TakeoverReport, len(s.hvs))
 	for i, h := range s.hvs {
-		prober := s.hvs[(i+1)%len(s.hvs)]
-		r, err := s.takeover(ctx, h, prober)
-		s.Report.Takeovers = append(s.Report.Takeovers, r)
-		if err != nil {
+		s.Report.Takeovers[i] = TakeoverReport{Hypervisor: h.Name, Debian: string(h.Suite), Manager: installers[h.Name],
+			Prober: s.hvs[(i+1)%len(s.hvs)].Name, Interval: 10 * time.Millisecond}
+	}
+	// The unconfirmed takeovers on all three at once (each waits out its
+	// own confirm timeout and rollback; nobody probes them), then every
+	// management IP must answer again.
+	befores := make([]*netSnap, len(s.hvs))
+	err := each(s.hvs, func(h *Hypervisor) error {
+		i := slices.Index(s.hvs, h)
+		var err error
+		befores[i], err = s.unconfirmedTakeover(ctx, h, &s.Report.Takeovers[i])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.pingAll(ctx, "after the unconfirmed takeovers rolled back"); err != nil {
+		return err
+	}
+	// The confirmed ones one after the other, each probed by the next
+	// hypervisor.
+	for i, h := range s.hvs {
+		r := &s.Report.Takeovers[i]
+		if err := s.takeover(ctx, h, s.hvs[(i+1)%len(s.hvs)], befores[i], r); err != nil {
 			return fmt.Errorf("%s (%s): %w", h.Name, r.Manager, err)
 		}
 	}
@@ -313,42 +333,43 @@ func (s *Scenario) stepTakeover(ctx context.Context) error {
 // confirmResults lists the rollback records in gallium-net's state dir.
 const confirmResults = "ls /var/lib/gallium-net/confirm/*.result /var/lib/gallium-net/*.result 2>/dev/null; true"
 
-func (s *Scenario) takeover(ctx context.Context, h, prober *Hypervisor) (TakeoverReport, error) {
+// unconfirmedTakeover runs a takeover on h that nobody confirms and waits
+// until everything is back by itself: the manager's files byte for byte,
+// eno1's addresses, the default route, the manager running. It returns the
+// state before, for the confirmed takeover's checks.
+func (s *Scenario) unconfirmedTakeover(ctx context.Context, h *Hypervisor, r *TakeoverReport) (*netSnap, error) {
 	m := installers[h.Name]
 	unit := managerUnit(m)
 	ip := mgmtIP(*s.spec.Hypervisor(h.Name))
-	r := TakeoverReport{Hypervisor: h.Name, Debian: string(h.Suite), Manager: m, Prober: prober.Name, Interval: 10 * time.Millisecond}
 	before, err := snapshot(ctx, h)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	r.FilesRecorded = len(before.Files)
 	if len(before.Addrs) == 0 {
-		return r, fmt.Errorf("eno1 holds no address before the takeover: %s", before.Links)
+		return nil, fmt.Errorf("eno1 holds no address before the takeover: %s", before.Links)
 	}
 	results, err := run(ctx, h, confirmResults)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
-
-	// 1. Unconfirmed: everything must come back by itself.
 	t0 := time.Now()
 	out, err := run(ctx, h, "gallium-net host takeover --yes --confirm-timeout 15s")
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	applied := time.Since(t0)
 	mid, _ := run(ctx, h, "ip -o -4 addr show to "+ip+"; ls /etc/NetworkManager/conf.d /etc/systemd/network 2>/dev/null | tr '\\n' ' '")
 	s.logf("  %s (%s): unconfirmed takeover applied in %s, %d plan lines; %s; now waiting for the automatic rollback", h.Name, m, applied.Round(100*time.Millisecond), strings.Count(out, "\n"), strings.Join(strings.Fields(mid), " "))
 	if !strings.Contains(out, "host confirm") {
-		return r, fmt.Errorf("host takeover did not ask for 'gallium-net host confirm':\n%s", tailLines(out, 20))
+		return nil, fmt.Errorf("host takeover did not ask for 'gallium-net host confirm':\n%s", tailLines(out, 20))
 	}
 	deadline := time.Now().Add(15*time.Second + 60*time.Second)
 	var last error
 	for {
 		now, err := snapshot(ctx, h)
 		if err != nil {
-			return r, err
+			return nil, err
 		}
 		last = restored(before, now)
 		res, _ := run(ctx, h, confirmResults)
@@ -372,35 +393,40 @@ func (s *Scenario) takeover(ctx context.Context, h, prober *Hypervisor) (Takeove
 		}
 		if time.Now().After(deadline) {
 			logs, _, _ := h.Run(ctx, "tail -n 30 /var/lib/gallium-net/confirm/*.log 2>/dev/null; journalctl -b -n 40 --no-pager -u "+unit+" -t gallium-net; ip -br addr")
-			return r, fmt.Errorf("75 s after an unconfirmed takeover, not as before (rollback record %q): %w\n%s", r.RestoreResult, last, logs)
+			return nil, fmt.Errorf("75 s after an unconfirmed takeover, not as before (rollback record %q): %w\n%s", r.RestoreResult, last, logs)
 		}
 		time.Sleep(time.Second)
 	}
 	r.RestoreAfter = time.Since(t0) - applied
 	if strings.Contains(r.RestoreResult, "FAILED") {
-		return r, fmt.Errorf("the rollback says %q", r.RestoreResult)
-	}
-	if _, err := run(ctx, prober, fmt.Sprintf("ping -c 1 -W 2 %[1]s >/dev/null || ping -c 5 -W 2 %[1]s", ip)); err != nil {
-		return r, fmt.Errorf("%s does not reach %s after the rollback: %w", prober.Name, ip, err)
+		return nil, fmt.Errorf("the rollback says %q", r.RestoreResult)
 	}
 	r.RestoreOK = true
-	s.logf("  %s (%s): rolled back %s after the takeover exited (%q): %d files byte for byte, eno1 %v, %s active, %s reaches %s",
-		h.Name, m, r.RestoreAfter.Round(100*time.Millisecond), r.RestoreResult, r.FilesRecorded, before.Addrs, unit, prober.Name, ip)
+	s.logf("  %s (%s): rolled back %s after the takeover exited (%q): %d files byte for byte, eno1 %v, %s active",
+		h.Name, m, r.RestoreAfter.Round(100*time.Millisecond), r.RestoreResult, r.FilesRecorded, before.Addrs, unit)
+	return before, nil
+}
 
+// takeover is the confirmed takeover of h while prober pings its
+// management IP every 10 ms; before is h's state before any takeover.
+func (s *Scenario) takeover(ctx context.Context, h, prober *Hypervisor, before *netSnap, r *TakeoverReport) error {
+	m := installers[h.Name]
+	unit := managerUnit(m)
+	ip := mgmtIP(*s.spec.Hypervisor(h.Name))
 	// 2. Confirmed, while the prober pings the management IP every 10 ms.
 	log, pid := "/tmp/takeover-probe-"+h.Name+".log", "/tmp/takeover-probe-"+h.Name+".pid"
 	if err := background(ctx, prober, fmt.Sprintf("echo $$ >%s; exec ping -n -D -O -i 0.01 -W 1 -w 900 %s", pid, ip), log); err != nil {
-		return r, err
+		return err
 	}
 	if _, err := run(ctx, prober, fmt.Sprintf("i=0; until [ $(grep -c 'bytes from' %s) -ge 20 ]; do i=$((i+1)); [ $i -lt 100 ] || { cat %s; exit 1; }; sleep 0.1; done", log, log)); err != nil {
-		return r, fmt.Errorf("%s's probe of %s never answered before the takeover: %w", prober.Name, ip, err)
+		return fmt.Errorf("%s's probe of %s never answered before the takeover: %w", prober.Name, ip, err)
 	}
-	t0 = time.Now()
-	out, err = run(ctx, h, "gallium-net host takeover --yes --confirm-timeout 120s")
+	t0 := time.Now()
+	out, err := run(ctx, h, "gallium-net host takeover --yes --confirm-timeout 120s")
 	r.Took = time.Since(t0)
 	if err != nil {
 		run(ctx, prober, "kill -INT $(cat "+pid+")")
-		return r, err
+		return err
 	}
 	for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		if i == 12 {
@@ -411,13 +437,13 @@ func (s *Scenario) takeover(ctx context.Context, h, prober *Hypervisor) (Takeove
 	// A new session proves the host is still reachable.
 	if _, err := run(ctx, h, "gallium-net host confirm"); err != nil {
 		run(ctx, prober, "kill -INT $(cat "+pid+")")
-		return r, err
+		return err
 	}
 	time.Sleep(2 * time.Second)
 	stats, err := run(ctx, prober, fmt.Sprintf(`kill -INT $(cat %[1]s); i=0; until grep -q 'packets transmitted' %[2]s; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.1; done
 awk '/bytes from/ {t=substr($1,2,length($1)-2)+0; if (p && t-p>g) g=t-p; p=t} /packets transmitted/ {s=$1; r=$4} END {printf "%%d %%d %%.0f\n", s, r, g*1000}' %[2]s`, pid, log))
 	if err != nil {
-		return r, fmt.Errorf("the probe's summary: %w", err)
+		return fmt.Errorf("the probe's summary: %w", err)
 	}
 	if f := strings.Fields(lastLine(stats)); len(f) == 3 {
 		r.Sent, _ = strconv.Atoi(f[0])
@@ -427,21 +453,21 @@ awk '/bytes from/ {t=substr($1,2,length($1)-2)+0; if (p && t-p>g) g=t-p; p=t} /p
 		r.Lost = r.Sent - r.Received
 	}
 	if r.Sent == 0 {
-		return r, fmt.Errorf("no probe summary: %q", stats)
+		return fmt.Errorf("no probe summary: %q", stats)
 	}
 
 	// 3. The state: the IP on the bridge only, the manager running, its
 	// files telling it to let go.
 	after, err := snapshot(ctx, h)
 	if err != nil {
-		return r, err
+		return err
 	}
 	r.Edits = diffFiles(before, after)
 	if err := s.heldByGallium(ctx, h); err != nil {
-		return r, err
+		return err
 	}
 	if out, err := run(ctx, h, "systemctl is-active "+unit); err != nil {
-		return r, fmt.Errorf("%s after the takeover: %w: %s", unit, err, out)
+		return fmt.Errorf("%s after the takeover: %w: %s", unit, err, out)
 	}
 	var check string
 	switch m {
@@ -453,11 +479,11 @@ awk '/bytes from/ {t=substr($1,2,length($1)-2)+0; if (p && t-p>g) g=t-p; p=t} /p
 		check = "grep -q 'Unmanaged=yes' /etc/systemd/network/00-gallium-net.network"
 	}
 	if _, err := run(ctx, h, check); err != nil {
-		return r, fmt.Errorf("the takeover's edit for %s is not there (%v):\n%s", m, err, after.Contents)
+		return fmt.Errorf("the takeover's edit for %s is not there (%v):\n%s", m, err, after.Contents)
 	}
 	s.logf("  %s (%s): takeover in %s and confirmed; %s lost %d of %d probes at 10 ms (longest gap between answers %s); edits: %s",
 		h.Name, m, r.Took.Round(100*time.Millisecond), prober.Name, r.Lost, r.Sent, r.LongestGap, strings.Join(r.Edits, ", "))
-	return r, nil
+	return nil
 }
 
 // heldByGallium: h's management IP is on the infrastructure bridge and
