@@ -740,17 +740,30 @@ func (s *Scenario) startEcho(ctx context.Context, h *Hypervisor) error {
 }
 
 func (s *Scenario) stepVIP(ctx context.Context) error {
-	t0 := time.Now()
+	var mu sync.Mutex
+	var started time.Time // the last keepalived restart returned
 	err := each(s.hvs, func(h *Hypervisor) error {
+		t0 := time.Now()
 		if _, err := run(ctx, h, "mkdir -p /etc/keepalived && gallium-net vip config > /etc/keepalived/keepalived.conf"); err != nil {
 			return err
 		}
 		// Debian's keepalived unit (enabled by its package; it skipped the
-		// boot for want of a configuration).
-		if _, err := run(ctx, h, "systemctl enable keepalived.service && systemctl restart keepalived.service"); err != nil {
+		// boot for want of a configuration). --no-reload: enabling only
+		// adds a link, no unit file changed, and a daemon-reload costs
+		// seconds under TCG.
+		t1 := time.Now()
+		if _, err := run(ctx, h, "systemctl enable --no-reload keepalived.service && systemctl restart keepalived.service"); err != nil {
 			return err
 		}
-		return s.startEcho(ctx, h)
+		t2 := time.Now()
+		mu.Lock()
+		if t2.After(started) {
+			started = t2
+		}
+		mu.Unlock()
+		err := s.startEcho(ctx, h)
+		s.logf("  %s: keepalived.conf in %s, enable and restart in %s, echo servers in %s", h.Name, t1.Sub(t0).Round(100*time.Millisecond), t2.Sub(t1).Round(100*time.Millisecond), time.Since(t2).Round(100*time.Millisecond))
+		return err
 	})
 	if err != nil {
 		return err
@@ -760,7 +773,7 @@ func (s *Scenario) stepVIP(ctx context.Context) error {
 		return err
 	}
 	s.Report.VIP.FirstHolder = holder
-	s.logf("  VIP %s on %s, stable for 5 s, %s after keepalived started (holders seen: %s)", s.spec.Cluster.VIP, holder, time.Since(t0).Round(100*time.Millisecond), strings.Join(changes, ", "))
+	s.logf("  VIP %s on %s, stable for 5 s, %s after the last keepalived restart returned (holders seen: %s)", s.spec.Cluster.VIP, holder, time.Since(started).Round(100*time.Millisecond), strings.Join(changes, ", "))
 	mac, err := run(ctx, s.hv(holder), "cat /sys/class/net/gbr-infra/address")
 	if err != nil {
 		return err
