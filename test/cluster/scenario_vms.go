@@ -34,8 +34,10 @@ var vmPlans = []vmPlan{
 // vCPU sleeps. Without a kernel SeaBIOS would PXE-boot through each NIC's
 // iPXE ROM, which spins the nested vCPU and starves the lab hypervisor
 // (etcd timed out, virsh start took 40-50 s). ACPI keeps pci.0 hot-pluggable.
+// 16 MiB is plenty for a kernel that halts, and a live migration copies
+// (or at least scans under nested TCG) every page of it.
 func vmXML(name string) string {
-	return `<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>` +
+	return `<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>16</memory><vcpu>1</vcpu>` +
 		`<os><type arch='x86_64' machine='pc'>hvm</type><kernel>` + haltKernelPath + `</kernel></os>` +
 		`<features><acpi/></features><devices/></domain>`
 }
