@@ -159,7 +159,7 @@ func TestAppArmorHook(t *testing.T) {
 			t.Errorf("plain1's QEMU changed during the upgrade: pid %d -> %d", plain1, pid)
 		}
 	})
-	a.hookWorks(t, "after-upgrade", plain1)
+	a.hookWorks(t, "after-upgrade", plain1, true)
 
 	t.Run("purge-and-install", func(t *testing.T) {
 		a.must(t, "dpkg --purge gallium-net 2>&1")
@@ -168,7 +168,10 @@ func TestAppArmorHook(t *testing.T) {
 			t.Errorf("the postinst says libvirt cannot run the hook:\n%s", out)
 		}
 	})
-	a.hookWorks(t, "after-install", plain1)
+	// The hot-plug waiter and the reconnect hook are the same binary
+	// under the same profile as after the upgrade: a fresh install needs
+	// the hook executable, starting domains and programming taps.
+	a.hookWorks(t, "after-install", plain1, false)
 }
 
 // hookWorks runs the issue's checks with this tree's package installed:
@@ -176,8 +179,9 @@ func TestAppArmorHook(t *testing.T) {
 // starts and stops and a network starts through it, a managed domain's
 // hook puts its taps on their VLANs, a hot-plugged NIC's tap waiter does
 // the same, running VMs survive a libvirtd restart (the reconnect hook),
-// and no denial naming gallium-net is logged meanwhile.
-func (a *aaHost) hookWorks(t *testing.T, name string, plain1 int) {
+// and no denial naming gallium-net is logged meanwhile. Without full, the
+// hot-plug and the libvirtd restart are left out.
+func (a *aaHost) hookWorks(t *testing.T, name string, plain1 int, full bool) {
 	t.Run(name, func(t *testing.T) {
 		since := strings.TrimSpace(a.must(t, "date +%s"))
 		out, code := a.run("gallium-net hook status --exec-only 2>&1")
@@ -202,27 +206,9 @@ func (a *aaHost) hookWorks(t *testing.T, name string, plain1 int) {
 		a.waitLog(t, logStart, "start: domain NICs in line")
 		a.wantTapVLANs(t, "web1", map[string]int{"guests": 20})
 
-		// Hot-plug: libvirt creates the port before the tap, so the hook's
-		// detached waiter (the hook executing itself) programs it.
-		a.must(t, "gallium-net nic add web1 --network lan 2>&1")
-		a.waitLog(t, logStart, "hot-plug: tap programmed")
-		a.wantTapVLANs(t, "web1", map[string]int{"guests": 20, "lan": 1})
-
-		// A libvirtd restart runs the reconnect hook for every running
-		// domain; a failing one would make libvirt stop the VM.
-		web1 := a.qemuPID(t, "web1")
-		a.must(t, `systemctl restart libvirtd.service; i=0; until virsh -c qemu:///system version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1; done`)
-		if got := strings.TrimSpace(a.must(t, "cat /proc/$(pidof libvirtd)/attr/current")); got != "libvirtd (enforce)" {
-			t.Errorf("restarted libvirtd runs as %q", got)
+		if full {
+			a.hotPlugAndRestart(t, logStart, plain1)
 		}
-		for dom, pid := range map[string]int{"plain1": plain1, "web1": web1} {
-			if st := strings.TrimSpace(a.try("virsh -c qemu:///system domstate " + dom)); st != "running" {
-				t.Errorf("%s after the libvirtd restart: %q, want running:\n%s", dom, st, a.try("journalctl -b -u libvirtd -n 5 --no-pager"))
-			} else if got := a.qemuPID(t, dom); got != pid {
-				t.Errorf("%s's QEMU changed across the libvirtd restart: pid %d -> %d", dom, pid, got)
-			}
-		}
-		a.waitLog(t, logStart, "reconnect: domain NICs in line")
 
 		out, code = a.run("gallium-net hook status 2>&1")
 		if code != 0 {
@@ -237,6 +223,34 @@ func (a *aaHost) hookWorks(t *testing.T, name string, plain1 int) {
 			t.Logf("hook log:\n%s", a.try("journalctl -b -t gallium-net-hook -n 30 --no-pager"))
 		}
 	})
+}
+
+// hotPlugAndRestart: a hot-plugged NIC's tap is programmed by the hook's
+// detached waiter, and running VMs survive a libvirtd restart (the
+// reconnect hook).
+func (a *aaHost) hotPlugAndRestart(t *testing.T, logStart string, plain1 int) {
+	t.Helper()
+	// Hot-plug: libvirt creates the port before the tap, so the hook's
+	// detached waiter (the hook executing itself) programs it.
+	a.must(t, "gallium-net nic add web1 --network lan 2>&1")
+	a.waitLog(t, logStart, "hot-plug: tap programmed")
+	a.wantTapVLANs(t, "web1", map[string]int{"guests": 20, "lan": 1})
+
+	// A libvirtd restart runs the reconnect hook for every running
+	// domain; a failing one would make libvirt stop the VM.
+	web1 := a.qemuPID(t, "web1")
+	a.must(t, `systemctl restart libvirtd.service; i=0; until virsh -c qemu:///system version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1; done`)
+	if got := strings.TrimSpace(a.must(t, "cat /proc/$(pidof libvirtd)/attr/current")); got != "libvirtd (enforce)" {
+		t.Errorf("restarted libvirtd runs as %q", got)
+	}
+	for dom, pid := range map[string]int{"plain1": plain1, "web1": web1} {
+		if st := strings.TrimSpace(a.try("virsh -c qemu:///system domstate " + dom)); st != "running" {
+			t.Errorf("%s after the libvirtd restart: %q, want running:\n%s", dom, st, a.try("journalctl -b -u libvirtd -n 5 --no-pager"))
+		} else if got := a.qemuPID(t, dom); got != pid {
+			t.Errorf("%s's QEMU changed across the libvirtd restart: pid %d -> %d", dom, pid, got)
+		}
+	}
+	a.waitLog(t, logStart, "reconnect: domain NICs in line")
 }
 
 // aaHost runs the test's commands in the lab hypervisor.
