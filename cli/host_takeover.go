@@ -84,6 +84,16 @@ func hostTakeover(c *cli.Context) error {
 		}
 	}
 	t := osnet.Target{Names: osnet.Interfaces(hs.spec, hs.hv), MAC: permanentMAC}
+	if root == "/" || root == "" {
+		// The adapters the OS's managers keep: on this host, not in a
+		// --root tree.
+		t.OthersKnown = true
+		for _, a := range netsetup.ListAdapters(netsetup.DefaultSysfs) {
+			if !slices.Contains(t.Names, a.Name) {
+				t.Others = append(t.Others, osnet.Adapter{Name: a.Name, MAC: permanentMAC(a.Name)})
+			}
+		}
+	}
 	if p, err := netip.ParsePrefix(hs.spec.Hypervisor(hs.hv).ManagementIP); err == nil {
 		t.Addr = p.Addr()
 	}

@@ -23,6 +23,11 @@ const (
 	// netplan write (10-netplan-*, 20-wired, ...): networkd uses the first
 	// file that matches a link.
 	NetworkdDropIn = "/etc/systemd/network/00-gallium-net.network"
+	// WaitOnlineDropIn skips systemd-networkd-wait-online.service when
+	// networkd is left managing no link: it would wait for one to come
+	// online until its timeout (2 min) at every boot, holding back
+	// network-online.target and what waits for it.
+	WaitOnlineDropIn = "/etc/systemd/system/systemd-networkd-wait-online.service.d/90-gallium-net.conf"
 )
 
 // ifupdownMark starts every line a takeover comments out, so that a reader
@@ -76,6 +81,17 @@ type Target struct {
 	Names []string
 	MAC   func(name string) net.HardwareAddr
 	Addr  netip.Addr
+	// Others are the host's other network adapters (name and permanent
+	// MAC), which the OS's managers keep; OthersKnown is false when they
+	// are unknown (a --root tree).
+	Others      []Adapter
+	OthersKnown bool
+}
+
+// Adapter is a network adapter's name and permanent MAC (nil if unknown).
+type Adapter struct {
+	Name string
+	MAC  net.HardwareAddr
 }
 
 func (t Target) mac(name string) net.HardwareAddr {
@@ -123,6 +139,9 @@ func PlanRelease(root string, t Target, installed map[Manager]bool) (*Release, e
 			return nil, err
 		}
 		r.Reload = append(r.Reload, Reload{Unit: "systemd-networkd.service", Argv: []string{"networkctl", "reload"}})
+		if err := r.waitOnline(root, claims, t, installed); err != nil {
+			return nil, err
+		}
 		for _, n := range t.Names {
 			for _, c := range Of(claims, n, t.mac(n)) {
 				if c.Manager == Networkd && path.Base(c.File) < path.Base(NetworkdDropIn) {
@@ -135,6 +154,40 @@ func PlanRelease(root string, t Target, installed map[Manager]bool) (*Release, e
 		r.Notes = append(r.Notes, "netplan's YAML stays as it is: what it renders for systemd-networkd or NetworkManager loses to the files above")
 	}
 	return r, nil
+}
+
+// waitOnline skips systemd-networkd-wait-online when networkd (enabled)
+// keeps no adapter of this host: none of t.Others is matched by a
+// .network file that would still apply.
+func (r *Release) waitOnline(root string, claims []Claim, t Target, installed map[Manager]bool) error {
+	if !installed[Networkd] {
+		return nil
+	}
+	if !t.OthersKnown {
+		r.Notes = append(r.Notes, "the host's other adapters are unknown under --root: if systemd-networkd is left managing none, systemd-networkd-wait-online.service waits out its timeout at every boot; the takeover on the host skips it then ("+WaitOnlineDropIn+")")
+		return nil
+	}
+	for _, o := range t.Others {
+		for _, c := range Of(claims, o.Name, o.MAC) {
+			if c.Manager == Networkd {
+				return nil // networkd keeps o: waiting for it is right
+			}
+		}
+	}
+	content := []byte("# Written by 'gallium-net host takeover': systemd-networkd manages no adapter\n" +
+		"# of this hypervisor any more (gallium-net-host.service sets them up, before\n" +
+		"# network-online.target), so waiting for one to come online would only time\n" +
+		"# out at every boot. Remove this file if networkd is given an adapter again;\n" +
+		"# 'gallium-net host rollback' removes it.\n" +
+		"[Unit]\nConditionPathExists=!" + NetworkdDropIn + "\n")
+	n := len(r.Edits)
+	if err := r.add(root, Networkd, WaitOnlineDropIn, content, "systemd-networkd-wait-online.service does not wait for links networkd no longer manages"); err != nil {
+		return err
+	}
+	if len(r.Edits) > n {
+		r.Reload = append(r.Reload, Reload{Unit: "systemd-networkd.service", Argv: []string{"systemctl", "daemon-reload"}})
+	}
+	return nil
 }
 
 // add appends an edit of rel to content unless the file is already so.

@@ -49,6 +49,11 @@ func snapshot(t *testing.T, root string) map[string]string {
 // byte back.
 func release(t *testing.T, root string, installed map[Manager]bool) *Release {
 	t.Helper()
+	return releaseOf(t, root, hv1, installed)
+}
+
+func releaseOf(t *testing.T, root string, hv1 Target, installed map[Manager]bool) *Release {
+	t.Helper()
 	before := snapshot(t, root)
 	r, err := PlanRelease(root, hv1, installed)
 	if err != nil {
@@ -192,7 +197,10 @@ func TestReleaseNetworkdAndNetplan(t *testing.T) {
 		"/etc/netplan/01-netcfg.yaml":                  "network:\n  version: 2\n  ethernets:\n    eno2:\n      dhcp4: true\n",
 		"/usr/sbin/netplan":                            "",
 	})
-	r := release(t, root, map[Manager]bool{Networkd: true, Netplan: true})
+	// eno4 is not gallium-net's and networkd keeps it: wait-online stays.
+	target := hv1
+	target.Others, target.OthersKnown = []Adapter{{Name: "eno4"}}, true
+	r := releaseOf(t, root, target, map[Manager]bool{Networkd: true, Netplan: true})
 	if len(r.Edits) != 1 || r.Edits[0].Path != NetworkdDropIn {
 		t.Fatalf("edits %+v", r.Edits)
 	}
@@ -225,5 +233,39 @@ func TestReleaseNothingInstalled(t *testing.T) {
 	r, err := PlanRelease(root, hv1, map[Manager]bool{})
 	if err != nil || !r.Empty() {
 		t.Fatalf("release %+v, %v; want nothing", r, err)
+	}
+}
+
+// networkd left with no adapter: systemd-networkd-wait-online would wait
+// out its timeout at every boot, so the takeover skips it (and a rollback
+// removes the drop-in); under --root, where the adapters are unknown, it
+// only says so.
+func TestReleaseNetworkdWaitOnline(t *testing.T) {
+	files := map[string]string{
+		"/etc/systemd/network/10-eno1.network": "[Match]\nMACAddress=52:54:00:00:00:01\n[Network]\nAddress=192.168.1.101/24\n",
+		"/etc/systemd/network/20-eno9.network": "[Match]\nName=eno9\n[Network]\nDHCP=yes\n",
+	}
+	installed := map[Manager]bool{Networkd: true}
+	target := hv1
+	target.Others, target.OthersKnown = []Adapter{{Name: "wlan0"}}, true
+	r := releaseOf(t, tree(t, files), target, installed)
+	if len(r.Edits) != 2 || r.Edits[1].Path != WaitOnlineDropIn || r.Edits[1].Existed {
+		t.Fatalf("edits %+v", r.Edits)
+	}
+	if !strings.Contains(string(r.Edits[1].New), "[Unit]\nConditionPathExists=!"+NetworkdDropIn+"\n") {
+		t.Errorf("drop-in:\n%s", r.Edits[1].New)
+	}
+	if d := cmp.Diff([]Reload{{"systemd-networkd.service", []string{"networkctl", "reload"}}, {"systemd-networkd.service", []string{"systemctl", "daemon-reload"}}}, r.Reload); d != "" {
+		t.Error(d)
+	}
+
+	target.Others = []Adapter{{Name: "eno9"}}
+	if r := releaseOf(t, tree(t, files), target, installed); len(r.Edits) != 1 {
+		t.Errorf("networkd keeps eno9, yet wait-online is skipped: %+v", r.Edits)
+	}
+	target.Others, target.OthersKnown = nil, false
+	r = releaseOf(t, tree(t, files), target, installed)
+	if len(r.Edits) != 1 || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "unknown under --root") {
+		t.Errorf("--root: edits %+v notes %v", r.Edits, r.Notes)
 	}
 }
