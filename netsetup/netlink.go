@@ -282,33 +282,30 @@ func peerNotifDelay(index int) (int, error) {
 // bondChange sets one IFLA_BOND_* attribute on an existing bond: an
 // in-place change that keeps the bond (and its ifindex).
 func bondChange(index int, attr uint16, value []byte) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bond"))
-	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	data.AddRtAttr(int(attr), value)
-	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return bondModify(index, func(data *nl.RtAttr) { data.AddRtAttr(int(attr), value) })
 }
 
 // bondChangeTargets replaces the ARP targets of an existing bond with ips
 // (none: clears them) in one IFLA_BOND_ARP_IP_TARGET list.
 func bondChangeTargets(index int, ips []net.IP) error {
+	return bondModify(index, func(data *nl.RtAttr) {
+		list := data.AddRtAttr(nl.IFLA_BOND_ARP_IP_TARGET, nil)
+		for i, ip := range ips {
+			list.AddRtAttr(i, []byte(ip.To4()))
+		}
+	})
+}
+
+// bondModify sends one RTM_NEWLINK for the existing bond index with the
+// IFLA_INFO_DATA attributes fill adds.
+func bondModify(index int, fill func(data *nl.RtAttr)) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bond"))
-	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	list := data.AddRtAttr(nl.IFLA_BOND_ARP_IP_TARGET, nil)
-	for i, ip := range ips {
-		list.AddRtAttr(i, []byte(ip.To4()))
-	}
+	fill(info.AddRtAttr(nl.IFLA_INFO_DATA, nil))
 	req.AddData(info)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err

@@ -54,7 +54,7 @@ type Edit struct {
 // running manager read them again (also after a rollback has put the old
 // files back).
 type Release struct {
-	Edits  []Edit    `json:"edits"`
+	Edits  []Edit   `json:"edits"`
 	Reload []Reload `json:"reload,omitempty"`
 	// Notes tell the operator what the takeover leaves alone and why.
 	Notes []string `json:"notes,omitempty"`
