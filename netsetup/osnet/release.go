@@ -180,14 +180,11 @@ func (r *Release) waitOnline(root string, claims []Claim, t Target, installed ma
 		"# out at every boot. Remove this file if networkd is given an adapter again;\n" +
 		"# 'gallium-net host rollback' removes it.\n" +
 		"[Unit]\nConditionPathExists=!" + NetworkdDropIn + "\n")
-	n := len(r.Edits)
-	if err := r.add(root, Networkd, WaitOnlineDropIn, content, "systemd-networkd-wait-online.service does not wait for links networkd no longer manages"); err != nil {
-		return err
-	}
-	if len(r.Edits) > n {
-		r.Reload = append(r.Reload, Reload{Unit: "systemd-networkd.service", Argv: []string{"systemctl", "daemon-reload"}})
-	}
-	return nil
+	// No daemon-reload: the drop-in matters at the next boot, which reads
+	// it, and a daemon-reload between the managers' reloads and the plan
+	// (seconds on a slow host) would only lengthen the management IP's
+	// gap (the lab measured 6.3 s instead of 1.8 s).
+	return r.add(root, Networkd, WaitOnlineDropIn, content, "systemd-networkd-wait-online.service does not wait for links networkd no longer manages (from the next boot)")
 }
 
 // add appends an edit of rel to content unless the file is already so.
