@@ -31,9 +31,9 @@ type Segment struct {
 }
 
 type port struct {
-	name    string // vm/nic
-	addr    *net.UnixAddr
-	up      bool
+	name string // vm/nic
+	addr *net.UnixAddr
+	up   bool
 	// blocked is a wedged port (VM.SetForwarding): its link stays up but
 	// it forwards nothing, either way, and keeps its learned MACs.
 	blocked bool
