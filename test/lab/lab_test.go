@@ -234,3 +234,44 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+// TestLabResetAfterCablePull: a VM that reboots (Config.Reboots) comes back
+// from a reset, also after one of its cables was pulled and plugged back.
+// The cluster lab pulls a hypervisor's cable before rebooting it; with
+// qboot a PVH kernel never booted again after that (see Boot's -bios).
+func TestLabResetAfterCablePull(t *testing.T) {
+	lab.NeedLab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	vm := lab.BootT(t, ctx, lab.Config{Name: "rst", Reboots: true, NICs: []lab.NIC{{ID: "rst0", Segment: "rst-lan"}}})[0]
+	reset := func(what string) {
+		t.Helper()
+		old, err := vm.BootID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := vm.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		if err := vm.AwaitReboot(rctx, old); err != nil {
+			t.Fatalf("reset %s: %v", what, err)
+		}
+		t.Logf("reset %s: agent answered from the new boot after %s", what, time.Since(t0).Round(10*time.Millisecond))
+	}
+	reset("as booted")
+	if err := vm.SetLink("rst0", false); err != nil {
+		t.Fatal(err)
+	}
+	must(t, vm, ctx, "ip link set eth0 up")
+	waitFor(t, ctx, vm, "cat /sys/class/net/eth0/carrier", "0")
+	if err := vm.SetLink("rst0", true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, vm, "cat /sys/class/net/eth0/carrier", "1")
+	reset("after a cable pull")
+	if got := strings.TrimSpace(must(t, vm, ctx, "ip link set eth0 up && sleep 1 && cat /sys/class/net/eth0/carrier")); got != "1" {
+		t.Errorf("eth0 carrier after the reset = %q, want 1", got)
+	}
+}
