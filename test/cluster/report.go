@@ -284,10 +284,9 @@ func (s *Scenario) Text() string {
 		}
 		w.Flush()
 		if tr := r.TakeoverReboot; tr != nil {
-			if rb := tr.Reboot; rb.Hypervisor != "" {
-				fmt.Fprintf(&b, "  reboot of %s (%s, %s): userland %s, management IP %s, store whole %s, VM %s's tap forwarding %s after the request; host networking before libvirtd: %v\n",
-					rb.Hypervisor, installers[rb.Hypervisor], rb.How, rb.Userland.Round(time.Second), rb.MgmtIP.Round(time.Second), rb.StoreHealthy.Round(time.Second), rb.Domain, rb.TapForwarding.Round(time.Second), rb.HostBeforeLibvirt)
-			}
+			rb := tr.Reboot
+			fmt.Fprintf(&b, "  reboot of %s (%s, %s): userland %s, management IP %s, store whole %s, VM %s's tap forwarding %s after the request; host networking before libvirtd: %v\n",
+				rb.Hypervisor, installers[rb.Hypervisor], rb.How, rb.Userland.Round(time.Second), rb.MgmtIP.Round(time.Second), rb.StoreHealthy.Round(time.Second), rb.Domain, rb.TapForwarding.Round(time.Second), rb.HostBeforeLibvirt)
 			var names []string
 			for n := range tr.After {
 				names = append(names, n)
