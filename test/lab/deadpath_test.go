@@ -1,11 +1,9 @@
 package lab_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -46,27 +44,8 @@ func (r *failoverRig) deadPath(ctx context.Context) (deadPathResult, error) {
 	var res deadPathResult
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	events := make(chan bondEvent, 64)
-	pr, pw := io.Pipe()
-	watchDone := make(chan error, 1)
-	watchFor := 2*time.Second + deadPathWindow + time.Second
-	go func() {
-		// Exits non-zero when no change comes (the miimon case).
-		_, err := r.bonded.Exec(ctx, fmt.Sprintf("labtool watch-bond -bond bond0 -changes 1 -timeout %s -poll 2ms", watchFor), lab.ExecOptions{Out: pw})
-		pw.Close()
-		watchDone <- err
-	}()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var e bondEvent
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				e.host = time.Now()
-				events <- e
-			}
-		}
-		close(events)
-	}()
+	// watch-bond fails when no change comes: the miimon case.
+	events, watchDone := r.watchBond(ctx, 2*time.Second+deadPathWindow+time.Second)
 	for res.From == "" {
 		select {
 		case e, ok := <-events:
@@ -81,12 +60,7 @@ func (r *failoverRig) deadPath(ctx context.Context) (deadPathResult, error) {
 		}
 	}
 	nicID := r.bonded.Name + "-" + res.From
-	probeOut, probeErr := make(chan string, 1), make(chan error, 1)
-	go func() {
-		out, err := r.peer.MustRun(ctx, fmt.Sprintf("labtool probe -to 10.99.1.1:7777 -interval 10ms -duration %s -grace 1s", 2*time.Second+deadPathWindow))
-		probeOut <- out
-		probeErr <- err
-	}()
+	probeOut, probeErr := r.probe(ctx, 2*time.Second+deadPathWindow)
 	time.Sleep(2 * time.Second)
 	wedged := time.Now()
 	if err := r.bonded.SetForwarding(nicID, false); err != nil {

@@ -104,28 +104,7 @@ func (r *failoverRig) measure(ctx context.Context, nicID string, up bool, wantTo
 	defer cancel()
 
 	// Watch the bond; wait for its first lines so that it runs before the pull.
-	events := make(chan bondEvent, 64)
-	pr, pw := io.Pipe()
-	watchDone := make(chan error, 1)
-	go func() {
-		code, err := r.bonded.Exec(ctx, "labtool watch-bond -bond bond0 -changes 1 -timeout 60s -poll 2ms", lab.ExecOptions{Out: pw})
-		if err == nil && code != 0 {
-			err = fmt.Errorf("watch-bond exited %d", code)
-		}
-		pw.Close()
-		watchDone <- err
-	}()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var e bondEvent
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				e.host = time.Now()
-				events <- e
-			}
-		}
-		close(events)
-	}()
+	events, watchDone := r.watchBond(ctx, 60*time.Second)
 	var initial []bondEvent
 	for len(initial) == 0 || initial[len(initial)-1].Event != "active" {
 		select {
@@ -141,13 +120,7 @@ func (r *failoverRig) measure(ctx context.Context, nicID string, up bool, wantTo
 	res.From = initial[len(initial)-1].Active
 
 	// The probe stream: 10 ms for 5 s; the cable changes 2 s in.
-	probeOut := make(chan string, 1)
-	probeErr := make(chan error, 1)
-	go func() {
-		out, err := r.peer.MustRun(ctx, "labtool probe -to 10.99.1.1:7777 -interval 10ms -duration 5s -grace 1s")
-		probeOut <- out
-		probeErr <- err
-	}()
+	probeOut, probeErr := r.probe(ctx, 5*time.Second)
 	time.Sleep(2 * time.Second)
 	sent := time.Now()
 	if err := r.bonded.SetLink(nicID, up); err != nil {
@@ -195,6 +168,48 @@ func (r *failoverRig) measure(ctx context.Context, nicID string, up bool, wantTo
 		return res, fmt.Errorf("%s: the guest saw no carrier change of %s: events %+v", res.What, nicID, seen)
 	}
 	return res, nil
+}
+
+// watchBond runs labtool watch-bond on the bonded VM until one change of
+// bond0's active adapter or timeout, and streams its lines, each stamped
+// with when the host saw it. done gets the command's result (a non-zero
+// exit, which means no change came, is an error).
+func (r *failoverRig) watchBond(ctx context.Context, timeout time.Duration) (<-chan bondEvent, <-chan error) {
+	events := make(chan bondEvent, 64)
+	done := make(chan error, 1)
+	pr, pw := io.Pipe()
+	go func() {
+		code, err := r.bonded.Exec(ctx, fmt.Sprintf("labtool watch-bond -bond bond0 -changes 1 -timeout %s -poll 2ms", timeout), lab.ExecOptions{Out: pw})
+		if err == nil && code != 0 {
+			err = fmt.Errorf("watch-bond exited %d", code)
+		}
+		pw.Close()
+		done <- err
+	}()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var e bondEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				e.host = time.Now()
+				events <- e
+			}
+		}
+		close(events)
+	}()
+	return events, done
+}
+
+// probe sends a probe every 10 ms from the peer to the bond for d (and a
+// second's grace); the channels get labtool's output and error.
+func (r *failoverRig) probe(ctx context.Context, d time.Duration) (<-chan string, <-chan error) {
+	out, errc := make(chan string, 1), make(chan error, 1)
+	go func() {
+		o, err := r.peer.MustRun(ctx, fmt.Sprintf("labtool probe -to 10.99.1.1:7777 -interval 10ms -duration %s -grace 1s", d))
+		out <- o
+		errc <- err
+	}()
+	return out, errc
 }
 
 func guestName(vm *lab.VM, id string) string {
