@@ -1,22 +1,18 @@
 package etcdtest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gallium/gallium-net/plugin/clusterpki"
 )
 
-// TLSFiles are PEM files of a throwaway CA, a server certificate for
-// 127.0.0.1 and a client certificate, all signed by that CA.
+// TLSFiles are PEM files of a throwaway cluster CA, a server certificate for
+// 127.0.0.1 and a client certificate, all signed by that CA: the same
+// clusterpki certificates a real cluster's store member and clients use.
 type TLSFiles struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
 }
@@ -24,61 +20,35 @@ type TLSFiles struct {
 // NewTLSFiles writes a fresh CA, server and client certificate to dir.
 func NewTLSFiles(t testing.TB, dir string) TLSFiles {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := clusterpki.NewCA("etcdtest", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "gallium-net test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
 	f := TLSFiles{CA: filepath.Join(dir, "ca.pem")}
-	writePEM(t, f.CA, "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	write(t, f.CA, ca.CertPEM())
+	leaf := func(name string, usage clusterpki.Usage) (string, string) {
+		cert, key, err := ca.Issue(clusterpki.IssueRequest{
+			Name:     name,
+			IPs:      []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Usage:    usage,
+			Validity: 24 * time.Hour,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		writePEM(t, cert, "CERTIFICATE", der)
-		writePEM(t, keyPath, "EC PRIVATE KEY", kder)
-		return cert, keyPath
+		certPath, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+		write(t, certPath, cert)
+		write(t, keyPath, key)
+		return certPath, keyPath
 	}
-	f.ServerCert, f.ServerKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	f.ClientCert, f.ClientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	f.ServerCert, f.ServerKey = leaf("server", clusterpki.Server)
+	f.ClientCert, f.ClientKey = leaf("client", clusterpki.Client)
 	return f
 }
 
-func writePEM(t testing.TB, path, typ string, der []byte) {
+func write(t testing.TB, path string, data []byte) {
 	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
