@@ -1,6 +1,7 @@
 package storemember
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -120,9 +121,7 @@ type Config struct {
 // WithDefaults returns c with every zero field that has a default filled
 // in, and ports added to URLs that have none.
 func (c Config) WithDefaults() Config {
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
+	c.DataDir = cmp.Or(c.DataDir, DefaultDataDir)
 	c.PeerURL = withPort(c.PeerURL, DefaultPeerPort)
 	c.ClientURL = withPort(c.ClientURL, DefaultClientPort)
 	if len(c.InitialCluster) > 0 {
@@ -132,24 +131,12 @@ func (c Config) WithDefaults() Config {
 		}
 		c.InitialCluster = ic
 	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = DefaultElectionTimeout
-	}
-	if c.SnapshotCount == 0 {
-		c.SnapshotCount = DefaultSnapshotCount
-	}
-	if c.QuotaBackendBytes == 0 {
-		c.QuotaBackendBytes = DefaultQuotaBackendBytes
-	}
-	if c.CompactionRetention == 0 {
-		c.CompactionRetention = DefaultCompactionRetention
-	}
-	if c.StartTimeout == 0 {
-		c.StartTimeout = DefaultStartTimeout
-	}
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.ElectionTimeout = cmp.Or(c.ElectionTimeout, DefaultElectionTimeout)
+	c.SnapshotCount = cmp.Or(c.SnapshotCount, DefaultSnapshotCount)
+	c.QuotaBackendBytes = cmp.Or(c.QuotaBackendBytes, DefaultQuotaBackendBytes)
+	c.CompactionRetention = cmp.Or(c.CompactionRetention, DefaultCompactionRetention)
+	c.StartTimeout = cmp.Or(c.StartTimeout, DefaultStartTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
