@@ -542,10 +542,19 @@ func (s *Scenario) stepMigrateRefused(ctx context.Context) error {
 	if code == 0 {
 		errs = append(errs, fmt.Errorf("virsh migrate to hv2 without VLAN 100 succeeded"))
 	}
+	var missing []string
 	for _, want := range []string{moverVM, "prod", "VLAN 100", "gallium-net host apply"} {
 		if !strings.Contains(out, want) {
-			errs = append(errs, fmt.Errorf("the refusal does not name %q:\n%s", want, out))
+			missing = append(missing, want)
 		}
+	}
+	if len(missing) > 0 {
+		// Once (1 run in 9) the refusal was libvirt's "End of file while
+		// reading data" instead of hv2's hook: hv1's libvirtd lost its
+		// qemu+ssh connection to hv2. Both ends' daemons say why.
+		logs, _, _ := to.Run(ctx, "journalctl --no-pager -n 25 --since=-2min -u libvirtd -u ssh -t gallium-net 2>&1")
+		srcLogs, _, _ := from.Run(ctx, "journalctl --no-pager -n 15 --since=-2min -u libvirtd 2>&1")
+		errs = append(errs, fmt.Errorf("the refusal does not name %q:\n%s\n--- hv2's libvirtd, sshd and gallium-net:\n%s--- hv1's libvirtd:\n%s", missing, out, logs, srcLogs))
 	}
 	st, err := from.Virsh(ctx, "domstate "+moverVM)
 	r.StillRunning = err == nil && strings.TrimSpace(st) == "running"
