@@ -33,6 +33,13 @@ type hostConfig struct {
 	// Snapshot is the host snapshot the hook reads.
 	Snapshot string      `yaml:"snapshot,omitempty"`
 	Store    storeConfig `yaml:"store,omitempty"`
+	// Cluster is this hypervisor's membership of the cluster store.
+	Cluster clusterConfig `yaml:"cluster,omitempty"`
+}
+
+type clusterConfig struct {
+	// Dir is the membership directory (plugin/clusterhome).
+	Dir string `yaml:"dir,omitempty"`
 }
 
 type storeConfig struct {
@@ -111,7 +118,7 @@ func openStore(c *cli.Context) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	backend := firstNonEmpty(c.String("store"), cfg.Store.Backend, "bolt")
+	backend := storeBackend(c, cfg)
 	switch backend {
 	case "bolt", "bbolt", "file":
 		path := firstNonEmpty(c.String("state-file"), cfg.Store.Path, boltstore.DefaultPath)
@@ -122,6 +129,16 @@ func openStore(c *cli.Context) (*store.Store, error) {
 		return store.New(b), nil
 	case "etcd":
 		e := cfg.Store.Etcd
+		if len(e.Endpoints) == 0 && len(c.StringSlice("etcd-endpoints")) == 0 {
+			// A member of the cluster store: its own client settings.
+			if m, err := homeOf(c).Load(); err == nil {
+				mc := m.Client(homeOf(c))
+				e.Endpoints = mc.Endpoints
+				e.CAFile = firstNonEmpty(e.CAFile, mc.CAFile)
+				e.CertFile = firstNonEmpty(e.CertFile, mc.CertFile)
+				e.KeyFile = firstNonEmpty(e.KeyFile, mc.KeyFile)
+			}
+		}
 		ecfg := etcdstore.Config{
 			Endpoints: e.Endpoints,
 			Prefix:    firstNonEmpty(c.String("etcd-prefix"), e.Prefix),
@@ -150,6 +167,19 @@ func openStore(c *cli.Context) (*store.Store, error) {
 	default:
 		return nil, fmt.Errorf("store backend %q: use bolt or etcd (--store, or store.backend in %s)", backend, c.String("config"))
 	}
+}
+
+// storeBackend is --store, else the config's store.backend, else etcd on
+// a member of the cluster store (cluster init or join made it one), else
+// the local bolt file.
+func storeBackend(c *cli.Context, cfg *hostConfig) string {
+	if b := firstNonEmpty(c.String("store"), cfg.Store.Backend); b != "" {
+		return b
+	}
+	if complete, _, err := homeOf(c).Exists(); err == nil && complete {
+		return "etcd"
+	}
+	return "bolt"
 }
 
 // snapshotPath is --snapshot when set, else the config's, else the default:

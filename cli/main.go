@@ -86,6 +86,7 @@ func commands() []*cli.Command {
 		vmCommand(),
 		hookCommand(),
 		hostCommand(),
+		clusterCommand(),
 		specCommand(),
 		stateCommand(),
 		macCommand(),

@@ -45,7 +45,7 @@ func nicFollow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if b := firstNonEmpty(c.String("store"), cfg.Store.Backend, "bolt"); b != "etcd" {
+	if b := storeBackend(c, cfg); b != "etcd" {
 		// One hypervisor with its own file: no VM can arrive from another
 		// one, and holding the file open would lock every other command out.
 		slog.Info("nothing to follow: the store is this host's own file, so VMs never move in from another hypervisor; set store.backend: etcd for a cluster", "store", b)

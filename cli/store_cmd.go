@@ -83,7 +83,7 @@ func stateSync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if firstNonEmpty(c.String("store"), cfg.Store.Backend, "bolt") == "etcd" {
+	if storeBackend(c, cfg) == "etcd" {
 		st, err := openStore(c)
 		if err != nil {
 			return err

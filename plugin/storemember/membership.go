@@ -74,11 +74,25 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, name, peerURL string)
 		return nil, fmt.Errorf("%s: peer URL %s is already member %s's (ID %x): one member per management IP; if %s is a reinstalled %s under a new name, remove the old member first (RemoveByName %s)",
 			what, peerURL, memberName(m), m.ID, name, memberName(m), memberName(m))
 	}
-	resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
-	if err != nil {
-		return nil, explainAdd(what, err, list.Members)
+	// etcd refuses a new member until every member has been connected to
+	// the others for 5 s: the hypervisor that joined just before this one
+	// makes the cluster "unhealthy" for that long.
+	wctx, cancel := context.WithTimeout(ctx, removeUnhealthyWait)
+	defer cancel()
+	for {
+		resp, err := cli.MemberAddAsLearner(wctx, []string{peerURL})
+		if err == nil {
+			return initialCluster(resp.Members, resp.Member.ID, name), nil
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || wctx.Err() != nil {
+			return nil, explainAdd(what, err, list.Members)
+		}
+		select {
+		case <-wctx.Done():
+			return nil, explainAdd(what, err, list.Members)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return initialCluster(resp.Members, resp.Member.ID, name), nil
 }
 
 func explainAdd(what string, err error, members []*etcdserverpb.Member) error {
@@ -94,6 +108,8 @@ func explainAdd(what string, err error, members []*etcdserverpb.Member) error {
 			what, ErrJoinInProgress, strings.Join(joining, ", "), strings.Join(joining, ", "), err)
 	case errors.Is(err, rpctypes.ErrMemberNotEnoughStarted):
 		return fmt.Errorf("%s: the cluster takes no new member while some of its members are down (etcd keeps its quorum safe): start them, or remove the dead ones (RemoveByName), then retry (etcd: %w)", what, err)
+	case errors.Is(err, rpctypes.ErrUnhealthy):
+		return fmt.Errorf("%s: etcd takes no new member while the running members have not all been connected to each other for 5 s: check that every member runs and reaches the others' peer ports ('gallium-net cluster status'), then retry (etcd: %w)", what, err)
 	case errors.Is(err, rpctypes.ErrPeerURLExist):
 		return fmt.Errorf("%s: another hypervisor was added with this peer URL just now: check who is joining, then retry (etcd: %w)", what, err)
 	}

@@ -33,6 +33,10 @@ var deliberate = []string{
 	"Running http and grpc server on single port. This is not recommended for production.",
 	// etcd's own authentication is off: mutual TLS is the store's.
 	"simple token is not cryptographically signed",
+	// A learner that has not received its first snapshot yet has no
+	// schema to read; etcd retries and succeeds once it has caught up.
+	"Failed to detect schema version",
+	"failed to update storage version",
 }
 
 func newEtcdLog(log *slog.Logger) *etcdLog { return &etcdLog{log: log} }
