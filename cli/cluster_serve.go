@@ -79,6 +79,7 @@ func clusterServe(c *cli.Context) error {
 	go func() { httpErr <- hs.Serve(ln) }()
 	defer hs.Close()
 
+	go keepEndpoints(ctx, h, backend, log)
 	promoted := make(chan error, 1)
 	go func() { promoted <- promoteSelf(ctx, h, m, log) }()
 	sdNotify("READY=1\nSTATUS=store member " + m.Name + " serving; join endpoint " + m.JoinURL())
@@ -132,6 +133,35 @@ func promoteSelf(ctx context.Context, h clusterhome.Home, m *clusterhome.Member,
 		case <-ctx.Done():
 			return nil
 		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// keepEndpoints keeps the home's endpoints file equal to the members'
+// client URLs, so that this hypervisor's commands find the others when its
+// own member is down.
+func keepEndpoints(ctx context.Context, h clusterhome.Home, backend *etcdstore.Backend, log *slog.Logger) {
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := backend.Client().MemberList(lctx)
+		cancel()
+		if err == nil {
+			var eps []string
+			for _, m := range list.Members {
+				eps = append(eps, m.ClientURLs...)
+			}
+			if len(eps) > 0 {
+				if changed, err := h.SaveEndpoints(eps); err != nil {
+					log.Warn("writing the store endpoints file", "error", err)
+				} else if changed {
+					log.Info("store endpoints updated", "endpoints", strings.Join(eps, ","))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(15 * time.Second):
 		}
 	}
 }

@@ -11,6 +11,7 @@
 //	                management IP and 127.0.0.1
 //	member-key.pem  its key (0600)
 //	token           the join token (0600)
+//	endpoints       every member's client URL, kept by the running member
 //
 // member.yaml is written last, each file atomically: a directory without
 // it is an interrupted init or join, which Load reports as such, and no
@@ -26,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -49,6 +51,11 @@ const (
 	CertFile   = "member.pem"
 	KeyFile    = "member-key.pem"
 	TokenFile  = "token"
+	// EndpointsFile lists every member's client URL, one per line: the
+	// running member rewrites it when the membership changes, so that this
+	// hypervisor's commands reach the store through the others while its
+	// own member is down (the first hypervisor started alone).
+	EndpointsFile = "endpoints"
 )
 
 // ErrNoHome: this host is not a member of a cluster store (never
@@ -235,22 +242,56 @@ func isLoopback(a string) bool {
 }
 
 // Client is how this hypervisor's commands reach the store: its own member
-// on 127.0.0.1 first, then the other members it knows of, with the member
+// on 127.0.0.1 first, then the other members (from the endpoints file the
+// running member keeps, else the initial cluster), with the member
 // certificate (it is a client certificate too).
 func (m Member) Client(h Home) etcdstore.Config {
-	eps := []string{"https://" + net.JoinHostPort("127.0.0.1", port(m.ClientPort, storemember.DefaultClientPort))}
+	own := "https://" + net.JoinHostPort("127.0.0.1", port(m.ClientPort, storemember.DefaultClientPort))
 	if isLoopback(m.Address) {
-		eps = []string{m.ClientURL()}
+		own = m.ClientURL()
 	}
-	for name, peer := range m.InitialCluster {
-		if name == m.Name {
-			continue
+	eps := []string{own}
+	others := h.Endpoints()
+	if len(others) == 0 {
+		for _, peer := range m.InitialCluster {
+			if host := hostOf(peer); host != "" {
+				others = append(others, "https://"+net.JoinHostPort(host, port(m.ClientPort, storemember.DefaultClientPort)))
+			}
 		}
-		if host := hostOf(peer); host != "" {
-			eps = append(eps, "https://"+net.JoinHostPort(host, port(m.ClientPort, storemember.DefaultClientPort)))
+	}
+	slices.Sort(others)
+	for _, ep := range others {
+		if ep != m.ClientURL() && !slices.Contains(eps, ep) {
+			eps = append(eps, ep)
 		}
 	}
 	return etcdstore.Config{Endpoints: eps, CAFile: h.Path(CAFile), CertFile: h.Path(CertFile), KeyFile: h.Path(KeyFile)}
+}
+
+// Endpoints reads the endpoints file; nil when there is none.
+func (h Home) Endpoints() []string {
+	data, err := os.ReadFile(h.Path(EndpointsFile))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "https://") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// SaveEndpoints rewrites the endpoints file when eps differ from it.
+func (h Home) SaveEndpoints(eps []string) (changed bool, err error) {
+	eps = slices.Clone(eps)
+	slices.Sort(eps)
+	if slices.Equal(eps, h.Endpoints()) {
+		return false, nil
+	}
+	data := "# every store member's client URL, kept by gallium-net-store.service\n" + strings.Join(eps, "\n") + "\n"
+	return true, atomicfile.Write(h.Path(EndpointsFile), []byte(data), 0o644)
 }
 
 func hostOf(u string) string {

@@ -7,7 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"

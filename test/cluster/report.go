@@ -31,6 +31,7 @@ type Report struct {
 	VMFramesSeen int
 	Failover     FailoverReport
 	Etcd         EtcdReport
+	Store        StoreReport
 	VIP          VIPReport
 	Reboots      []RebootReport
 	// Takeovers: each hypervisor's manager handing eno1 to gallium-net
@@ -77,7 +78,7 @@ type HVReport struct {
 // unitsReported are the units whose state the report gives: gallium-net's,
 // the distribution's keepalived and libvirtd (and its socket, which starts
 // it), and the lab's store member.
-var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "gallium-net-ledger.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", etcdUnitName}
+var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "gallium-net-ledger.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", storeUnitName}
 
 // system reads what h runs (HVReport's Debian, Libvirt, Units, AppArmor).
 func system(ctx context.Context, h *Hypervisor, hr *HVReport) error {

@@ -82,7 +82,7 @@ const vipEchoPort = 7778
 func (s *Scenario) endpoints() string {
 	var eps []string
 	for _, h := range s.spec.Hypervisors {
-		eps = append(eps, "http://"+mgmtIP(h)+":2379")
+		eps = append(eps, "https://"+mgmtIP(h)+":2379")
 	}
 	return strings.Join(eps, ",")
 }
@@ -165,7 +165,8 @@ func (s *Scenario) Steps() []Step {
 		{"validate", s.stepValidate},
 		{"takeover", s.stepTakeover},
 		{"host-networking", s.stepHostNetworking},
-		{"etcd", s.stepEtcd},
+		{"cluster-init", s.stepClusterInit},
+		{"cluster-join", s.stepClusterJoin},
 		{"spec-push", s.stepSpecPush},
 		{"vip", s.stepVIP},
 		{"libvirt-networks", s.stepNetworks},
@@ -176,6 +177,7 @@ func (s *Scenario) Steps() []Step {
 		{"migrate-refused", s.stepMigrateRefused},
 		{"fault-bond-failover", s.stepBondFailover},
 		{"fault-etcd-leader", s.stepEtcdLeader},
+		{"rejoin", s.stepRejoin},
 		{"reboot", s.stepReboot},
 		{"takeover-reboot", s.stepTakeoverReboot},
 		{"fault-vip-holder", s.stepVIPHolder},
@@ -338,7 +340,7 @@ func (s *Scenario) stepImage(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(share, filepath.Base(haltKernelPath)), haltKernel(), 0o644); err != nil {
 		return err
 	}
-	s.logf("  package %s, labtool, clustertool (an etcd member) and the halt kernel shared at /share", filepath.Base(s.opt.Deb))
+	s.logf("  package %s, labtool, clustertool (store probes) and the halt kernel shared at /share", filepath.Base(s.opt.Deb))
 	return nil
 }
 
@@ -400,15 +402,11 @@ func (s *Scenario) stepBoot(ctx context.Context) error {
 	})
 }
 
-// hostConfig is /etc/gallium-net/config.yaml of a lab hypervisor: the
-// store is the cluster's etcd, one member per management IP.
+// hostConfig is /etc/gallium-net/config.yaml of a lab hypervisor. The
+// store needs no line: once `cluster init` or `cluster join` made the
+// hypervisor a member, every command uses its member's store.
 func (s *Scenario) hostConfig(name string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# gallium-net lab cluster (test/cluster)\nhypervisor: %s\nstore:\n  backend: etcd\n  etcd:\n    endpoints:\n", name)
-	for _, ep := range strings.Split(s.endpoints(), ",") {
-		fmt.Fprintf(&b, "      - %s\n", ep)
-	}
-	return b.String()
+	return fmt.Sprintf("# gallium-net lab cluster (test/cluster)\nhypervisor: %s\n", name)
 }
 
 func (s *Scenario) stepInstall(ctx context.Context) error {
@@ -435,14 +433,6 @@ func (s *Scenario) stepInstall(ctx context.Context) error {
 			return err
 		}
 		if err := h.Put(ctx, "/etc/gallium-net/config.yaml", []byte(s.hostConfig(h.Name)), 0o644); err != nil {
-			return err
-		}
-		// The store member's unit (the stand-in for an etcd package; see
-		// etcdUnit), as a package would install it: enabled at boot.
-		if err := h.Put(ctx, "/etc/systemd/system/"+etcdUnitName, []byte(etcdUnit), 0o644); err != nil {
-			return err
-		}
-		if err := h.Put(ctx, "/etc/default/gallium-lab-etcd", []byte(s.etcdEnv(h.Name)), 0o644); err != nil {
 			return err
 		}
 		s.logf("  %s: dpkg -i in %s: %s", h.Name, time.Since(t0).Round(100*time.Millisecond), version)
@@ -568,59 +558,6 @@ func (s *Scenario) checkStatus(hv string, st *netsetup.HostStatus, active map[st
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// etcdUnitName is the store member's unit in a lab hypervisor.
-const etcdUnitName = "gallium-lab-etcd.service"
-
-// etcdUnit stands in for an etcd package's unit: Debian 12 has no etcd
-// 3.5+ server, so each hypervisor runs one member of etcd v3.7 (go.mod's,
-// as the client) embedded in clustertool. Started by systemd like the
-// rest, and after gallium-net-host.service, which brings up the
-// management IP it listens on.
-const etcdUnit = `# gallium-net lab cluster (test/cluster): one etcd member
-[Unit]
-Description=etcd member of the gallium-net lab cluster
-After=gallium-net-host.service network-online.target
-
-[Service]
-EnvironmentFile=/etc/default/gallium-lab-etcd
-ExecStart=/usr/local/bin/clustertool serve $ETCD_ARGS
-Restart=on-failure
-RestartSec=20s
-
-[Install]
-WantedBy=multi-user.target
-`
-
-// etcdEnv is /etc/default/gallium-lab-etcd of hypervisor name. With a data
-// directory etcd restarts as the member it was; the initial cluster only
-// counts at the first start.
-func (s *Scenario) etcdEnv(name string) string {
-	h := *s.spec.Hypervisor(name)
-	var initial []string
-	for _, o := range s.spec.Hypervisors {
-		initial = append(initial, o.Name+"=http://"+mgmtIP(o)+":2380")
-	}
-	return fmt.Sprintf("ETCD_ARGS=\"-name %s -ip %s -cluster %s -dir /var/lib/gallium-etcd\"\n", h.Name, mgmtIP(h), strings.Join(initial, ","))
-}
-
-func (s *Scenario) stepEtcd(ctx context.Context) error {
-	t0 := time.Now()
-	if err := each(s.hvs, func(h *Hypervisor) error {
-		_, err := run(ctx, h, "systemctl daemon-reload && systemctl enable --now "+etcdUnitName)
-		return err
-	}); err != nil {
-		return err
-	}
-	out, err := run(ctx, s.hvs[0], "clustertool health -want 3 -timeout 90s -endpoints "+s.endpoints())
-	if err != nil {
-		return err
-	}
-	f := strings.Fields(out)
-	s.Report.Etcd.FirstLeader = f[0]
-	s.logf("  etcd: 3 members over the infrastructure bonds, leader %s, healthy %s after start", f[0], time.Since(t0).Round(100*time.Millisecond))
-	return nil
 }
 
 func (s *Scenario) stepSpecPush(ctx context.Context) error {

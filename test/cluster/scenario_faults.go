@@ -244,10 +244,10 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 	time.Sleep(3 * time.Second)
 	// A crash: the unit's process killed. systemd would restart it after
 	// RestartSec (20 s); the test starts it earlier, as an operator would.
-	if _, err := run(ctx, lh, "systemctl kill --signal=KILL "+etcdUnitName); err != nil {
+	if _, err := run(ctx, lh, "systemctl kill --signal=KILL "+storeUnitName); err != nil {
 		return err
 	}
-	s.logf("  etcd leader %s killed (SIGKILL to %s); %s writes to the store every 20 ms", leader, etcdUnitName, writer.Name)
+	s.logf("  etcd leader %s killed (SIGKILL to %s); %s writes to the store every 20 ms", leader, storeUnitName, writer.Name)
 	// gallium-net on the leader's own hypervisor, whose member is dead:
 	// the client moves to the other endpoints.
 	t0 := time.Now()
@@ -276,7 +276,7 @@ func (s *Scenario) stepEtcdLeader(ctx context.Context) error {
 		return fmt.Errorf("etcd leader after killing %s: %q", leader, newLeader)
 	}
 	// The member comes back with its data and rejoins.
-	if _, err := run(ctx, lh, "systemctl start "+etcdUnitName); err != nil {
+	if _, err := run(ctx, lh, "systemctl start "+storeUnitName); err != nil {
 		return err
 	}
 	t1 := time.Now()

@@ -224,7 +224,7 @@ done; echo "no answer"; exit 1`, ip))
 	if r.HookLine == "" {
 		return r, fmt.Errorf("the hook logged nothing for %s's tap %s in the journal at this boot:\n%s", p.Domain, tap, hook)
 	}
-	if out, err := run(ctx, h, "systemctl is-active gallium-net-host.service gallium-net-watch.service keepalived.service "+etcdUnitName); err != nil {
+	if out, err := run(ctx, h, "systemctl is-active gallium-net-host.service gallium-net-watch.service keepalived.service "+storeUnitName); err != nil {
 		return r, fmt.Errorf("units after the reboot: %w\n%s", err, out)
 	}
 	r.Slowest = slowestUnits(ctx, h)

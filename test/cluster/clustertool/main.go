@@ -1,14 +1,14 @@
-// Command clustertool is the etcd side of the lab cluster (issue 7): a
-// static binary shared into each lab hypervisor that runs one etcd member
-// there (the Debian 12 image has no etcd server, and this one is built from
-// the same etcd release as gallium-net's client) and measures the store
-// while faults happen.
+// Command clustertool measures the lab cluster's store while faults happen:
+// a static binary shared into each lab hypervisor. The store itself is the
+// product's (gallium-net-store.service, from `gallium-net cluster init` and
+// `cluster join`); clustertool reaches it with the hypervisor's own member
+// certificate from /etc/gallium-net/cluster.
 //
-//	clustertool serve -name hv1 -ip 192.168.1.101 -cluster hv1=http://192.168.1.101:2380,... -dir /var/lib/etcd [-existing]
-//	clustertool leader -endpoints http://192.168.1.101:2379,...   (prints NAME of the leader, or fails)
+//	clustertool leader -endpoints https://192.168.1.101:2379,...  (prints NAME of the leader, or fails)
 //	clustertool health -endpoints ... [-want 3] [-timeout 60s]    (waits until -want members answer and agree on a leader)
 //	clustertool probe -endpoints ... [-interval 20ms] [-duration 10s]
 //	                                    (writes a key every interval; one JSON line: writes, failures, longest gap)
+//	clustertool refused -endpoints ...  (exits 0 when a client with the CA but no certificate is refused)
 package main
 
 import (
@@ -17,15 +17,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -35,8 +32,8 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
-	case "serve":
-		err = serve(os.Args[2:])
+	case "refused":
+		err = refused(os.Args[2:])
 	case "leader":
 		err = leader(os.Args[2:])
 	case "health":
@@ -53,88 +50,54 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: clustertool serve|leader|health|probe [flags]")
+	fmt.Fprintln(os.Stderr, "usage: clustertool leader|health|probe|refused [flags]")
 	os.Exit(2)
 }
 
-func mustURL(s string) (url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return url.URL{}, err
-	}
-	return *u, nil
-}
-
-// serve runs one member until SIGTERM/SIGINT.
-func serve(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	name := fs.String("name", "", "member name")
-	ip := fs.String("ip", "", "address to listen on (the management IP)")
-	initial := fs.String("cluster", "", "initial cluster: NAME=PEERURL,...")
-	dir := fs.String("dir", "/var/lib/gallium-etcd", "data directory")
-	existing := fs.Bool("existing", false, "rejoin an existing cluster (restart after a stop)")
-	tick := fs.Uint("tick-ms", 100, "heartbeat interval (etcd's default)")
-	election := fs.Uint("election-ms", 1000, "election timeout (etcd's default)")
-	fs.Parse(args)
-	if *name == "" || *ip == "" || *initial == "" {
-		return errors.New("-name, -ip and -cluster are required")
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = *name
-	cfg.Dir = *dir
-	curl, err := mustURL("http://" + *ip + ":2379")
-	if err != nil {
-		return err
-	}
-	purl, err := mustURL("http://" + *ip + ":2380")
-	if err != nil {
-		return err
-	}
-	cfg.ListenClientUrls = []url.URL{curl}
-	if *ip != "127.0.0.1" {
-		local, _ := mustURL("http://127.0.0.1:2379")
-		cfg.ListenClientUrls = append(cfg.ListenClientUrls, local)
-	}
-	cfg.AdvertiseClientUrls = []url.URL{curl}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
-	cfg.InitialCluster = *initial
-	cfg.InitialClusterToken = "gallium-lab"
-	cfg.ClusterState = embed.ClusterStateFlagNew
-	if *existing {
-		cfg.ClusterState = embed.ClusterStateFlagExisting
-	}
-	cfg.TickMs, cfg.ElectionMs = *tick, *election
-	cfg.LogLevel = "warn"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return fmt.Errorf("start member %s: %w", *name, err)
-	}
-	defer e.Close()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-e.Server.ReadyNotify():
-		fmt.Fprintf(os.Stderr, "clustertool: member %s ready\n", *name)
-	case err := <-e.Err():
-		return err
-	case <-sig:
-		return nil
-	}
-	select {
-	case err := <-e.Err():
-		return err
-	case <-sig:
-		return nil
-	}
-}
+// certDir is where `gallium-net cluster init/join` put this hypervisor's
+// member certificate, which is a client certificate too.
+const certDir = "/etc/gallium-net/cluster/"
 
 func client(endpoints string) (*clientv3.Client, error) {
+	return newClient(endpoints, true)
+}
+
+func newClient(endpoints string, withCert bool) (*clientv3.Client, error) {
+	info := transport.TLSInfo{TrustedCAFile: certDir + "ca.pem"}
+	if withCert {
+		info.CertFile, info.KeyFile = certDir+"member.pem", certDir+"member-key.pem"
+	}
+	tlsCfg, err := info.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   strings.Split(endpoints, ","),
 		DialTimeout: 2 * time.Second,
+		TLS:         tlsCfg,
 		Logger:      zap.NewNop(),
 	})
+}
+
+// refused checks that the store refuses a client that trusts the cluster
+// CA but has no certificate of its own.
+func refused(args []string) error {
+	fs := flag.NewFlagSet("refused", flag.ExitOnError)
+	eps := fs.String("endpoints", "https://127.0.0.1:2379", "client URLs, comma-separated")
+	fs.Parse(args)
+	c, err := newClient(*eps, false)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.Get(ctx, "/gallium-net/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err == nil {
+		return errors.New("a client without a certificate read the store")
+	}
+	fmt.Printf("refused: %v\n", err)
+	return nil
 }
 
 // leaderName asks each endpoint for its status and returns the leader's
@@ -182,7 +145,7 @@ func leaderName(ctx context.Context, c *clientv3.Client) (string, int, error) {
 
 func leader(args []string) error {
 	fs := flag.NewFlagSet("leader", flag.ExitOnError)
-	eps := fs.String("endpoints", "http://127.0.0.1:2379", "client URLs, comma-separated")
+	eps := fs.String("endpoints", "https://127.0.0.1:2379", "client URLs, comma-separated")
 	fs.Parse(args)
 	c, err := client(*eps)
 	if err != nil {
@@ -200,7 +163,7 @@ func leader(args []string) error {
 // health waits until -want members answer and agree on one leader.
 func health(args []string) error {
 	fs := flag.NewFlagSet("health", flag.ExitOnError)
-	eps := fs.String("endpoints", "http://127.0.0.1:2379", "client URLs, comma-separated")
+	eps := fs.String("endpoints", "https://127.0.0.1:2379", "client URLs, comma-separated")
 	want := fs.Int("want", 3, "members that must answer")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after")
 	fs.Parse(args)
@@ -237,7 +200,7 @@ type probeStats struct {
 // a client of the store sees while a leader is lost and a new one elected.
 func probe(args []string) error {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
-	eps := fs.String("endpoints", "http://127.0.0.1:2379", "client URLs, comma-separated")
+	eps := fs.String("endpoints", "https://127.0.0.1:2379", "client URLs, comma-separated")
 	interval := fs.Duration("interval", 20*time.Millisecond, "between writes")
 	duration := fs.Duration("duration", 10*time.Second, "how long")
 	key := fs.String("key", "/gallium-lab/probe", "key to write")
