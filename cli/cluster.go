@@ -23,6 +23,9 @@ import (
 // storeUnit runs `gallium-net cluster serve`.
 const storeUnit = "gallium-net-store.service"
 
+// agentUnit runs `gallium-net agent`.
+const agentUnit = "gallium-net-agent.service"
+
 // clusterCommand is `cluster init|join|token|serve|status|remove|backup`:
 // the cluster store that every hypervisor of a production cluster runs a
 // member of.
@@ -46,6 +49,7 @@ in the local file /var/lib/gallium-net/state.db.`,
 			clusterJoinCommand(),
 			clusterTokenCommand(),
 			clusterServeCommand(),
+			clusterApplyCommand(),
 			clusterStatusCommand(),
 			clusterRemoveCommand(),
 			clusterBackupCommand(),
@@ -302,7 +306,15 @@ func startAndWait(c *cli.Context, h clusterhome.Home, m clusterhome.Member) erro
 		return fmt.Errorf("systemctl enable --now %s: %v: %s\nsee 'journalctl -u %s'", storeUnit, err, strings.TrimSpace(string(out)), storeUnit)
 	}
 	fmt.Fprintf(c.App.Writer, "%s enabled and started; waiting for member %s to be ready\n", storeUnit, m.Name)
-	return waitMember(c, h, m, c.Duration("timeout"))
+	if err := waitMember(c, h, m, c.Duration("timeout")); err != nil {
+		return err
+	}
+	// The agent follows the stored spec from now on.
+	if out, err := exec.CommandContext(c.Context, "systemctl", "enable", "--now", agentUnit).CombinedOutput(); err != nil {
+		return fmt.Errorf("systemctl enable --now %s: %v: %s\nsee 'journalctl -u %s'", agentUnit, err, strings.TrimSpace(string(out)), agentUnit)
+	}
+	fmt.Fprintf(c.App.Writer, "%s enabled and started\n", agentUnit)
+	return nil
 }
 
 // waitMember waits until m is a reachable voting member, saying every few

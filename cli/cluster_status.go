@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,8 +52,12 @@ type clusterStatus struct {
 	Member string      `json:"member" yaml:"member"`
 	Store  storeStatus `json:"store" yaml:"store"`
 	Spec   *specStatus `json:"spec,omitempty" yaml:"spec,omitempty"`
-	OK     bool        `json:"ok" yaml:"ok"`
-	Issues []string    `json:"issues,omitempty" yaml:"issues,omitempty"`
+	// Hypervisors are what each agent published, by name; one that has
+	// not published (or stopped) has Reachable false.
+	Hypervisors []hvStatus `json:"hypervisors" yaml:"hypervisors"`
+	VIPHolder   string     `json:"vipHolder,omitempty" yaml:"vipHolder,omitempty"`
+	OK          bool       `json:"ok" yaml:"ok"`
+	Issues      []string   `json:"issues,omitempty" yaml:"issues,omitempty"`
 	// Warnings do not make the status fail (a two-member store works).
 	Warnings []string  `json:"warnings,omitempty" yaml:"warnings,omitempty"`
 	At       time.Time `json:"at" yaml:"at"`
@@ -74,6 +79,25 @@ type memberStatus struct {
 	Version   string `json:"version,omitempty" yaml:"version,omitempty"`
 	DBSize    int64  `json:"dbSize,omitempty" yaml:"dbSize,omitempty"`
 	Error     string `json:"error,omitempty" yaml:"error,omitempty"`
+}
+
+type hvStatus struct {
+	Name string `json:"name" yaml:"name"`
+	// Reachable: its agent published within three of its intervals.
+	Reachable bool `json:"reachable" yaml:"reachable"`
+	// HeartbeatAge is how long ago it last published (-1: never).
+	HeartbeatAge    time.Duration        `json:"heartbeatAge" yaml:"heartbeatAge"`
+	StoredRevision  int64                `json:"storedRevision" yaml:"storedRevision"`
+	AppliedRevision int64                `json:"appliedRevision" yaml:"appliedRevision"`
+	InSync          bool                 `json:"inSync" yaml:"inSync"`
+	Drift           []string             `json:"drift,omitempty" yaml:"drift,omitempty"`
+	Groups          []store.HostGroup    `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Networks        map[string]bool      `json:"networks,omitempty" yaml:"networks,omitempty"`
+	RunningNICs     int                  `json:"runningNICs" yaml:"runningNICs"`
+	HoldsVIP        bool                 `json:"holdsVIP,omitempty" yaml:"holdsVIP,omitempty"`
+	Rollout         *store.RolloutStatus `json:"rollout,omitempty" yaml:"rollout,omitempty"`
+	LastError       string               `json:"lastError,omitempty" yaml:"lastError,omitempty"`
+	Version         string               `json:"version,omitempty" yaml:"version,omitempty"`
 }
 
 type specStatus struct {
@@ -162,10 +186,15 @@ func collectStatus(ctx context.Context, m *clusterhome.Member, b *etcdstore.Back
 	if voting == 2 {
 		st.Warnings = append(st.Warnings, "two voting members: the loss of either stops writes; join a third hypervisor")
 	}
-	rec, err := store.New(b).Spec(ctx)
+	sto := store.New(b)
+	sto.SetReadRetry(5 * time.Second)
+	rec, err := sto.Spec(ctx)
 	switch {
 	case err == nil:
 		st.Spec = &specStatus{Revision: rec.Version, Pushed: rec.Pushed, By: rec.By}
+		if spec, err := rec.Spec(); err == nil {
+			st.hypervisors(ctx, sto, spec.HypervisorNames(), rec.Version)
+		}
 	case errors.Is(err, store.ErrNotFound):
 	default:
 		st.Issues = append(st.Issues, "reading the stored spec: "+err.Error())
@@ -174,12 +203,99 @@ func collectStatus(ctx context.Context, m *clusterhome.Member, b *etcdstore.Back
 	return st
 }
 
+// hypervisors adds what each hypervisor's agent published.
+func (st *clusterStatus) hypervisors(ctx context.Context, sto *store.Store, names []string, rev int64) {
+	hosts, err := sto.Hosts(ctx)
+	if err != nil {
+		st.Issues = append(st.Issues, "reading the hypervisors' states: "+err.Error())
+		return
+	}
+	now := time.Now()
+	for _, name := range names {
+		hs := hvStatus{Name: name, HeartbeatAge: -1}
+		h := hosts[name]
+		if h == nil {
+			st.Issues = append(st.Issues, fmt.Sprintf("hypervisor %s: no state published: is gallium-net-agent running there?", name))
+			st.Hypervisors = append(st.Hypervisors, hs)
+			continue
+		}
+		hs.HeartbeatAge = now.Sub(h.Heartbeat).Round(100 * time.Millisecond)
+		hs.Reachable = !h.Stale(now)
+		hs.StoredRevision, hs.AppliedRevision, hs.InSync = h.StoredRevision, h.AppliedRevision, h.InSync
+		hs.Drift, hs.Groups, hs.Networks, hs.RunningNICs = h.Drift, h.Groups, h.Networks, h.RunningNICs
+		hs.HoldsVIP, hs.Rollout, hs.LastError, hs.Version = h.HoldsVIP, h.Rollout, h.LastError, h.Version
+		if h.HoldsVIP && hs.Reachable {
+			st.VIPHolder = name
+		}
+		switch {
+		case !hs.Reachable:
+			st.Issues = append(st.Issues, fmt.Sprintf("hypervisor %s: no heartbeat for %v", name, hs.HeartbeatAge.Round(time.Second)))
+		case !h.InSync || h.AppliedRevision != rev:
+			what := fmt.Sprintf("applied revision %d of %d", h.AppliedRevision, rev)
+			if len(h.Drift) > 0 {
+				what += "; " + strings.Join(h.Drift[:min(len(h.Drift), 3)], "; ")
+				if len(h.Drift) > 3 {
+					what += fmt.Sprintf(" (and %d more)", len(h.Drift)-3)
+				}
+			}
+			st.Issues = append(st.Issues, fmt.Sprintf("hypervisor %s out of sync: %s", name, what))
+		}
+		for _, g := range h.Groups {
+			if !g.Up || g.Active == "" {
+				st.Issues = append(st.Issues, fmt.Sprintf("hypervisor %s: bond %s has no active adapter", name, g.Bond))
+			}
+		}
+		st.Hypervisors = append(st.Hypervisors, hs)
+	}
+	if st.VIPHolder == "" && len(hosts) > 0 {
+		st.Warnings = append(st.Warnings, "no hypervisor reports holding the VIP")
+	}
+}
+
 func (st clusterStatus) table(w *tabwriter.Writer) {
 	fmt.Fprintf(w, "cluster %s (asked through %s)\n", st.Cluster, st.Member)
 	if st.Spec != nil {
 		fmt.Fprintf(w, "spec revision %d, pushed %s by %s\n", st.Spec.Revision, st.Spec.Pushed.Format(time.RFC3339), st.Spec.By)
 	} else {
 		fmt.Fprintf(w, "no spec in the store yet ('gallium-net cluster apply -f SPEC')\n")
+	}
+	if len(st.Hypervisors) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "HYPERVISOR\tHEARTBEAT\tREVISION\tSYNC\tBONDS (ACTIVE; CARRIERS)\tNICS\tVIP\tLAST ROLL-OUT")
+		for _, h := range st.Hypervisors {
+			beat := "never"
+			if h.HeartbeatAge >= 0 {
+				beat = h.HeartbeatAge.Round(time.Second).String() + " ago"
+				if !h.Reachable {
+					beat += " (DOWN)"
+				}
+			}
+			sync := "in sync"
+			if !h.InSync {
+				sync = fmt.Sprintf("DRIFT (%d)", len(h.Drift))
+			}
+			var bonds []string
+			for _, g := range h.Groups {
+				var carriers []string
+				for _, ad := range sortedKeysOf(g.Carriers) {
+					state := "up"
+					if !g.Carriers[ad] {
+						state = "DOWN"
+					}
+					carriers = append(carriers, ad+" "+state)
+				}
+				bonds = append(bonds, fmt.Sprintf("%s %s; %s", g.Bond, orDash(g.Active), strings.Join(carriers, ", ")))
+			}
+			vip := ""
+			if h.HoldsVIP {
+				vip = "holder"
+			}
+			ro := "-"
+			if h.Rollout != nil {
+				ro = fmt.Sprintf("%s r%d %s", h.Rollout.Phase, h.Rollout.Revision, h.Rollout.Took.Round(100*time.Millisecond))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%d\t%s\t%s\n", h.Name, beat, h.AppliedRevision, h.StoredRevision, sync, strings.Join(bonds, " | "), h.RunningNICs, vip, ro)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "MEMBER\tROLE\tSTATE\tREVISION\tDB\tPEER URL")
@@ -210,6 +326,15 @@ func (st clusterStatus) table(w *tabwriter.Writer) {
 	for _, wa := range st.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wa)
 	}
+}
+
+func sortedKeysOf(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func humanBytes(n int64) string {

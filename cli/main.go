@@ -87,6 +87,7 @@ func commands() []*cli.Command {
 		hookCommand(),
 		hostCommand(),
 		clusterCommand(),
+		agentCommand(),
 		specCommand(),
 		stateCommand(),
 		macCommand(),

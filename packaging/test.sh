@@ -206,6 +206,7 @@ rpm_metadata() {
 /usr/bin/gallium-net -rwxr-xr-x root:root  ->
 /usr/lib/systemd/system/gallium-net-host.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-ledger.service -rw-r--r-- root:root  ->
+/usr/lib/systemd/system/gallium-net-agent.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-store.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/gallium-net-watch.service -rw-r--r-- root:root  ->
 /usr/lib/systemd/system/keepalived.service.d/gallium-net.conf -rw-r--r-- root:root  ->
@@ -387,7 +388,7 @@ install_deb() {
   # The units: enabled for boot by deb-systemd-helper (the host unit is
   # never started by the package; the announcer is, under systemd).
   local unit
-  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service gallium-net-store.service; do
+  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service gallium-net-store.service gallium-net-agent.service; do
     [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]] || die "$unit is not enabled (no multi-user.target.wants link)"
     if command -v systemd-analyze >/dev/null; then
       # Works without systemd as PID 1. Units it cannot find (libvirt's modular
@@ -502,12 +503,12 @@ remove_leaves_nothing_running() {
     [[ ! -e $l && ! -L $l ]] || die "$l still there after removal"
   done
   [[ ! -e /usr/bin/gallium-net && ! -e $hookbin ]] || die "binaries still there after removal"
-  [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service && ! -e /lib/systemd/system/gallium-net-ledger.service && ! -e /lib/systemd/system/gallium-net-store.service ]] || die "unit file still there after removal"
+  [[ ! -e /lib/systemd/system/gallium-net-host.service && ! -e /lib/systemd/system/gallium-net-watch.service && ! -e /lib/systemd/system/gallium-net-ledger.service && ! -e /lib/systemd/system/gallium-net-store.service && ! -e /lib/systemd/system/gallium-net-agent.service ]] || die "unit file still there after removal"
   [[ ! -e /lib/systemd/system/keepalived.service.d/gallium-net.conf ]] || die "keepalived drop-in still there after removal"
   [[ ! -e /lib/systemd/network/50-gallium-net.link ]] || die "udev .link file still there after removal"
   # A removed-not-purged package leaves its enable link masked (as debhelper).
   local unit
-  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service gallium-net-store.service; do
+  for unit in gallium-net-host.service gallium-net-watch.service gallium-net-ledger.service gallium-net-store.service gallium-net-agent.service; do
     if [[ -L /etc/systemd/system/multi-user.target.wants/$unit ]]; then
       [[ $(readlink "/etc/systemd/system/$unit") == /dev/null ]] || die "enable link of $unit left and the unit is not masked"
     fi
@@ -531,7 +532,7 @@ purge_removes_config() {
   [[ ! -e /etc/gallium-net ]] || die "/etc/gallium-net still there after purge: $(ls -A /etc/gallium-net)"
   [[ ! -e /var/lib/gallium-net ]] || die "/var/lib/gallium-net still there after purge"
   local f
-  for f in /etc/systemd/system/gallium-net-{host,watch,ledger,store}.service /etc/systemd/system/multi-user.target.wants/gallium-net-{host,watch,ledger,store}.service; do
+  for f in /etc/systemd/system/gallium-net-{host,watch,ledger,store,agent}.service /etc/systemd/system/multi-user.target.wants/gallium-net-{host,watch,ledger,store,agent}.service; do
     [[ ! -e $f && ! -L $f ]] || die "$f still there after purge"
   done
   ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed' || die "dpkg still knows $pkg: $(dpkg-query -W -f='${Status}' "$pkg")"

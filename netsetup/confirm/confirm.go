@@ -60,6 +60,10 @@ type Request struct {
 	// files are put back and the managers reloaded.
 	Takeover *osnet.Release
 	Root     string
+	// AlwaysArm arms the automatic rollback even when the plan leaves the
+	// management link alone: a rolling apply checks connectivity after
+	// every change and rolls back whatever failed the check.
+	AlwaysArm bool
 }
 
 // Notice is what Apply decided about an automatic rollback.
@@ -87,7 +91,7 @@ func Apply(k netsetup.Kernel, req Request) (string, error) {
 	snap.KeepAddrs = req.Desired.KeepAddrsByLink()
 	id := ""
 	takeover := req.Takeover != nil && !req.Takeover.Empty()
-	if req.Plan.ChangesManagement(req.Desired, req.Observed) || takeover {
+	if req.Plan.ChangesManagement(req.Desired, req.Observed) || takeover || req.AlwaysArm {
 		if req.Timeout <= 0 {
 			req.notify(Notice{Unguarded: true})
 		} else {

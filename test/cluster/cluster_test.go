@@ -44,6 +44,17 @@ func TestCluster(t *testing.T) {
 		if r.Etcd.NewLeader == "" || r.Etcd.NewLeader == r.Etcd.Killed || r.Etcd.Writes == 0 {
 			t.Errorf("etcd leader loss not measured: %+v", r.Etcd)
 		}
+		if r.Store.Init == 0 || len(r.Store.Joins) != 2 || r.Store.Rejoined == "" || r.Store.Refused == "" {
+			t.Errorf("cluster init, joins, refusal or rejoin not measured: %+v", r.Store)
+		}
+		if len(r.Rollouts) != 3 || r.Rollouts[1].RolledBack == "" || len(r.Rollouts[0].PerHV) != 3 {
+			t.Errorf("rolling applies not measured (want the change, the rolled-back one, the change again): %+v", r.Rollouts)
+		}
+		for _, step := range []string{"cluster-init", "cluster-join", "rolling-apply", "rolling-apply-rollback", "rejoin"} {
+			if !slices.ContainsFunc(r.Steps, func(st StepTiming) bool { return st.Name == step && st.Err == "" }) {
+				t.Errorf("no step %s in the report", step)
+			}
+		}
 		if r.VIP.NewHolder == "" || r.VIP.NewHolder == r.VIP.Stopped || r.VIP.Sent == 0 {
 			t.Errorf("VIP takeover not measured: %+v", r.VIP)
 		}

@@ -32,8 +32,11 @@ type Report struct {
 	Failover     FailoverReport
 	Etcd         EtcdReport
 	Store        StoreReport
-	VIP          VIPReport
-	Reboots      []RebootReport
+	// Rollouts are the cluster applies: the good change, the one that
+	// rolled back, the good one again.
+	Rollouts []RolloutReport
+	VIP      VIPReport
+	Reboots  []RebootReport
 	// Takeovers: each hypervisor's manager handing eno1 to gallium-net
 	// (step takeover); TakeoverReboot: hv1's reboot after it.
 	Takeovers      []TakeoverReport
@@ -78,7 +81,7 @@ type HVReport struct {
 // unitsReported are the units whose state the report gives: gallium-net's,
 // the distribution's keepalived and libvirtd (and its socket, which starts
 // it), and the lab's store member.
-var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "gallium-net-ledger.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", storeUnitName}
+var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.service", "gallium-net-ledger.service", "keepalived.service", "libvirtd.service", "libvirtd.socket", storeUnitName, "gallium-net-agent.service"}
 
 // system reads what h runs (HVReport's Debian, Libvirt, Units, AppArmor).
 func system(ctx context.Context, h *Hypervisor, hr *HVReport) error {
@@ -299,6 +302,25 @@ func (s *Scenario) Text() string {
 		}
 		fmt.Fprintln(&b)
 	}
+	if st := r.Store; st.Init > 0 {
+		fmt.Fprintln(&b, "Cluster store (cluster init, cluster join, gallium-net-store.service, mutual TLS):")
+		fmt.Fprintf(&b, "  init %s; joins %s; a client without a certificate: %s\n", st.Init.Round(100*time.Millisecond), durations(st.Joins), st.Refused)
+		if st.Rejoined != "" {
+			fmt.Fprintf(&b, "  %s wiped (membership and data) and rejoined with --replace in %s\n", st.Rejoined, st.Rejoin.Round(100*time.Millisecond))
+		}
+		fmt.Fprintln(&b)
+	}
+	if len(r.Rollouts) > 0 {
+		fmt.Fprintln(&b, "Rolling applies (cluster apply, one hypervisor at a time, commit-confirm and a connectivity check):")
+		for _, ro := range r.Rollouts {
+			what := "confirmed everywhere"
+			if ro.RolledBack != "" {
+				what = fmt.Sprintf("%s rolled back by itself after %s; untouched: %s", ro.RolledBack, ro.RollbackTook.Round(100*time.Millisecond), strings.Join(ro.Untouched, ", "))
+			}
+			fmt.Fprintf(&b, "  %s in %s: per hypervisor %s; agent reaction %s\n", what, ro.Took.Round(100*time.Millisecond), durations(ro.PerHV), durations(ro.Reaction))
+		}
+		fmt.Fprintln(&b)
+	}
 	f := r.Failover
 	fmt.Fprintln(&b, "Faults:")
 	fmt.Fprintf(&b, "  1. cable pull  %s %s: bond %s %s -> %s; %d of %d probes lost at %s (longest gap ~%s); in the guest %s from carrier loss to the new active adapter\n",
@@ -420,4 +442,21 @@ func (s *Scenario) stepReport(ctx context.Context) error {
 	}
 	s.logf("  report files: %s", strings.Join(s.Report.Files, " "))
 	return nil
+}
+
+// durations prints a name -> duration map sorted by name.
+func durations(m map[string]time.Duration) string {
+	var names []string
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, n+" "+m[n].Round(100*time.Millisecond).String())
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

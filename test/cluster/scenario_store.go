@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gallium/gallium-net/plugin/model"
 )
 
 // storeUnitName is the packaged unit that runs a hypervisor's store member.
@@ -40,8 +45,22 @@ type storeStatus struct {
 			Learner   bool   `json:"learner"`
 		} `json:"members"`
 	} `json:"store"`
-	Issues   []string `json:"issues"`
-	Warnings []string `json:"warnings"`
+	Issues      []string `json:"issues"`
+	Warnings    []string `json:"warnings"`
+	Hypervisors []struct {
+		Name     string          `json:"name"`
+		InSync   bool            `json:"inSync"`
+		Drift    []string        `json:"drift"`
+		Networks map[string]bool `json:"networks"`
+		Groups   []struct {
+			Bond  string `json:"bond"`
+			VLANs []int  `json:"vlans"`
+		} `json:"groups"`
+		Rollout *struct {
+			ID    string `json:"id"`
+			Phase string `json:"phase"`
+		} `json:"rollout"`
+	} `json:"hypervisors"`
 }
 
 // checkClusterStatus runs `cluster status -o json` on h and checks that the store
@@ -173,4 +192,329 @@ func (s *Scenario) stepRejoin(ctx context.Context) error {
 	}
 	s.logf("  %s: membership and data wiped; refused without --replace; rejoined with --replace in %s, store whole on all three", h.Name, s.Report.Store.Rejoin.Round(100*time.Millisecond))
 	return nil
+}
+
+// rolledNetwork is the tagged network the rolling-apply step adds.
+const (
+	rolledNetwork = "rolled"
+	rolledVLAN    = 300
+	rolledVM      = "rollvm"
+)
+
+// specVariant is a deep copy of the lab's spec, changed by edit, as YAML.
+func (s *Scenario) specVariant(edit func(*model.Spec)) ([]byte, error) {
+	data, err := yaml.Marshal(s.spec)
+	if err != nil {
+		return nil, err
+	}
+	var cp model.Spec
+	if err := yaml.Unmarshal(data, &cp); err != nil {
+		return nil, err
+	}
+	edit(&cp)
+	return yaml.Marshal(&cp)
+}
+
+// withRolled adds the rolled network on the VM group.
+func withRolled(sp *model.Spec) {
+	vmGroup := ""
+	for _, g := range sp.AdapterGroups {
+		if !g.Infrastructure {
+			vmGroup = g.Name
+		}
+	}
+	sp.Networks = append(sp.Networks, model.Network{Name: rolledNetwork, AdapterGroup: vmGroup, VLAN: rolledVLAN})
+}
+
+// applyLine matches cluster apply's progress lines: "[2/3] hv2: applying
+// (4 steps) [1.2s]".
+var applyLine = regexp.MustCompile(`^\[\d+/\d+\] (\S+): (applying|checking|confirmed|rolled-back|failed)\b.*\[([0-9.]+m?s|[0-9hms.]+)\]$`)
+
+// applyPhases reads the phase lines of cluster apply's output: per
+// hypervisor, per phase, the time since it was asked.
+func applyPhases(out string) map[string]map[string]time.Duration {
+	res := map[string]map[string]time.Duration{}
+	for _, l := range strings.Split(out, "\n") {
+		m := applyLine.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil {
+			continue
+		}
+		d, err := time.ParseDuration(m[3])
+		if err != nil {
+			continue
+		}
+		if res[m[1]] == nil {
+			res[m[1]] = map[string]time.Duration{}
+		}
+		res[m[1]][m[2]] = d
+	}
+	return res
+}
+
+// RolloutReport is a `cluster apply` in the lab.
+type RolloutReport struct {
+	// Took is the whole command; PerHV the time from each hypervisor's
+	// request to its confirm (or rollback); Reaction from the request to
+	// the agent's "applying".
+	Took     time.Duration
+	PerHV    map[string]time.Duration
+	Reaction map[string]time.Duration
+	Output   string
+	// RolledBack is the hypervisor that rolled back (the bad change), and
+	// RollbackTook its agent's time from request to restored.
+	RolledBack   string        `json:",omitempty"`
+	RollbackTook time.Duration `json:",omitempty"`
+	Untouched    []string      `json:",omitempty"`
+}
+
+// clusterApply runs cluster apply on h with the spec data; ok says whether
+// it exited 0.
+func (s *Scenario) clusterApply(ctx context.Context, h *Hypervisor, name string, data []byte) (*RolloutReport, bool, error) {
+	path := "/root/" + name + ".yaml"
+	if err := h.Put(ctx, path, data, 0o644); err != nil {
+		return nil, false, err
+	}
+	t0 := time.Now()
+	out, code, err := h.Run(ctx, "gallium-net cluster apply -f "+path+" 2>&1")
+	if err != nil {
+		return nil, false, err
+	}
+	r := &RolloutReport{Took: time.Since(t0), PerHV: map[string]time.Duration{}, Reaction: map[string]time.Duration{}, Output: out}
+	for hv, ph := range applyPhases(out) {
+		r.Reaction[hv] = ph["applying"]
+		for _, end := range []string{"confirmed", "rolled-back", "failed"} {
+			if d, ok := ph[end]; ok {
+				r.PerHV[hv] = d
+			}
+		}
+	}
+	return r, code == 0, nil
+}
+
+// stepRollingApply: a spec that adds a tagged network, rolled out with
+// `cluster apply` one hypervisor at a time; every hypervisor confirms, the
+// bridges carry the VLAN, the libvirt network is there, and a new VM on
+// hv3 uses it.
+func (s *Scenario) stepRollingApply(ctx context.Context) error {
+	h := s.hvs[0]
+	data, err := s.specVariant(withRolled)
+	if err != nil {
+		return err
+	}
+	r, ok, err := s.clusterApply(ctx, h, "spec-rolled", data)
+	if err != nil {
+		return err
+	}
+	s.Report.Rollouts = append(s.Report.Rollouts, *r)
+	if !ok {
+		return fmt.Errorf("cluster apply (adds network %s, VLAN %d) failed:\n%s", rolledNetwork, rolledVLAN, r.Output)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(r.Output), "\n") {
+		s.logf("    %s", l)
+	}
+	var names []string
+	for _, o := range s.hvs {
+		names = append(names, o.Name)
+	}
+	if err := each(s.hvs, func(o *Hypervisor) error {
+		st, err := s.checkClusterStatus(ctx, o, names...)
+		if err != nil {
+			return err
+		}
+		return checkRolled(st)
+	}); err != nil {
+		return err
+	}
+	// A VM uses the new network: on the last hypervisor, rolled out last.
+	vh := s.hvs[len(s.hvs)-1]
+	if err := vh.Put(ctx, "/root/"+rolledVM+".xml", []byte(vmXML(rolledVM)), 0o644); err != nil {
+		return err
+	}
+	if _, err := vh.Virsh(ctx, "define /root/"+rolledVM+".xml"); err != nil {
+		return err
+	}
+	if _, err := run(ctx, vh, "gallium-net nic add "+rolledVM+" --network "+rolledNetwork+" --profile modern"); err != nil {
+		return err
+	}
+	if _, err := vh.Virsh(ctx, "start "+rolledVM); err != nil {
+		return err
+	}
+	rows, err := domiflist(ctx, vh, rolledVM)
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 || rows[0].Source != rolledNetwork {
+		return fmt.Errorf("%s on %s: interfaces %+v, want one on %s", rolledVM, vh.Name, rows, rolledNetwork)
+	}
+	vl, err := portVLANs(ctx, vh, rows[0].Tap)
+	if err != nil {
+		return err
+	}
+	if len(vl) != 1 || vl[0].VLAN != rolledVLAN || !slices.Contains(vl[0].Flags, "PVID") {
+		return fmt.Errorf("%s tap %s: bridge VLANs %+v, want only VLAN %d PVID", rolledVM, rows[0].Tap, vl, rolledVLAN)
+	}
+	// Leave the cluster as the later steps expect it.
+	if _, err := run(ctx, vh, "virsh destroy "+rolledVM+" && gallium-net nic remove "+rolledVM+" "+rows[0].MAC+" && virsh undefine "+rolledVM); err != nil {
+		return err
+	}
+	s.logf("  revision with network %s (VLAN %d) rolled over %d hypervisors in %s; agent reaction %v; %s on %s: tap %s on VLAN %d",
+		rolledNetwork, rolledVLAN, len(s.hvs), r.Took.Round(100*time.Millisecond), r.Reaction, rolledVM, vh.Name, rows[0].Tap, rolledVLAN)
+	return nil
+}
+
+// checkRolled checks that every hypervisor has the rolled network's VLAN
+// on its VM group's bond and the libvirt network active.
+func checkRolled(st storeStatus) error {
+	for _, h := range st.Hypervisors {
+		if !h.InSync || !h.Networks[rolledNetwork] {
+			return fmt.Errorf("hypervisor %s: in sync %v, libvirt network %s active %v (drift %v)", h.Name, h.InSync, rolledNetwork, h.Networks[rolledNetwork], h.Drift)
+		}
+		found := false
+		for _, g := range h.Groups {
+			found = found || slices.Contains(g.VLANs, rolledVLAN)
+		}
+		if !found {
+			return fmt.Errorf("hypervisor %s: no bond carries VLAN %d: %+v", h.Name, rolledVLAN, h.Groups)
+		}
+	}
+	if len(st.Hypervisors) == 0 {
+		return fmt.Errorf("cluster status lists no hypervisor")
+	}
+	return nil
+}
+
+// stepRollingApplyRollback: a spec that puts the wrong adapters in hv2's
+// infrastructure group. hv1 (unchanged by it) confirms; hv2 applies, loses
+// its peers, and rolls back by itself; hv3 is never asked. cluster apply
+// exits 1 and says so; cluster status shows hv2 and hv3 behind. Then the
+// good spec is applied again and the cluster is whole.
+func (s *Scenario) stepRollingApplyRollback(ctx context.Context) error {
+	h := s.hvs[0]
+	bad := s.hvs[1].Name
+	data, err := s.specVariant(func(sp *model.Spec) {
+		withRolled(sp)
+		for i := range sp.AdapterGroups {
+			g := &sp.AdapterGroups[i]
+			if g.Infrastructure {
+				g.Adapters[bad] = []string{"eno3", "eno4"}
+			} else {
+				g.Adapters[bad] = []string{"eno1", "eno2"}
+			}
+		}
+		// The operator believed eno3 and eno4 were the fast ones.
+		for i := range sp.Hypervisors {
+			if sp.Hypervisors[i].Name != bad {
+				continue
+			}
+			for j := range sp.Hypervisors[i].Adapters {
+				a := &sp.Hypervisors[i].Adapters[j]
+				if a.Name == "eno3" || a.Name == "eno4" {
+					a.SpeedMbps = 10000
+				} else {
+					a.SpeedMbps = 1000
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	before, err := s.rolloutIDs(ctx, h)
+	if err != nil {
+		return err
+	}
+	r, ok, err := s.clusterApply(ctx, h, "spec-bad", data)
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(strings.TrimSpace(r.Output), "\n") {
+		s.logf("    %s", l)
+	}
+	if ok {
+		return fmt.Errorf("cluster apply with hv2's infrastructure on the wrong adapters succeeded:\n%s", r.Output)
+	}
+	if !strings.Contains(r.Output, bad+" rolled-back") || !strings.Contains(r.Output, "not touched") {
+		return fmt.Errorf("cluster apply did not say that %s rolled back and the rest is untouched:\n%s", bad, r.Output)
+	}
+	r.RolledBack, r.RollbackTook = bad, r.PerHV[bad]
+	// hv3 was never asked: its last roll-out is the one before.
+	after, err := s.rolloutIDs(ctx, h)
+	if err != nil {
+		return err
+	}
+	for _, o := range s.hvs[2:] {
+		if after[o.Name] != before[o.Name] {
+			return fmt.Errorf("%s was asked to apply the bad spec (roll-out %q, before %q)", o.Name, after[o.Name], before[o.Name])
+		}
+		r.Untouched = append(r.Untouched, o.Name)
+	}
+	// Status says so: not ok, hv2 and hv3 behind.
+	var st storeStatus
+	out, err := run(ctx, h, "gallium-net cluster status -o json 2>/dev/null; true")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return fmt.Errorf("cluster status: %w", err)
+	}
+	if st.OK {
+		return fmt.Errorf("cluster status ok after a rolled-back change:\n%s", out)
+	}
+	behind := 0
+	for _, is := range st.Issues {
+		if strings.Contains(is, "out of sync") {
+			behind++
+		}
+	}
+	if behind < 2 {
+		return fmt.Errorf("cluster status names %d hypervisors out of sync, want hv2 and hv3: %v", behind, st.Issues)
+	}
+	// hv2 still reaches everyone (its change was undone).
+	if err := s.pingAll(ctx, "after "+bad+"'s rollback"); err != nil {
+		return err
+	}
+	s.Report.Rollouts = append(s.Report.Rollouts, *r)
+	s.logf("  %s rolled back by itself %s after it was asked; %v untouched; cluster status: %v", bad, r.RollbackTook.Round(100*time.Millisecond), r.Untouched, st.Issues)
+
+	// The good spec again: the cluster is whole.
+	good, err := s.specVariant(withRolled)
+	if err != nil {
+		return err
+	}
+	r2, ok, err := s.clusterApply(ctx, h, "spec-rolled-again", good)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("cluster apply of the good spec after the rollback failed:\n%s", r2.Output)
+	}
+	s.Report.Rollouts = append(s.Report.Rollouts, *r2)
+	var names []string
+	for _, o := range s.hvs {
+		names = append(names, o.Name)
+	}
+	if _, err := s.checkClusterStatus(ctx, h, names...); err != nil {
+		return err
+	}
+	s.logf("  the good spec again: all in sync in %s", r2.Took.Round(100*time.Millisecond))
+	return nil
+}
+
+// rolloutIDs is each hypervisor's last roll-out ID as cluster status shows.
+func (s *Scenario) rolloutIDs(ctx context.Context, h *Hypervisor) (map[string]string, error) {
+	var st storeStatus
+	out, err := run(ctx, h, "gallium-net cluster status -o json 2>/dev/null; true")
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("cluster status: %w: %s", err, tailLines(out, 5))
+	}
+	ids := map[string]string{}
+	for _, hv := range st.Hypervisors {
+		if hv.Rollout != nil {
+			ids[hv.Name] = hv.Rollout.ID
+		}
+	}
+	return ids, nil
 }

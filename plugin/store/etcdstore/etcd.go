@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -42,7 +43,11 @@ type Config struct {
 
 // Backend is a store.Backend in etcd.
 type Backend struct {
-	cli    *clientv3.Client
+	// leaseMu guards lease: the one lease PutLeased ties keys to,
+	// granted on first use and kept alive until Close or expiry.
+	leaseMu sync.Mutex
+	lease   clientv3.LeaseID
+	cli     *clientv3.Client
 	prefix string
 	opTO   time.Duration
 	name   string
@@ -141,6 +146,50 @@ func transient(err error) bool {
 
 func (b *Backend) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.opTO)
+}
+
+// PutLeased implements store.Leaser: key lives as long as this client
+// renews its lease (ttl), so a dead writer's key goes away by itself.
+func (b *Backend) PutLeased(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	b.leaseMu.Lock()
+	defer b.leaseMu.Unlock()
+	for attempt := 0; attempt < 2; attempt++ {
+		if b.lease == 0 {
+			octx, cancel := b.op(ctx)
+			g, err := b.cli.Grant(octx, int64(max(ttl/time.Second, 2)))
+			cancel()
+			if err != nil {
+				return b.wrap(ctx, err)
+			}
+			// Kept alive until Close; an expired or revoked lease closes
+			// the channel, and the next put grants a new one.
+			ka, err := b.cli.KeepAlive(context.Background(), g.ID)
+			if err != nil {
+				return b.wrap(ctx, err)
+			}
+			b.lease = g.ID
+			go func(id clientv3.LeaseID) {
+				for range ka {
+				}
+				b.leaseMu.Lock()
+				if b.lease == id {
+					b.lease = 0
+				}
+				b.leaseMu.Unlock()
+			}(g.ID)
+		}
+		octx, cancel := b.op(ctx)
+		_, err := b.cli.Put(octx, b.prefix+key, string(value), clientv3.WithLease(b.lease))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return b.wrap(ctx, err)
+		}
+		b.lease = 0
+	}
+	return fmt.Errorf("%s: put %s: the lease expired twice in a row", b.name, key)
 }
 
 // Get implements store.Backend.

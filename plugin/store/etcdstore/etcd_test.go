@@ -180,3 +180,43 @@ func TestTLS(t *testing.T) {
 		t.Error("Open with a missing CA file succeeded")
 	}
 }
+
+// A key put under the lease lives while its writer renews it and goes away
+// by itself once the writer is gone: a dead hypervisor's published state
+// does not linger.
+func TestPutLeasedExpires(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	writer, err := Open(Config{Endpoints: c.Endpoints, Prefix: "/lease-test/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := Open(Config{Endpoints: c.Endpoints, Prefix: "/lease-test/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	ctx := t.Context()
+	for i := range 3 {
+		if err := writer.PutLeased(ctx, "hosts/hv1", []byte{byte('a' + i)}, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Renewed: still there after more than one TTL.
+	time.Sleep(3 * time.Second)
+	kv, err := reader.Get(ctx, "hosts/hv1")
+	if err != nil || string(kv.Value) != "c" {
+		t.Fatalf("while renewed: %q, %v", kv.Value, err)
+	}
+	writer.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := reader.Get(ctx, "hosts/hv1")
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key outlived its writer by 10 s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

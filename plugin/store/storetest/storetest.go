@@ -82,6 +82,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("Import", func(t *testing.T) { testImport(t, f) })
 	t.Run("MoveDomain", func(t *testing.T) { testMoveDomain(t, f) })
 	t.Run("Snapshot", func(t *testing.T) { testSnapshot(t, f) })
+	t.Run("HostsAndRollouts", func(t *testing.T) { testHostsAndRollouts(t, f) })
 	t.Run("SameNICConcurrently", func(t *testing.T) { testSameNICConcurrently(t, f) })
 	t.Run("ConcurrentMACs", func(t *testing.T) {
 		clients := f(t, 3)
@@ -591,4 +592,67 @@ func ConcurrentMACs(t testing.TB, clients []store.Backend, perClient int, mid fu
 	}
 	t.Logf("%d clients x %d allocations: %d MACs, 0 duplicates, in %v (%.0f allocations/s)", len(clients), perClient, len(got), elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
 	return got
+}
+
+// testHostsAndRollouts: what agents publish and what cluster apply asks.
+func testHostsAndRollouts(t *testing.T, f Factory) {
+	s := pushed(t, f, "52:54:00")
+	ctx := ctxT(t)
+	hosts, err := s.Hosts(ctx)
+	if err != nil || len(hosts) != 0 {
+		t.Fatalf("hosts of a fresh store: %v, %v", hosts, err)
+	}
+	if r, err := s.Rollout(ctx, "hv1"); r != nil || err != nil {
+		t.Fatalf("roll-out of a fresh store: %+v, %v", r, err)
+	}
+	rev, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A watch for hv2's roll-out key wakes on hv2's request only.
+	woke := make(chan error, 1)
+	go func() { woke <- s.WatchChanges(ctx, rev, store.RolloutKey("hv2")) }()
+	beat := time.Now().UTC().Truncate(time.Millisecond)
+	for _, hv := range []string{"hv1", "hv2"} {
+		st := store.HostState{Hypervisor: hv, Heartbeat: beat, Interval: 10 * time.Second, StoredRevision: 1, AppliedRevision: 1, InSync: true,
+			Groups: []store.HostGroup{{Group: "infra", Bond: "gb-infra", Up: true, Active: "eno1", Carriers: map[string]bool{"eno1": true, "eno2": false}, VLANs: []int{1}}}}
+		if err := s.PublishHost(ctx, st, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-woke:
+		t.Fatalf("the watch for hv2's roll-out woke on a host state: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	req := store.RolloutRequest{ID: "r1", Revision: 1, ConfirmTimeout: time.Minute, At: beat}
+	if err := s.RequestRollout(ctx, "hv2", req); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woke:
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not wake on hv2's roll-out request")
+	}
+	got, err := s.Rollout(ctx, "hv2")
+	if err != nil || got == nil || *got != req {
+		t.Fatalf("roll-out read back %+v, %v; want %+v", got, err, req)
+	}
+	hosts, err = s.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 2 || hosts["hv2"].Groups[0].Active != "eno1" || !hosts["hv1"].Heartbeat.Equal(beat) {
+		t.Fatalf("hosts read back: %+v", hosts)
+	}
+	if hosts["hv1"].Stale(beat.Add(29 * time.Second)) || !hosts["hv1"].Stale(beat.Add(31*time.Second)) {
+		t.Error("Stale: want fresh for three intervals, stale after")
+	}
+	done := &store.RolloutStatus{Phase: store.PhaseRolledBack}
+	if !done.Done() || (&store.RolloutStatus{Phase: store.PhaseChecking}).Done() {
+		t.Error("Done: rolled-back is final, checking is not")
+	}
 }
