@@ -48,9 +48,9 @@ type Backend struct {
 	leaseMu sync.Mutex
 	lease   clientv3.LeaseID
 	cli     *clientv3.Client
-	prefix string
-	opTO   time.Duration
-	name   string
+	prefix  string
+	opTO    time.Duration
+	name    string
 }
 
 // Open connects to etcd. It does not wait for the cluster: the first

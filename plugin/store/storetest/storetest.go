@@ -648,7 +648,7 @@ func testHostsAndRollouts(t *testing.T, f Factory) {
 	if len(hosts) != 2 || hosts["hv2"].Groups[0].Active != "eno1" || !hosts["hv1"].Heartbeat.Equal(beat) {
 		t.Fatalf("hosts read back: %+v", hosts)
 	}
-	if hosts["hv1"].Stale(beat.Add(29 * time.Second)) || !hosts["hv1"].Stale(beat.Add(31*time.Second)) {
+	if hosts["hv1"].Stale(beat.Add(29*time.Second)) || !hosts["hv1"].Stale(beat.Add(31*time.Second)) {
 		t.Error("Stale: want fresh for three intervals, stale after")
 	}
 	done := &store.RolloutStatus{Phase: store.PhaseRolledBack}
