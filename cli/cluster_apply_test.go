@@ -186,3 +186,47 @@ func TestClusterApplyRollsOneAtATime(t *testing.T) {
 		t.Errorf("issues: %v", st.Issues)
 	}
 }
+
+// On a member, commands take the stored spec; -f still wins, and says so.
+func TestStoredSpecIsTheSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs an etcd member")
+	}
+	l := newStoreLab(t)
+	hv1 := l.hosts["hv1"]
+	l.must(append(l.memberArgs(hv1, "cluster", "init", "--cluster", "lab"), l.portArgs()...)...)
+	l.serve(hv1)
+	l.status(hv1, 1)
+	cfg := []string{"--config", filepath.Join(filepath.Dir(hv1.dir), "none.yaml")}
+	// list has no --config: the environment names this host's settings.
+	t.Setenv("GALLIUM_NET_CONFIG", cfg[1])
+	file := filepath.Join(l.root, "spec.yaml")
+	if err := os.WriteFile(file, []byte(storetest.SpecYAML("lab", "52:54:00")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(l.root, "other.yaml")
+	if err := os.WriteFile(other, []byte(strings.Replace(storetest.SpecYAML("lab", "52:54:00"), "name: prod", "name: other", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.must(append([]string{"spec", "push", "-f", file}, cfg...)...)
+	// No -f: the stored spec, even with no file at the default path.
+	out, errOut, err := l.gn(t.Context(), "list", "networks", "-o", "json")
+	if err != nil || !strings.Contains(out, `"prod"`) || errOut != "" {
+		t.Fatalf("list networks from the store: %v\n%s\n%s", err, out, errOut)
+	}
+	// -f: the file, and a note naming the stored revision.
+	out, errOut, err = l.gn(t.Context(), "list", "networks", "-o", "json", "-f", other)
+	if err != nil || !strings.Contains(out, `"other"`) || !strings.Contains(errOut, "not the store's spec revision 1") {
+		t.Fatalf("list networks -f: %v\n%s\n%s", err, out, errOut)
+	}
+	// The store out of reach: the file, with a note.
+	l.halt(hv1)
+	start := time.Now()
+	_, errOut, _ = l.gn(t.Context(), "list", "networks", "-o", "json")
+	if !strings.Contains(errOut, "out of reach") {
+		t.Fatalf("list networks with the store down: %s", errOut)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("falling back to the file took %v", d)
+	}
+}

@@ -54,11 +54,12 @@ func newStoreLab(t *testing.T) *storeLab {
 	for i, name := range []string{"hv1", "hv2", "hv3"} {
 		l.hosts[name] = &storeHost{name: name, addr: "127.0.0." + strconv.Itoa(21+i),
 			dir: filepath.Join(l.root, name, "cluster"), data: filepath.Join(l.root, name, "store")}
-		// An empty config: every setting at its default.
+		// A config with every setting at its default but the membership's
+		// directory, so that every command finds this host's store.
 		if err := os.MkdirAll(filepath.Join(l.root, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(l.root, name, "none.yaml"), nil, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(l.root, name, "none.yaml"), []byte("cluster: {dir: "+filepath.Join(l.root, name, "cluster")+"}\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

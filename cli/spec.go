@@ -7,11 +7,15 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gallium/gallium-net/plugin/clusterhome"
 	"github.com/gallium/gallium-net/plugin/model"
 	"github.com/gallium/gallium-net/plugin/specfile"
+	"github.com/gallium/gallium-net/plugin/store"
+	"github.com/gallium/gallium-net/plugin/store/etcdstore"
 )
 
 // specFlag is -f/--spec, which every command that reads the spec takes after
@@ -58,10 +62,12 @@ func specPath(c *cli.Context) string {
 	return c.String("spec")
 }
 
-// loadSpec loads and validates the spec -f names. Warnings go to stderr; an
-// invalid spec is an error that lists what to fix.
+// loadSpec loads and validates the spec: on a member of a cluster store
+// that holds one, the stored spec, unless -f names a file; else the file
+// (-f, the config's, the default). Warnings go to stderr; an invalid spec
+// is an error that lists what to fix.
 func loadSpec(c *cli.Context) (*model.Spec, error) {
-	s, err := readSpec(c)
+	s, err := specFromStoreOrFile(c)
 	if err != nil {
 		return nil, err
 	}
@@ -175,4 +181,52 @@ func matchHypervisor(s *model.Spec, host string, addrs []net.Addr, names []strin
 	}
 	return "", fmt.Errorf("cannot tell which hypervisor this host is: its name %q is none of %s and none of their management IPs is configured here; pass --hypervisor NAME",
 		host, strings.Join(names, ", "))
+}
+
+// specFromStoreOrFile is the one source rule: once the store holds a spec,
+// commands take it from there. -f FILE (or $GALLIUM_NET_SPEC) still wins,
+// and the command says that the store holds another source. A store that
+// cannot be reached at once (a host booting before its network, a member
+// cut off) falls back to the file, which the agent keeps at the revision
+// this host applied, and says so.
+func specFromStoreOrFile(c *cli.Context) (*model.Spec, error) {
+	h := homeOf(c)
+	if complete, _, err := h.Exists(); err != nil || !complete {
+		return readSpec(c)
+	}
+	rec, stored, err := quickStoredSpec(c, h)
+	explicit := c.IsSet("spec")
+	switch {
+	case explicit && err == nil:
+		fmt.Fprintf(c.App.ErrWriter, "note: using %s (-f), not the store's spec revision %d that the agents apply\n", specPath(c), rec.Version)
+		return readSpec(c)
+	case explicit:
+		return readSpec(c)
+	case err == nil:
+		return stored, nil
+	case errors.Is(err, store.ErrNotFound):
+		return readSpec(c)
+	default:
+		fmt.Fprintf(c.App.ErrWriter, "note: the cluster store is out of reach (%v): using %s\n", err, specPath(c))
+		return readSpec(c)
+	}
+}
+
+// quickStoredSpec reads the stored spec within a couple of seconds, with
+// no retries: the file is the fallback.
+func quickStoredSpec(c *cli.Context, h clusterhome.Home) (*store.SpecRecord, *model.Spec, error) {
+	m, err := h.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := m.Client(h)
+	cfg.DialTimeout, cfg.OpTimeout = 2*time.Second, 2*time.Second
+	b, err := etcdstore.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer b.Close()
+	st := store.New(b)
+	st.SetReadRetry(0)
+	return storedSpec(c.Context, st)
 }

@@ -25,8 +25,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/gallium/gallium-net/plugin/model"
 )
@@ -47,13 +49,34 @@ type Options struct {
 	// that the bond has an active adapter in sysfs; a test on a kernel
 	// without bonding passes a carrier check instead.
 	CheckScript string
-	// AdvertInt is the VRRP advertisement interval in seconds (default 1).
-	// A backup takes over after about 3 intervals without adverts, or at
+	// Advert is the VRRP advertisement interval (default DefaultAdvert),
+	// in steps of 10 ms (VRRPv3 counts centiseconds). A backup takes over
+	// after 3 intervals without adverts plus a skew of at most one, or at
 	// once when the holder stops cleanly.
-	AdvertInt int
+	Advert time.Duration
 	// SpecRevision, when set, is noted in the header.
 	SpecRevision int64
 }
+
+// DefaultAdvert is the advertisement interval: a holder that dies (no
+// goodbye) is replaced after 3 adverts and a skew, 0.6-0.8 s, under the
+// second an operator's SSH session and the store's clients ride out.
+// VRRPv3 carries intervals below a second (v2 cannot), and keepalived's
+// VRRP process runs at a real-time priority so that VMs that hog every
+// core of a hypervisor do not delay its adverts into a false takeover.
+const DefaultAdvert = 200 * time.Millisecond
+
+// RTPriority is keepalived's VRRP process' real-time (SCHED_RR) priority:
+// above every ordinary process, below the kernel's own threads (50 for
+// interrupt threads on PREEMPT_RT kernels).
+const RTPriority = 40
+
+// RTTimeLimit is the CPU time keepalived's real-time VRRP process may use
+// without blocking before the kernel kills it (RLIMIT_RTTIME). keepalived's
+// default, 10 ms, was exceeded by the burst of gratuitous ARPs of a new
+// holder in the namespace tests, and each kill respawned the VRRP process
+// and started a new election; a runaway is still stopped in half a second.
+const RTTimeLimit = 500 * time.Millisecond
 
 // RouterID derives the VRRP virtual router id (1-255) from the cluster name:
 // FNV-1a, so it is stable across versions and hosts.
@@ -64,10 +87,13 @@ func RouterID(cluster string) int {
 }
 
 // Priority is hypervisor number i's (0-based, spec order) VRRP priority
-// among n: 200, 190, 180... and never below 1; 255 is reserved by VRRP for
-// an address owner.
+// among n: 200, 150, 100 for three, closer for more, never below 1; 255 is
+// reserved by VRRP for an address owner. The steps are wide because the
+// priority also sets each backup's skew after a goodbye: with 200 ms
+// adverts, steps of 10 put the two backups' takeovers 8 ms apart, and both
+// took the VIP for up to 0.9 s before the lower one yielded.
 func Priority(i, n int) int {
-	step := 10
+	step := 50
 	if n > 1 && 199/(n-1) < step {
 		step = 199 / (n - 1)
 	}
@@ -92,10 +118,14 @@ type Config struct {
 	Interface    string
 	Bond         string
 	CheckScript  string
-	AdvertInt    int
-	SourceIP     string
-	Peers        []string
-	VIP          string // address/prefix
+	// AdvertInt is Advert in seconds as keepalived reads it ("0.2").
+	AdvertInt  string
+	RTPriority int
+	// RTTimeLimitUsec is vrrp_rlimit_rttime (RTTimeLimit).
+	RTTimeLimitUsec int64
+	SourceIP        string
+	Peers           []string
+	VIP             string // address/prefix
 }
 
 // Build computes hypervisor hv's keepalived settings from the spec.
@@ -125,17 +155,18 @@ func Build(s *model.Spec, hv string, opts Options) (*Config, error) {
 		return nil, fmt.Errorf("keepalived config: cluster.vip %s is outside cluster.subnet %s", vip, subnet)
 	}
 	c := &Config{
-		Cluster:      s.Cluster.Name,
-		Hypervisor:   hv,
-		SpecRevision: opts.SpecRevision,
-		RouterID:     RouterID(s.Cluster.Name),
-		Instance:     "gallium_" + identifier(s.Cluster.Name),
-		Priority:     Priority(idx, len(s.Hypervisors)),
-		Interface:    opts.Interface,
-		Bond:         opts.Bond,
-		CheckScript:  opts.CheckScript,
-		AdvertInt:    opts.AdvertInt,
-		VIP:          netip.PrefixFrom(vip, subnet.Bits()).String(),
+		Cluster:         s.Cluster.Name,
+		Hypervisor:      hv,
+		SpecRevision:    opts.SpecRevision,
+		RouterID:        RouterID(s.Cluster.Name),
+		Instance:        "gallium_" + identifier(s.Cluster.Name),
+		Priority:        Priority(idx, len(s.Hypervisors)),
+		Interface:       opts.Interface,
+		Bond:            opts.Bond,
+		CheckScript:     opts.CheckScript,
+		VIP:             netip.PrefixFrom(vip, subnet.Bits()).String(),
+		RTPriority:      RTPriority,
+		RTTimeLimitUsec: RTTimeLimit.Microseconds(),
 	}
 	if c.Interface == "" {
 		c.Interface = model.BridgeName(infra.Name)
@@ -149,9 +180,14 @@ func Build(s *model.Spec, hv string, opts Options) (*Config, error) {
 	if strings.Contains(c.CheckScript, `"`) {
 		return nil, fmt.Errorf("keepalived config: check script %q must not contain double quotes (keepalived quotes it with them)", c.CheckScript)
 	}
-	if c.AdvertInt == 0 {
-		c.AdvertInt = 1
+	adv := opts.Advert
+	if adv == 0 {
+		adv = DefaultAdvert
 	}
+	if adv < 10*time.Millisecond || adv > 40950*time.Millisecond || adv%(10*time.Millisecond) != 0 {
+		return nil, fmt.Errorf("keepalived config: advert interval %v: want 10 ms to 40.95 s in steps of 10 ms (VRRPv3 centiseconds)", adv)
+	}
+	c.AdvertInt = strconv.FormatFloat(adv.Seconds(), 'f', -1, 64)
 	for i, h := range s.Hypervisors {
 		p, err := netip.ParsePrefix(h.ManagementIP)
 		if err != nil {
@@ -187,6 +223,16 @@ global_defs {
     router_id gallium-{{.Cluster}}-{{.Hypervisor}}
     script_user root
     enable_script_security
+    # VRRPv3: advert intervals below a second; a holder that dies is
+    # replaced after 3 adverts and a skew.
+    vrrp_version 3
+    # Adverts on time on a hypervisor whose VMs take every core. The
+    # kernel kills a real-time process that runs longer than the limit
+    # without blocking; keepalived's 10 ms default is shorter than one
+    # burst of gratuitous ARPs on a slow or busy host.
+    vrrp_rt_priority {{.RTPriority}}
+    vrrp_rlimit_rttime {{.RTTimeLimitUsec}}
+    vrrp_no_swap
 }
 
 # The infrastructure bond must have a live adapter to hold the VIP. A bond

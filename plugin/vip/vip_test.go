@@ -7,6 +7,7 @@ import (
 
 	"strings"
 	"testing"
+	"time"
 )
 
 func loadExample(t *testing.T) *model.Spec {
@@ -45,8 +46,8 @@ func TestBuild(t *testing.T) {
 		prio int
 	}{
 		{"hv1", c1, "192.168.1.101", "192.168.1.102,192.168.1.103", 200},
-		{"hv2", c2, "192.168.1.102", "192.168.1.101,192.168.1.103", 190},
-		{"hv3", c3, "192.168.1.103", "192.168.1.101,192.168.1.102", 180},
+		{"hv2", c2, "192.168.1.102", "192.168.1.101,192.168.1.103", 150},
+		{"hv3", c3, "192.168.1.103", "192.168.1.101,192.168.1.102", 100},
 	}
 	for _, c := range cases {
 		if c.c.SourceIP != c.src || strings.Join(c.c.Peers, ",") != c.peer || c.c.Priority != c.prio {
@@ -112,6 +113,8 @@ func TestErrors(t *testing.T) {
 		{"vip outside subnet", func(s *model.Spec) { s.Cluster.VIP = "10.0.0.1" }, "hv1", Options{}, "outside cluster.subnet"},
 		{"bad management IP", func(s *model.Spec) { s.Hypervisors[1].ManagementIP = "192.168.1.102" }, "hv1", Options{}, "managementIP"},
 		{"quote in script", func(s *model.Spec) {}, "hv1", Options{CheckScript: `/bin/echo "x"`}, "double quotes"},
+		{"advert below 10 ms", func(s *model.Spec) {}, "hv1", Options{Advert: 5 * time.Millisecond}, "steps of 10 ms"},
+		{"advert not in centiseconds", func(s *model.Spec) {}, "hv1", Options{Advert: 215 * time.Millisecond}, "steps of 10 ms"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -122,6 +125,17 @@ func TestErrors(t *testing.T) {
 				t.Errorf("err = %v, want one mentioning %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The advert interval as keepalived reads it: seconds, fractions of VRRPv3.
+func TestAdvertInt(t *testing.T) {
+	s := loadExample(t)
+	for adv, want := range map[time.Duration]string{0: "0.2", time.Second: "1", 150 * time.Millisecond: "0.15", 2500 * time.Millisecond: "2.5"} {
+		c, err := Build(s, "hv1", Options{Advert: adv})
+		if err != nil || c.AdvertInt != want {
+			t.Errorf("Advert %v: advert_int %q, %v; want %q", adv, c.AdvertInt, err, want)
+		}
 	}
 }
 

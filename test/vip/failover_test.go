@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,8 +46,13 @@ networks:
 const (
 	vipAddr  = "10.77.0.100"
 	clientIP = "10.77.0.50/24"
-	// maxTakeover and maxDual are the issue's bounds.
-	maxTakeover = 4 * time.Second
+	// maxTakeover and maxDual are the issue's bounds; maxSilentTakeover
+	// is issue 16's for a holder that dies without a goodbye (3 adverts of
+	// 200 ms and a skew, then the ARP answer).
+	maxTakeover       = 4 * time.Second
+	maxSilentTakeover = time.Second
+	// hogWatch is how long the CPU-hog test watches for a false takeover.
+	hogWatch    = 20 * time.Second
 	maxDual     = time.Second
 	sampleEvery = 100 * time.Millisecond
 )
@@ -255,12 +261,23 @@ func startCluster(t *testing.T, check string) *lab {
 	return l
 }
 
-// singleHolder waits up to wait for exactly one namespace to hold the VIP.
+// singleHolder waits up to wait for exactly one namespace to hold the VIP
+// for settle without a change: keepalived processes start a few ms apart,
+// and the first election may hand the VIP over once before it settles.
 func (l *lab) singleHolder(wait time.Duration) int {
+	const settle = 2 * time.Second
 	deadline := time.Now().Add(wait)
+	holder, since := -1, time.Now()
 	for time.Now().Before(deadline) {
+		cur := -1
 		if h := l.holders(); len(h) == 1 {
-			return h[0]
+			cur = h[0]
+		}
+		if cur != holder {
+			holder, since = cur, time.Now()
+		}
+		if holder >= 0 && time.Since(since) >= settle {
+			return holder
 		}
 		time.Sleep(sampleEvery)
 	}
@@ -366,37 +383,95 @@ func TestVIPFailover(t *testing.T) {
 	// last adapter. The tracked interface puts keepalived in FAULT, which
 	// drops the VIP; the holder cannot send a goodbye over a dead link, so
 	// the last hypervisor takes over after the master-down interval
-	// (3 adverts + skew, about 3.3 s).
+	// (3 adverts + skew): what the others see of a holder that dies.
 	third := 3 - first - newHolder
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	var s2 sampler
-	go s2.run(ctx2, l)
+	linkTakeover, dual := l.cutAndWait(newHolder, third)
+	t.Logf("VIP takeover after hv%d lost its infrastructure link: hv%d answered after %v; longest dual hold %v", newHolder+1, third+1, linkTakeover.Round(time.Millisecond), dual)
+	if linkTakeover > maxSilentTakeover {
+		t.Errorf("takeover after a link failure took %v, more than %v", linkTakeover, maxSilentTakeover)
+	}
+	if dual > maxDual {
+		t.Errorf("two namespaces held the VIP for %v after the link failure", dual)
+	}
+}
+
+// cutAndWait cuts holder's infrastructure link (no goodbye gets out) and
+// waits until next alone holds the VIP and answers ARP for it; it returns
+// how long that took and the longest time two namespaces held the VIP.
+func (l *lab) cutAndWait(holder, next int) (time.Duration, time.Duration) {
+	t := l.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var s sampler
+	go s.run(ctx, l)
 	t1 := time.Now()
-	run(t, "ip", "-n", l.hvs[newHolder], "link", "set", "gb-infra", "down")
-	var linkTakeover time.Duration
-	want := l.mac(third)
+	run(t, "ip", "-n", l.hvs[holder], "link", "set", "gb-infra", "down")
+	var took time.Duration
+	want := l.mac(next)
 	for time.Since(t1) < 15*time.Second {
-		if h := l.holders(); len(h) == 1 && h[0] == third && l.whoAnswers(time.Second) == want {
-			linkTakeover = time.Since(t1)
+		if h := l.holders(); len(h) == 1 && h[0] == next && l.whoAnswers(time.Second) == want {
+			took = time.Since(t1)
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	cancel2()
-	s2.mu.Lock()
-	defer s2.mu.Unlock()
-	if linkTakeover == 0 {
-		t.Fatalf("hv%d lost its infrastructure link but hv%d did not take the VIP within 15 s (holders %v)", newHolder+1, third+1, l.holders())
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if took == 0 {
+		t.Fatalf("hv%d lost its infrastructure link but hv%d did not take the VIP within 15 s (holders %v)", holder+1, next+1, l.holders())
 	}
-	t.Logf("VIP takeover after hv%d lost its infrastructure link: hv%d answered after %v; longest dual hold %v", newHolder+1, third+1, linkTakeover.Round(time.Millisecond), s2.maxDual)
-	// Without a goodbye the backup must first miss 3 adverts: allow that
-	// plus scheduling slack on a loaded machine.
-	if linkTakeover > 6*time.Second {
-		t.Errorf("takeover after a link failure took %v, more than 6 s", linkTakeover)
+	return took, s.maxDual
+}
+
+// hogs runs n busy loops (ordinary processes, as VMs' vCPU threads are)
+// until the test ends.
+func hogs(t *testing.T, n int) {
+	for range n {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	}
-	if s2.maxDual > maxDual {
-		t.Errorf("two namespaces held the VIP for %v after the link failure", s2.maxDual)
+}
+
+// A hypervisor whose every core is busy (its VMs) must keep the VIP: no
+// false takeover while busy loops take twice as many CPUs as the machine
+// has; and the takeover after the holder's link dies stays under the
+// bound beside them. keepalived's VRRP process runs at a real-time
+// priority (the rendered vrrp_rt_priority), so its adverts go out on time.
+func TestVIPUnderCPUHogs(t *testing.T) {
+	l := startCluster(t, carrierCheck)
+	first := l.singleHolder(20 * time.Second)
+	if first < 0 {
+		t.Fatalf("no single VIP holder within 20 s (holders: %v)", l.holders())
+	}
+	n := 2 * runtime.NumCPU()
+	hogs(t, n)
+	changes, samples := 0, 0
+	for end := time.Now().Add(hogWatch); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		samples++
+		if h := l.holders(); len(h) != 1 || h[0] != first {
+			changes++
+			t.Logf("holders %v at sample %d (hv%d held it)", h, samples, first+1)
+		}
+	}
+	t.Logf("%d busy loops beside the cluster for %v: %d of %d samples (20 ms apart) saw another holder than hv%d", n, hogWatch, changes, samples, first+1)
+	if changes > 0 {
+		t.Errorf("false takeover under CPU hogs: %d samples saw the VIP off hv%d or held twice", changes, first+1)
+	}
+	next := (first + 1) % 3
+	// The next holder is the highest priority among the others; the cut
+	// one goes to FAULT.
+	if other := (first + 2) % 3; vip.Priority(other, 3) > vip.Priority(next, 3) {
+		next = other
+	}
+	took, dual := l.cutAndWait(first, next)
+	t.Logf("beside %d busy loops: hv%d's link cut, hv%d answered for the VIP after %v; longest dual hold %v", n, first+1, next+1, took.Round(time.Millisecond), dual)
+	if took > maxSilentTakeover {
+		t.Errorf("takeover beside CPU hogs took %v, more than %v", took, maxSilentTakeover)
 	}
 }
