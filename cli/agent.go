@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,9 +60,22 @@ Example:
 			&cli.StringFlag{Name: "spec", Aliases: []string{"f"}, Value: DefaultSpecPath, Usage: "the local spec `FILE` the agent keeps at the applied revision (gallium-net-host.service applies it at boot)"},
 			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to publish this host's state"},
 			&cli.StringFlag{Name: "metrics-address", Value: "127.0.0.1:9474", Usage: "`ADDRESS` of the Prometheus metrics endpoint (empty: none)"},
+			&cli.StringFlag{Name: "agent-state", Value: defaultAgentState, Usage: "`FILE` where the agent remembers its last roll-out across restarts and reboots"},
 		),
 		Action: runAgent,
 	}
+}
+
+// defaultAgentState keeps the last roll-out this host answered: its
+// published record lives under a lease and is gone after a reboot, and a
+// request it already answered (a rollback included) must not run again.
+const defaultAgentState = "/var/lib/gallium-net/agent.json"
+
+// agentState is the agent's memory on disk.
+type agentState struct {
+	Rollout   *store.RolloutStatus `json:"rollout,omitempty"`
+	Applied   int64                `json:"applied"`
+	LastApply *store.ApplyResult   `json:"lastApply,omitempty"`
 }
 
 // agent is one hypervisor's agent.
@@ -285,15 +299,34 @@ func (a *agent) persistSpec(ctx context.Context, rec *store.SpecRecord) {
 	slog.Info("agent: local spec file now holds the applied revision", "file", path, "revision", rec.Version)
 }
 
-// resume takes the last roll-out answer from the agent's own published
-// record, so that a restarted agent does not run a finished one again.
+// resume takes the last roll-out answer from the agent's state file, else
+// from its own published record, so that a restarted agent (or a
+// rebooted host) does not run a finished roll-out again.
 func (a *agent) resume(ctx context.Context) {
+	if data, err := os.ReadFile(a.c.String("agent-state")); err == nil {
+		var st agentState
+		if json.Unmarshal(data, &st) == nil {
+			a.rollout, a.applied, a.lastApply = st.Rollout, st.Applied, st.LastApply
+			return
+		}
+	}
 	hosts, err := a.st.Hosts(ctx)
 	if err != nil {
 		return
 	}
 	if me := hosts[a.hv]; me != nil {
 		a.rollout, a.applied, a.lastApply = me.Rollout, me.AppliedRevision, me.LastApply
+	}
+}
+
+// remember writes the agent's state file.
+func (a *agent) remember() {
+	data, err := json.Marshal(agentState{Rollout: a.rollout, Applied: a.applied, LastApply: a.lastApply})
+	if err == nil {
+		err = atomicfile.Write(a.c.String("agent-state"), data, 0o600)
+	}
+	if err != nil {
+		slog.Warn("agent: writing its state file", "error", err)
 	}
 }
 
@@ -421,6 +454,7 @@ func (a *agent) autoApply(k netsetup.Kernel, hv string, rev int64, desired *nets
 		return
 	}
 	a.applied = rev
+	a.remember()
 	slog.Info("agent: applied", "revision", rev, "steps", len(p.Steps), "took", a.lastApply.Took.Round(time.Millisecond))
 	a.metrics.applied(a.lastApply)
 }
@@ -446,6 +480,7 @@ func (a *agent) doRollout(ctx context.Context, k netsetup.Kernel, spec *model.Sp
 	finish := func(phase, detail string) {
 		rs.Phase, rs.Detail, rs.Took = phase, detail, time.Since(rs.Started)
 		log.Info("agent: roll-out "+phase, "detail", detail, "took", rs.Took.Round(time.Millisecond))
+		a.remember()
 	}
 	if p.Refused != "" {
 		finish(store.PhaseFailed, "the plan cannot run here: "+p.Refused)
