@@ -79,7 +79,7 @@ func homeOf(c *cli.Context) clusterhome.Home {
 func memberFlags() []cli.Flag {
 	return []cli.Flag{
 		specFlag(), hypervisorFlag(), clusterDirFlag(),
-		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"},
+		configFlag(),
 		&cli.StringFlag{Name: "address", Usage: "this hypervisor's management `IP` (default: its managementIP in the spec)"},
 		&cli.StringFlag{Name: "data-dir", Value: storemember.DefaultDataDir, Usage: "the store member's data `DIR`"},
 		&cli.BoolFlag{Name: "no-start", Usage: "write the membership but do not start " + storeUnit + " (start it yourself, or run 'gallium-net cluster serve')"},

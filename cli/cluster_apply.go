@@ -13,7 +13,6 @@ import (
 
 	"github.com/gallium/gallium-net/netsetup"
 	"github.com/gallium/gallium-net/plugin/model"
-	"github.com/gallium/gallium-net/plugin/specfile"
 	"github.com/gallium/gallium-net/plugin/store"
 )
 
@@ -50,23 +49,11 @@ Examples:
 }
 
 func clusterApply(c *cli.Context) error {
-	data, err := readSpecFile(c)
+	in, err := readSpecToStore(c, "apply")
 	if err != nil {
 		return err
 	}
-	body, headerRev, err := store.SplitRevisionHeader(data)
-	if err != nil {
-		return err
-	}
-	spec, err := specfile.Parse(body, specPath(c))
-	if err != nil {
-		return err
-	}
-	findings := model.Validate(spec)
-	warnSummary(c, findings)
-	if err := findings.Err(); err != nil {
-		return fmt.Errorf("refusing to apply an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
-	}
+	data, headerRev, spec := in.data, in.headerRev, in.spec
 	st, err := openStore(c)
 	if err != nil {
 		return err

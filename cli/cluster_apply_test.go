@@ -82,9 +82,7 @@ func TestClusterApplyRollsOneAtATime(t *testing.T) {
 	}
 	l := newStoreLab(t)
 	hv1 := l.hosts["hv1"]
-	l.must(append(l.memberArgs(hv1, "cluster", "init", "--cluster", "lab"), l.portArgs()...)...)
-	l.serve(hv1)
-	l.status(hv1, 1)
+	l.initFirst(hv1)
 	h := clusterhome.New(hv1.dir)
 	m, err := h.Load()
 	if err != nil {
@@ -194,9 +192,7 @@ func TestStoredSpecIsTheSource(t *testing.T) {
 	}
 	l := newStoreLab(t)
 	hv1 := l.hosts["hv1"]
-	l.must(append(l.memberArgs(hv1, "cluster", "init", "--cluster", "lab"), l.portArgs()...)...)
-	l.serve(hv1)
-	l.status(hv1, 1)
+	l.initFirst(hv1)
 	cfg := []string{"--config", filepath.Join(filepath.Dir(hv1.dir), "none.yaml")}
 	// list has no --config: the environment names this host's settings.
 	t.Setenv("GALLIUM_NET_CONFIG", cfg[1])

@@ -130,7 +130,7 @@ func clusterTokenCommand() *cli.Command {
 
 Example:
    gallium-net cluster token`,
-		Flags: []cli.Flag{clusterDirFlag(), &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}},
+		Flags: []cli.Flag{clusterDirFlag(), configFlag()},
 		Action: func(c *cli.Context) error {
 			tok, err := homeOf(c).Token()
 			if err != nil {

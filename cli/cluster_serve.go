@@ -38,7 +38,7 @@ It runs until stopped (SIGTERM); it tells systemd when it is ready.
 
 Example:
    gallium-net cluster serve`,
-		Flags:  []cli.Flag{clusterDirFlag(), &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}},
+		Flags:  []cli.Flag{clusterDirFlag(), configFlag()},
 		Action: clusterServe,
 	}
 }

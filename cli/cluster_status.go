@@ -117,7 +117,7 @@ still a learner, or there is no leader: monitoring can run it as it is.
 Examples:
    gallium-net cluster status
    gallium-net cluster status -o json`,
-		Flags:  []cli.Flag{clusterDirFlag(), outputFlag(), &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}},
+		Flags:  []cli.Flag{clusterDirFlag(), outputFlag(), configFlag()},
 		Action: clusterStatusAction,
 	}
 }
@@ -359,7 +359,7 @@ its old member itself. Run it on any healthy member.
 
 Example:
    gallium-net cluster remove hv3`,
-		Flags: []cli.Flag{clusterDirFlag(), &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}},
+		Flags: []cli.Flag{clusterDirFlag(), configFlag()},
 		Action: func(c *cli.Context) error {
 			name := c.Args().First()
 			if name == "" {
@@ -394,7 +394,7 @@ snapshot ('etcdutl snapshot status FILE' reads it).
 
 Example:
    gallium-net cluster backup /root/gallium-store-$(date +%F).db`,
-		Flags:  []cli.Flag{clusterDirFlag(), &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}},
+		Flags:  []cli.Flag{clusterDirFlag(), configFlag()},
 		Action: clusterBackup,
 	}
 }

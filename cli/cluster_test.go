@@ -152,6 +152,14 @@ func (l *storeLab) status(h *storeHost, members int) clusterStatus {
 	}
 }
 
+// initFirst runs cluster init on h and its member, and waits for it.
+func (l *storeLab) initFirst(h *storeHost) {
+	l.t.Helper()
+	l.must(append(l.memberArgs(h, "cluster", "init", "--cluster", "lab"), l.portArgs()...)...)
+	l.serve(h)
+	l.status(h, 1)
+}
+
 func (l *storeLab) portArgs() []string {
 	return []string{"--client-port", strconv.Itoa(l.ports[0]), "--peer-port", strconv.Itoa(l.ports[1]), "--join-port", strconv.Itoa(l.ports[2])}
 }

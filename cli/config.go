@@ -77,11 +77,16 @@ func readHostConfig(path string, explicit bool) (*hostConfig, error) {
 	return &cfg, nil
 }
 
+// configFlag is --config: this host's settings file.
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"}
+}
+
 // storeFlags are the flags of every command that reads or writes the
 // cluster state.
 func storeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: []string{"GALLIUM_NET_CONFIG"}, Usage: "this host's gallium-net settings `FILE`"},
+		configFlag(),
 		&cli.StringFlag{Name: "store", Usage: "state backend: bolt (a local file) or etcd (default: store.backend in the config, else bolt)"},
 		&cli.StringFlag{Name: "state-file", Usage: "bolt state `FILE` (default: store.path in the config, else " + boltstore.DefaultPath + ")"},
 		&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "etcd `URL`s, comma-separated (default: store.etcd.endpoints in the config)"},

@@ -101,24 +101,43 @@ func whoAmI() string {
 	return name + "@" + host
 }
 
-func specPush(c *cli.Context) error {
+// specToStore is a spec file on its way into the store: read, its
+// revision header split off, parsed and validated.
+type specToStore struct {
+	data      []byte // the file as read, header included
+	headerRev int64
+	spec      *model.Spec
+}
+
+// readSpecToStore reads -f for push or apply; what names the refusal of
+// an invalid spec ("push", "apply").
+func readSpecToStore(c *cli.Context, what string) (*specToStore, error) {
 	data, err := readSpecFile(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	body, _, err := store.SplitRevisionHeader(data)
+	body, headerRev, err := store.SplitRevisionHeader(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s, err := specfile.Parse(body, specPath(c))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	findings := model.Validate(s)
 	warnSummary(c, findings)
 	if err := findings.Err(); err != nil {
-		return fmt.Errorf("refusing to push an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", specPath(c), err, specPath(c))
+		return nil, fmt.Errorf("refusing to %s an invalid spec: %s: %w\nrun 'gallium-net validate -f %s' for details", what, specPath(c), err, specPath(c))
 	}
+	return &specToStore{data: data, headerRev: headerRev, spec: s}, nil
+}
+
+func specPush(c *cli.Context) error {
+	in, err := readSpecToStore(c, "push")
+	if err != nil {
+		return err
+	}
+	data := in.data
 	st, err := openStore(c)
 	if err != nil {
 		return err

@@ -218,7 +218,7 @@ func (s *Store) WatchChanges(ctx context.Context, rev int64, prefixes ...string)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return errors.New("watch ended")
+	return fmt.Errorf("watch on %s ended", s.b)
 }
 
 // Revision is the store's current revision (for WatchChanges).

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/gallium/gallium-net/plugin/atomicfile"
@@ -125,19 +124,5 @@ func (s *Store) FollowSnapshot(ctx context.Context, hv, path string, onSync func
 // waitChange returns after the first change of the spec or the ledger after
 // revision rev.
 func (s *Store) waitChange(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch, err := s.b.Watch(wctx, "", rev)
-	if err != nil {
-		return err
-	}
-	for ev := range ch {
-		if ev.Key == "" || strings.HasPrefix(ev.Key, prefixSpec) || strings.HasPrefix(ev.Key, prefixNICs) {
-			return nil
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("watch on %s ended", s.b)
+	return s.WatchChanges(ctx, rev)
 }

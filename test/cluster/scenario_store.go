@@ -63,17 +63,26 @@ type storeStatus struct {
 	} `json:"hypervisors"`
 }
 
-// checkClusterStatus runs `cluster status -o json` on h and checks that the store
-// is whole with exactly the members want.
-func (s *Scenario) checkClusterStatus(ctx context.Context, h *Hypervisor, want ...string) (storeStatus, error) {
+// clusterStatus is `cluster status -o json` on h; its exit 1 ("something
+// is wrong") still prints the status.
+func (s *Scenario) clusterStatus(ctx context.Context, h *Hypervisor) (storeStatus, error) {
 	var st storeStatus
-	// Exit 1 means "something is wrong" and still prints the status.
 	out, err := run(ctx, h, "gallium-net cluster status -o json 2>/dev/null; true")
 	if err != nil {
 		return st, err
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return st, fmt.Errorf("%s: cluster status -o json: %w: %s", h.Name, err, tailLines(out, 5))
+	}
+	return st, nil
+}
+
+// checkClusterStatus runs `cluster status -o json` on h and checks that the store
+// is whole with exactly the members want.
+func (s *Scenario) checkClusterStatus(ctx context.Context, h *Hypervisor, want ...string) (storeStatus, error) {
+	st, err := s.clusterStatus(ctx, h)
+	if err != nil {
+		return st, err
 	}
 	var names []string
 	for _, m := range st.Store.Members {
@@ -449,16 +458,12 @@ func (s *Scenario) stepRollingApplyRollback(ctx context.Context) error {
 		r.Untouched = append(r.Untouched, o.Name)
 	}
 	// Status says so: not ok, hv2 and hv3 behind.
-	var st storeStatus
-	out, err := run(ctx, h, "gallium-net cluster status -o json 2>/dev/null; true")
+	st, err := s.clusterStatus(ctx, h)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return fmt.Errorf("cluster status: %w", err)
-	}
 	if st.OK {
-		return fmt.Errorf("cluster status ok after a rolled-back change:\n%s", out)
+		return fmt.Errorf("cluster status ok after a rolled-back change: %+v", st)
 	}
 	behind := 0
 	for _, is := range st.Issues {
@@ -502,13 +507,9 @@ func (s *Scenario) stepRollingApplyRollback(ctx context.Context) error {
 
 // rolloutIDs is each hypervisor's last roll-out ID as cluster status shows.
 func (s *Scenario) rolloutIDs(ctx context.Context, h *Hypervisor) (map[string]string, error) {
-	var st storeStatus
-	out, err := run(ctx, h, "gallium-net cluster status -o json 2>/dev/null; true")
+	st, err := s.clusterStatus(ctx, h)
 	if err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return nil, fmt.Errorf("cluster status: %w: %s", err, tailLines(out, 5))
 	}
 	ids := map[string]string{}
 	for _, hv := range st.Hypervisors {
