@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -90,9 +92,8 @@ func clusterJoin(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "asking %s to admit %s (%s)\n", c.String("server"), id.name, id.address)
-	ans, err := clusterjoin.Join(c.Context, c.String("server"), tok, clusterjoin.Request{
-		Name: id.name, Address: id.address.String(), CSR: string(csr), Replace: c.Bool("replace"),
-	})
+	req := clusterjoin.Request{Name: id.name, Address: id.address.String(), CSR: string(csr), Replace: c.Bool("replace")}
+	ans, err := joinWaiting(c, tok, req)
 	if err != nil {
 		if strings.Contains(err.Error(), "name already in the cluster") && !c.Bool("replace") {
 			return fmt.Errorf("%w\nif %s was reinstalled, join again with --replace", err, id.name)
@@ -120,6 +121,31 @@ func clusterJoin(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
 	}
 	return startAndWait(c, h, m)
+}
+
+// joinBusy are the refusals that pass by themselves: another hypervisor
+// is joining (etcd takes one learner at a time), or the last one joined
+// less than etcd's 5 s ago.
+var joinBusy = []string{"another hypervisor is joining", "have not all been connected to each other"}
+
+// joinWaiting asks to join, and while the cluster is busy with another
+// join, says so and asks again, up to --timeout: two operators joining
+// hv2 and hv3 at the same time both get in.
+func joinWaiting(c *cli.Context, tok clusterpki.Token, req clusterjoin.Request) (*clusterjoin.Answer, error) {
+	deadline := time.Now().Add(c.Duration("timeout"))
+	for {
+		ans, err := clusterjoin.Join(c.Context, c.String("server"), tok, req)
+		busy := err != nil && slices.ContainsFunc(joinBusy, func(s string) bool { return strings.Contains(err.Error(), s) })
+		if !busy || time.Now().After(deadline) {
+			return ans, err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "  the cluster is busy with another join; asking again in 5 s (%v)\n", err)
+		select {
+		case <-c.Context.Done():
+			return nil, c.Context.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 func clusterTokenCommand() *cli.Command {

@@ -60,6 +60,17 @@ type StepTiming struct {
 	Name string
 	Took time.Duration
 	Err  string `json:",omitempty"`
+	// Status is `cluster status -o json` after the step, once the store
+	// exists: ok, how long it took to become ok, what it said otherwise.
+	Status *StepStatus `json:",omitempty"`
+}
+
+// StepStatus is the cluster status after one step.
+type StepStatus struct {
+	OK     bool
+	Waited time.Duration
+	Asked  string
+	Issues []string `json:",omitempty"`
 }
 
 // HVReport is one hypervisor's state as gallium-net reports it.

@@ -203,7 +203,13 @@ func (s *Scenario) RunStep(ctx context.Context, i int, st Step) error {
 	t0 := time.Now()
 	err := st.Run(ctx)
 	d := time.Since(t0)
-	s.Report.Steps = append(s.Report.Steps, StepTiming{Name: st.Name, Took: d, Err: errString(err)})
+	timing := StepTiming{Name: st.Name, Took: d, Err: errString(err)}
+	if err == nil {
+		var serr error
+		timing.Status, serr = s.statusAfter(ctx, st.Name)
+		err = serr
+	}
+	s.Report.Steps = append(s.Report.Steps, timing)
 	if err != nil {
 		s.logf("step %d/%d %s FAILED after %s: %v", i+1, n, st.Name, d.Round(100*time.Millisecond), err)
 		return fmt.Errorf("step %s: %w", st.Name, err)

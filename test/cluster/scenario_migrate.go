@@ -513,10 +513,19 @@ func (s *Scenario) migrate(ctx context.Context, m migration, wl *wireLog) (*Migr
 // stepMigrateRefused: hv2's VM bond lost VLAN 100 (as if its host
 // networking was never re-applied after the spec changed): the preflight
 // says so, and 'virsh migrate' is refused by hv2's hook before the VM
-// moves; the VM keeps running on hv1.
+// moves; the VM keeps running on hv1. hv2's agent is stopped meanwhile:
+// running, it puts the VLAN back within its interval, which is its job.
 func (s *Scenario) stepMigrateRefused(ctx context.Context) error {
 	from, to := s.hv("hv1"), s.hv("hv2")
 	uplink := model.BondName("vmgroup")
+	if _, err := run(ctx, to, "systemctl stop gallium-net-agent"); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := run(ctx, to, "systemctl start gallium-net-agent"); err != nil {
+			s.logf("  %s: starting gallium-net-agent again: %v", to.Name, err)
+		}
+	}()
 	if _, err := run(ctx, to, "bridge vlan del dev "+uplink+" vid 100"); err != nil {
 		return err
 	}

@@ -519,3 +519,54 @@ func (s *Scenario) rolloutIDs(ctx context.Context, h *Hypervisor) (map[string]st
 	}
 	return ids, nil
 }
+
+// statusWait bounds the wait for `cluster status` to be ok after a step:
+// agents publish at once after a change and every 10 s otherwise, and a
+// rebooted hypervisor's agent publishes a few seconds after its start.
+const statusWait = 60 * time.Second
+
+// statusAfter checks `cluster status -o json` after each step once the
+// store exists: ok within statusWait, except after the VIP holder's power
+// cut, where it must name the dead hypervisor instead.
+func (s *Scenario) statusAfter(ctx context.Context, step string) (*StepStatus, error) {
+	if s.Report.Store.Init == 0 || step == "report" {
+		return nil, nil
+	}
+	down := s.Report.VIP.Stopped
+	var asker *Hypervisor
+	for _, h := range s.hvs {
+		if h.Name != down {
+			asker = h
+			break
+		}
+	}
+	t0 := time.Now()
+	ss := &StepStatus{Asked: asker.Name}
+	for {
+		st, err := s.clusterStatus(ctx, asker)
+		if err != nil {
+			return ss, err
+		}
+		ss.OK, ss.Issues, ss.Waited = st.OK, st.Issues, time.Since(t0)
+		if down != "" {
+			// The powered-off hypervisor is named, and nothing else is wrong.
+			named := false
+			for _, is := range st.Issues {
+				named = named || strings.Contains(is, down)
+			}
+			if named {
+				s.logf("  cluster status after %s (from %s): %s down, as it must be: %v", step, asker.Name, down, st.Issues)
+				return ss, nil
+			}
+		} else if st.OK {
+			if ss.Waited > 2*time.Second {
+				s.logf("  cluster status ok after %s (from %s), %s after the step", step, asker.Name, ss.Waited.Round(100*time.Millisecond))
+			}
+			return ss, nil
+		}
+		if ss.Waited > statusWait {
+			return ss, fmt.Errorf("cluster status on %s not ok %v after step %s: %v", asker.Name, statusWait, step, st.Issues)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
