@@ -32,8 +32,8 @@ type Report struct {
 	Failover     FailoverReport
 	Etcd         EtcdReport
 	Store        StoreReport
-	// Rollouts are the cluster applies: the good change, the one that
-	// rolled back, the good one again.
+	// Rollouts are the cluster applies: the one that rolled back on hv2,
+	// then the good change everywhere.
 	Rollouts []RolloutReport
 	VIP      VIPReport
 	Reboots  []RebootReport

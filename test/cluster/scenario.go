@@ -180,8 +180,8 @@ func (s *Scenario) Steps() []Step {
 		{"rejoin", s.stepRejoin},
 		{"reboot", s.stepReboot},
 		{"takeover-reboot", s.stepTakeoverReboot},
-		{"rolling-apply", s.stepRollingApply},
 		{"rolling-apply-rollback", s.stepRollingApplyRollback},
+		{"rolling-apply", s.stepRollingApply},
 		{"fault-vip-holder", s.stepVIPHolder},
 		{"report", s.stepReport},
 	}

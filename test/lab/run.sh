@@ -77,5 +77,13 @@ if ((host)); then
   fi
 fi
 
+# The VIP under CPU hogs: busy loops on every core, which must not run
+# beside other packages' tests (the unit tier runs packages in parallel and
+# skips it there), so it runs here, alone, after the lab's VMs are gone.
+if ((host)) && [[ -z $run_re ]]; then
+  echo "=== lab: the VIP beside CPU hogs (github.com/gallium/gallium-net/test/vip)"
+  step env GALLIUM_SERIAL_TESTS=1 go test -count=1 -v -run '^TestVIPUnderCPUHogs$' ./test/vip || rc=1
+fi
+
 echo "=== lab: tier finished in $(( $(date +%s) - start ))s"
 exit $rc
