@@ -96,7 +96,18 @@ type agent struct {
 	rollout    *store.RolloutStatus
 	observed   *netsetup.Snapshot
 	warnedEdit int64
+
+	// What libvirt said last (read every libvirtEvery ticks).
+	ticks      int
+	nets       map[string]bool
+	netDrift   []string
+	nics       int
+	libvirtErr error
 }
+
+// libvirtEvery is how many ticks apart the agent reads libvirt when the
+// spec did not change: once a minute at the default interval.
+const libvirtEvery = 6
 
 func runAgent(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
@@ -190,13 +201,20 @@ func (a *agent) reconcile(ctx context.Context) {
 	if _, err := a.st.SyncSnapshot(ctx, hv, snapshotPath(a.c)); err != nil {
 		errs = append(errs, "host snapshot: "+err.Error())
 	}
-	nets, netDrift, err := a.syncNetworks(spec, hv, rec.Version)
-	hs.Networks = nets
-	hs.Drift = append(hs.Drift, netDrift...)
-	if err != nil {
-		errs = append(errs, err.Error())
+	// libvirt is read on a change of the spec and every libvirtEvery
+	// ticks: a connection, every network's and domain's XML, parsed, cost
+	// more than everything else of a tick together.
+	if a.netRev != rec.Version || a.ticks%libvirtEvery == 0 || a.libvirtErr != nil {
+		a.nets, a.netDrift, a.libvirtErr = a.syncNetworks(spec, hv, rec.Version)
+		a.nics = a.runningNICs(spec, hv)
 	}
-	hs.RunningNICs = a.runningNICs(spec, hv)
+	a.ticks++
+	hs.Networks = a.nets
+	hs.Drift = append(hs.Drift, a.netDrift...)
+	if a.libvirtErr != nil {
+		errs = append(errs, a.libvirtErr.Error())
+	}
+	hs.RunningNICs = a.nics
 	hs.HoldsVIP = holdsAddr(spec.Cluster.VIP)
 
 	desired, err := netsetup.Desired(spec, hv)
