@@ -144,13 +144,17 @@ func runAgent(c *cli.Context) error {
 			slog.Warn("agent: store unreachable; will retry", "error", err)
 		}
 		a.reconcile(ctx)
+		// Until the next tick, or at once on a change of the spec, the
+		// ledger or this host's roll-out request. A watch that cannot
+		// start (the store out of reach) waits the tick out.
 		wctx, cancel := context.WithTimeout(ctx, a.interval)
 		if err == nil {
-			_ = st.WatchChanges(wctx, rev, store.RolloutKey(cmpOrStr(a.hv, "-")))
+			err = st.WatchChanges(wctx, rev, store.RolloutKey(cmpOrStr(a.hv, "-")))
 		}
-		<-wctx.Done()
+		if err != nil {
+			<-wctx.Done()
+		}
 		cancel()
-		// WatchChanges returns at the first change; wctx may still run.
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -59,6 +60,9 @@ func clusterApply(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
+	// The roll-out polls the store itself; a member cut off by the change
+	// under way must not fill the output with retries.
+	st.SetReadRetry(0)
 	w := c.App.Writer
 	hosts, err := st.Hosts(c.Context)
 	if err != nil {
@@ -137,7 +141,9 @@ func rollOne(c *cli.Context, st *store.Store, id string, rev int64, hv string, i
 	// the confirm timeout and a margin for a store re-election.
 	deadline := t0.Add(timeout + 45*time.Second)
 	for {
-		hosts, err := st.Hosts(ctx)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		hosts, err := st.Hosts(pctx)
+		cancel()
 		if err == nil && hosts[hv] != nil && hosts[hv].Rollout != nil && hosts[hv].Rollout.ID == id {
 			r := hosts[hv].Rollout
 			if r.Phase != last {

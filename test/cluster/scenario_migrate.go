@@ -37,7 +37,12 @@ type migration struct {
 	Preflight bool
 }
 
-var migrations = []migration{{"hv1", "hv2", true, true}, {"hv2", "hv3", false, true}, {"hv3", "hv1", true, false}}
+// Debian 12 (libvirt 9) to 13 (11) with virsh driving both daemons and the
+// preflight, then back with the source's libvirtd driving (--p2p). A third
+// move, hv1 -> hv2 between two libvirt 9s, was left out when the cluster
+// tier grew past make test's budget: the same libvirt on both ends is the
+// easy case, and migrate-refused still tries it (hv1 -> hv2).
+var migrations = []migration{{"hv1", "hv3", false, true}, {"hv3", "hv1", true, false}}
 
 // announceEvery is the source's announce-self period during a move.
 const announceEvery = 20 * time.Millisecond

@@ -227,7 +227,7 @@ type ledgerNIC struct {
 
 // burstPerHV is how many MACs each hypervisor allocates at once with the
 // others in the MAC-uniqueness step.
-const burstPerHV = 6
+const burstPerHV = 3
 
 func (s *Scenario) stepMACs(ctx context.Context) error {
 	// 1. The running VMs' MACs are distinct across the cluster, and the

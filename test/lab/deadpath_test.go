@@ -17,7 +17,7 @@ import (
 const deadPathWindow = 5 * time.Second
 
 // deadPathRuns is how many ARP failovers TestDeadPath measures.
-const deadPathRuns = 5
+const deadPathRuns = 3
 
 // deadPathResult is one dead path: the active adapter's switch port stops
 // forwarding while its carrier stays up.
