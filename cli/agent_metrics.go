@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gallium/gallium-net/plugin/store"
@@ -48,7 +49,7 @@ func serveMetrics(ctx context.Context, addr string) (*agentMetrics, error) {
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gallium_net", Name: "bond_failovers_total",
 			Help: "Changes of a bond's active adapter seen by the agent."}, []string{"bond"}),
 	}
-	reg.MustRegister(m.applies, m.failovers, prometheus.NewGoCollector())
+	reg.MustRegister(m.applies, m.failovers, collectors.NewGoCollector())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics endpoint %s: %w (set --metrics-address, or empty to serve none)", addr, err)
