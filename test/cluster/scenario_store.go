@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -28,8 +29,11 @@ type StoreReport struct {
 	Refused string
 	// Rejoined is the hypervisor whose membership and data were wiped and
 	// that joined again with --replace; Rejoin how long that took.
-	Rejoined string
-	Rejoin   time.Duration
+	// RejoinWhole: from the end of the join to cluster status whole on
+	// every hypervisor.
+	Rejoined    string
+	Rejoin      time.Duration
+	RejoinWhole time.Duration
 }
 
 // storeStatus is the part of `gallium-net cluster status -o json` the lab
@@ -43,6 +47,7 @@ type storeStatus struct {
 			Name      string `json:"name"`
 			Reachable bool   `json:"reachable"`
 			Learner   bool   `json:"learner"`
+			Error     string `json:"error"`
 		} `json:"members"`
 	} `json:"store"`
 	Issues      []string `json:"issues"`
@@ -91,9 +96,31 @@ func (s *Scenario) checkClusterStatus(ctx context.Context, h *Hypervisor, want .
 	slices.Sort(names)
 	slices.Sort(want)
 	if !st.OK || !slices.Equal(names, want) || st.Store.Leader == "" {
-		return st, fmt.Errorf("%s: cluster status: ok %v, members %v (want %v), leader %q, issues %v", h.Name, st.OK, names, want, st.Store.Leader, st.Issues)
+		var errs []string
+		for _, m := range st.Store.Members {
+			if m.Error != "" {
+				errs = append(errs, m.Name+": "+m.Error)
+			}
+		}
+		return st, fmt.Errorf("%s: cluster status: ok %v, members %v (want %v), leader %q, issues %v, member errors %v", h.Name, st.OK, names, want, st.Store.Leader, st.Issues, errs)
 	}
 	return st, nil
+}
+
+// waitClusterStatus is checkClusterStatus until it passes or limit is up:
+// after a membership change the members catch up (the leader sends the
+// new one a snapshot), and under TCG a member's status answer can take
+// longer than cluster status waits for it. It returns how long it waited.
+func (s *Scenario) waitClusterStatus(ctx context.Context, h *Hypervisor, limit time.Duration, want ...string) (time.Duration, error) {
+	t0 := time.Now()
+	for {
+		_, err := s.checkClusterStatus(ctx, h, want...)
+		if err == nil || time.Since(t0) > limit {
+			return time.Since(t0), err
+		}
+		s.logf("  %s: not yet whole after %s: %v", h.Name, time.Since(t0).Round(100*time.Millisecond), err)
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // stepClusterInit: `gallium-net cluster init` on the first hypervisor,
@@ -137,14 +164,14 @@ func (s *Scenario) stepClusterJoin(ctx context.Context) error {
 		}
 		s.Report.Store.Joins[h.Name] = time.Since(t0)
 		members = append(members, h.Name)
-		if _, err := s.checkClusterStatus(ctx, h, members...); err != nil {
+		if _, err := s.waitClusterStatus(ctx, h, statusWait, members...); err != nil {
 			return err
 		}
 		s.logf("  %s: cluster join: voting member after %s", h.Name, s.Report.Store.Joins[h.Name].Round(100*time.Millisecond))
 	}
 	// Every hypervisor sees the same three members and leader.
 	if err := each(s.hvs, func(h *Hypervisor) error {
-		_, err := s.checkClusterStatus(ctx, h, members...)
+		_, err := s.waitClusterStatus(ctx, h, statusWait, members...)
 		return err
 	}); err != nil {
 		return err
@@ -189,17 +216,23 @@ func (s *Scenario) stepRejoin(ctx context.Context) error {
 	for _, o := range s.hvs {
 		names = append(names, o.Name)
 	}
+	var mu sync.Mutex
+	var whole time.Duration
 	if err := each(s.hvs, func(o *Hypervisor) error {
-		_, err := s.checkClusterStatus(ctx, o, names...)
+		d, err := s.waitClusterStatus(ctx, o, statusWait, names...)
+		mu.Lock()
+		whole = max(whole, d)
+		mu.Unlock()
 		return err
 	}); err != nil {
 		return err
 	}
+	s.Report.Store.RejoinWhole = whole
 	// The wiped hypervisor reads the stored spec again.
 	if _, err := run(ctx, h, "gallium-net spec diff -f /etc/gallium-net/cluster.yaml"); err != nil {
 		return fmt.Errorf("%s after the rejoin: %w", h.Name, err)
 	}
-	s.logf("  %s: membership and data wiped; refused without --replace; rejoined with --replace in %s, store whole on all three", h.Name, s.Report.Store.Rejoin.Round(100*time.Millisecond))
+	s.logf("  %s: membership and data wiped; refused without --replace; rejoined with --replace in %s, store whole on all three %s later", h.Name, s.Report.Store.Rejoin.Round(100*time.Millisecond), whole.Round(100*time.Millisecond))
 	return nil
 }
 
