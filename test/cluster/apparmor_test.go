@@ -75,12 +75,8 @@ func TestAppArmorHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := newLab(ctx, t)
-	// Two vCPUs: this hypervisor runs alone, and with one the second core
-	// of the machine idles through its boot, dpkg runs and libvirtd
-	// restarts (QEMU runs TCG vCPUs on threads of their own).
 	hv, err := Boot(ctx, l, img, Config{
 		Name: "hv1",
-		CPUs: 2,
 		NICs: issue7NICs("hv1"),
 		Shares: []lab.Share{
 			{Host: filepath.Dir(deb), Guest: "/dist", ReadOnly: true},
