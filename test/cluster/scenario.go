@@ -51,9 +51,10 @@ type Options struct {
 
 // Skippable are the steps a run may leave out (Options.Skip): no later
 // step needs what they do (migrate-refused needs migrate's VM: they go
-// together). make demo skips the reboots and the migrations for time.
-// takeover-reboot goes with reboot (a run that skips reboot skips it too).
-var Skippable = []string{"migrate", "migrate-refused", "reboot", "takeover-reboot"}
+// together). make demo skips the reboots, the migrations and the rejoin
+// for time. takeover-reboot goes with reboot (a run that skips reboot
+// skips it too).
+var Skippable = []string{"migrate", "migrate-refused", "rejoin", "reboot", "takeover-reboot"}
 
 // Scenario is one run: the lab, its hypervisors and what was measured.
 type Scenario struct {

@@ -25,7 +25,7 @@ func main() {
 	deb := flag.String("deb", "", "gallium-net .deb to install (default: the newest in dist/)")
 	out := flag.String("out", "/tmp/gallium-cluster", "report folder")
 	timeout := flag.Duration("timeout", 40*time.Minute, "give up after")
-	skip := flag.String("skip", "", "comma-separated steps to leave out (only: "+strings.Join(cluster.Skippable, ", ")+"); make demo skips the reboots unless DEMO_REBOOT=1 and the migrations unless DEMO_MIGRATE=1")
+	skip := flag.String("skip", "", "comma-separated steps to leave out (only: "+strings.Join(cluster.Skippable, ", ")+"); make demo skips the reboots unless DEMO_REBOOT=1, the migrations unless DEMO_MIGRATE=1 and the rejoin unless DEMO_REJOIN=1")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "clusterdemo: run it as root (it builds a Debian image with debootstrap and boots QEMU VMs)")
