@@ -212,7 +212,8 @@ func bondSwitch(out, dev string, up bool, want func(active string) bool) (string
 // etcdLeader asks the store which member leads.
 func (s *Scenario) etcdLeader(ctx context.Context, h *Hypervisor) (string, error) {
 	out, err := run(ctx, h, "clustertool leader -endpoints "+s.endpoints())
-	return strings.TrimSpace(out), err
+	// The name is the last line; any before it are the tool's retries.
+	return strings.TrimSpace(lastLine(out)), err
 }
 
 // stepEtcdLeader kills the etcd leader's member (SIGKILL) while another

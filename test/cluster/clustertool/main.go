@@ -147,18 +147,29 @@ func leaderName(ctx context.Context, c *clientv3.Client) (string, int, error) {
 func leader(args []string) error {
 	fs := flag.NewFlagSet("leader", flag.ExitOnError)
 	eps := fs.String("endpoints", "https://127.0.0.1:2379", "client URLs, comma-separated")
+	// Right after a leader is lost the members may have none yet, and on
+	// a slow lab hypervisor a status answer can take longer than one
+	// attempt waits: ask again until a leader is named or this is up.
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after")
 	fs.Parse(args)
 	c, err := client(*eps)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	name, _, err := leaderName(context.Background(), c)
-	if err != nil {
-		return err
+	deadline := time.Now().Add(*timeout)
+	for {
+		name, _, err := leaderName(context.Background(), c)
+		if err == nil {
+			fmt.Println(name)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "clustertool leader: %v; asking again\n", err)
+		time.Sleep(time.Second)
 	}
-	fmt.Println(name)
-	return nil
 }
 
 // health waits until -want members answer and agree on one leader.
