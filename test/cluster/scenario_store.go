@@ -107,15 +107,15 @@ func (s *Scenario) checkClusterStatus(ctx context.Context, h *Hypervisor, want .
 	return st, nil
 }
 
-// waitClusterStatus is checkClusterStatus until it passes or limit is up:
+// waitClusterStatus is checkClusterStatus until it passes or statusWait is up:
 // after a membership change the members catch up (the leader sends the
 // new one a snapshot), and under TCG a member's status answer can take
 // longer than cluster status waits for it. It returns how long it waited.
-func (s *Scenario) waitClusterStatus(ctx context.Context, h *Hypervisor, limit time.Duration, want ...string) (time.Duration, error) {
+func (s *Scenario) waitClusterStatus(ctx context.Context, h *Hypervisor, want ...string) (time.Duration, error) {
 	t0 := time.Now()
 	for {
 		_, err := s.checkClusterStatus(ctx, h, want...)
-		if err == nil || time.Since(t0) > limit {
+		if err == nil || time.Since(t0) > statusWait {
 			return time.Since(t0), err
 		}
 		s.logf("  %s: not yet whole after %s: %v", h.Name, time.Since(t0).Round(100*time.Millisecond), err)
@@ -164,14 +164,14 @@ func (s *Scenario) stepClusterJoin(ctx context.Context) error {
 		}
 		s.Report.Store.Joins[h.Name] = time.Since(t0)
 		members = append(members, h.Name)
-		if _, err := s.waitClusterStatus(ctx, h, statusWait, members...); err != nil {
+		if _, err := s.waitClusterStatus(ctx, h, members...); err != nil {
 			return err
 		}
 		s.logf("  %s: cluster join: voting member after %s", h.Name, s.Report.Store.Joins[h.Name].Round(100*time.Millisecond))
 	}
 	// Every hypervisor sees the same three members and leader.
 	if err := each(s.hvs, func(h *Hypervisor) error {
-		_, err := s.waitClusterStatus(ctx, h, statusWait, members...)
+		_, err := s.waitClusterStatus(ctx, h, members...)
 		return err
 	}); err != nil {
 		return err
@@ -219,7 +219,7 @@ func (s *Scenario) stepRejoin(ctx context.Context) error {
 	var mu sync.Mutex
 	var whole time.Duration
 	if err := each(s.hvs, func(o *Hypervisor) error {
-		d, err := s.waitClusterStatus(ctx, o, statusWait, names...)
+		d, err := s.waitClusterStatus(ctx, o, names...)
 		mu.Lock()
 		whole = max(whole, d)
 		mu.Unlock()

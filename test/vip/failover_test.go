@@ -239,9 +239,9 @@ func (s *sampler) run(ctx context.Context, l *lab) {
 				if s.dualFrom.IsZero() {
 					s.dualFrom = now
 				}
-				if d := now.Sub(s.dualFrom); d > s.maxDual || s.dualWho == nil {
+				if d := now.Sub(s.dualFrom); d >= s.maxDual {
 					s.maxDual = d
-					s.dualWho = s.dualWho[:0]
+					s.dualWho = nil // a new slice: reset handed the old one out
 					for _, i := range h {
 						s.dualWho = append(s.dualWho, fmt.Sprintf("hv%d", i+1))
 					}
