@@ -141,7 +141,7 @@ func clusterStatusAction(c *cli.Context) error {
 
 func collectStatus(ctx context.Context, m *clusterhome.Member, b *etcdstore.Backend) clusterStatus {
 	st := clusterStatus{Cluster: m.Cluster, Member: m.Name, At: time.Now().UTC()}
-	hctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	members, err := storemember.Health(hctx, b.Client())
 	if err != nil {

@@ -30,9 +30,12 @@ var (
 // after this long is not going to without help.
 const PromoteTimeout = 2 * time.Minute
 
-// healthTimeout bounds the status request to each member: a dead one must
-// not hold up the report on the others.
-const healthTimeout = 3 * time.Second
+// healthTries bound the status requests to each member: a dead one must
+// not hold up the report on the others, and a live one on a loaded host
+// (a TLS dial and a status call that outlast the first bound) must not be
+// reported as not answering after a single slow try. The second try only
+// follows a timeout: a refused connection is an answer.
+var healthTries = []time.Duration{3 * time.Second, 5 * time.Second}
 
 // AddLearner adds the hypervisor name, reachable at peerURL, to the cluster
 // as a learner (a member that receives the data but does not vote yet), and
@@ -314,9 +317,7 @@ func Health(ctx context.Context, cli *clientv3.Client) ([]MemberHealth, error) {
 		wg.Go(func() {
 			h := &out[i]
 			for _, ep := range m.ClientURLs {
-				sctx, cancel := context.WithTimeout(ctx, healthTimeout)
-				st, err := cli.Status(sctx, ep)
-				cancel()
+				st, err := memberStatus(ctx, cli, ep, healthTries)
 				if err != nil {
 					h.Err = fmt.Errorf("%s: %w", ep, err)
 					continue
@@ -352,4 +353,30 @@ func Health(ctx context.Context, cli *clientv3.Client) ([]MemberHealth, error) {
 		return cmp.Compare(a.Name, b.Name)
 	})
 	return out, nil
+}
+
+// statuser is the one call of etcd's maintenance API that Health makes.
+type statuser interface {
+	Status(ctx context.Context, endpoint string) (*clientv3.StatusResponse, error)
+}
+
+// memberStatus asks endpoint for its status, each try bounded by the next
+// of tries (and by ctx); it tries again only when a try ran out of time
+// while ctx had not.
+func memberStatus(ctx context.Context, cli statuser, endpoint string, tries []time.Duration) (*clientv3.StatusResponse, error) {
+	var err error
+	for _, d := range tries {
+		sctx, cancel := context.WithTimeout(ctx, d)
+		var st *clientv3.StatusResponse
+		st, err = cli.Status(sctx, endpoint)
+		timedOut := sctx.Err() != nil
+		cancel()
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil || !timedOut {
+			return nil, err
+		}
+	}
+	return nil, err
 }
