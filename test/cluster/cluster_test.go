@@ -78,6 +78,9 @@ func TestCluster(t *testing.T) {
 			if !strings.HasPrefix(hr.AppArmor, "enabled, libvirtd=libvirtd (enforce)") {
 				t.Errorf("%s: AppArmor %q, want enabled with libvirtd enforced", name, hr.AppArmor)
 			}
+			if len(hr.Denials) > 0 {
+				t.Errorf("%s: AppArmor denials naming gallium-net since the reboot:\n%s", name, strings.Join(hr.Denials, "\n"))
+			}
 			for _, u := range unitsReported {
 				if hr.Units[u] != "active" {
 					t.Errorf("%s: %s is %q, want active", name, u, hr.Units[u])

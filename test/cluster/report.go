@@ -87,6 +87,30 @@ type HVReport struct {
 	Debian, Libvirt string
 	Units           map[string]string
 	AppArmor        string
+	// Denials are the AppArmor denials naming gallium-net logged at this
+	// boot (the kernel's and the journal's copy of each).
+	Denials []string
+}
+
+// denials prints the kernel's AppArmor denials: from the kernel log, and
+// from the journal's audit records (journald reads the audit socket).
+const denials = `{ dmesg; journalctl -b _TRANSPORT=audit -o cat --no-pager; } 2>/dev/null | grep 'apparmor="DENIED"'`
+
+// galliumDenials are the AppArmor denials naming gallium-net logged on h
+// at this boot: libvirtd (confined) runs the hook, which must never be
+// refused anything it does.
+func galliumDenials(ctx context.Context, h *Hypervisor) ([]string, error) {
+	out, err := run(ctx, h, denials+" | grep gallium-net || true")
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
 }
 
 // unitsReported are the units whose state the report gives: gallium-net's,
@@ -202,6 +226,9 @@ func (s *Scenario) collect(ctx context.Context, hvs []*Hypervisor) error {
 		}
 		hr := &HVReport{Name: h.Name, Status: st, Networks: ns, HoldsVIP: strings.TrimSpace(out) != "", Collected: time.Now()}
 		if err := system(ctx, h, hr); err != nil {
+			return err
+		}
+		if hr.Denials, err = galliumDenials(ctx, h); err != nil {
 			return err
 		}
 		mu.Lock()

@@ -53,6 +53,18 @@ func (s *Scenario) stepReboot(ctx context.Context) error {
 	if watcher == nil {
 		return errors.New("hv1 must be up to watch the reboots")
 	}
+	// The first boot's life (install, takeover, VMs, migrations, the
+	// rejoin) ran the hook under libvirtd's AppArmor profile: a denial
+	// would be gone from the kernel log after the reboot.
+	if err := each(s.up(), func(h *Hypervisor) error {
+		d, err := galliumDenials(ctx, h)
+		if err == nil && len(d) > 0 {
+			err = fmt.Errorf("%s: AppArmor denials naming gallium-net before the reboot:\n%s", h.Name, strings.Join(d, "\n"))
+		}
+		return err
+	}); err != nil {
+		return err
+	}
 	var plans []rebootPlan
 	for _, p := range rebootPlans {
 		if s.hv(p.HV) != nil {
