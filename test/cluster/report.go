@@ -3,11 +3,13 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -90,6 +92,46 @@ type HVReport struct {
 	// Denials are the AppArmor denials naming gallium-net logged at this
 	// boot (the kernel's and the journal's copy of each).
 	Denials []string
+	// DaemonCPU is the CPU time each running gallium-net process used
+	// over its life, as a share of one CPU: what the cluster's own
+	// daemons cost the host.
+	DaemonCPU string
+}
+
+// daemonCPU reads every gallium-net process's CPU time and age from /proc
+// (the image has no procps).
+const daemonCPU = `up=$(cut -d' ' -f1 /proc/uptime); hz=$(getconf CLK_TCK)
+for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = gallium-net ] || continue
+  st=$(cat $d/stat 2>/dev/null) || continue
+  echo "cpu $up $hz $(echo "$st" | sed 's/^.*) //' | awk '{print $12, $13, $20}') $(tr '\0' ' ' < $d/cmdline)"
+done`
+
+// cpuShare sums up daemonCPU's lines: "agent 1.2% (7.3s in 10m2s), ...".
+func cpuShare(lines []string) string {
+	var parts []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 7 {
+			continue
+		}
+		up, err1 := strconv.ParseFloat(f[0], 64)
+		hz, err2 := strconv.ParseFloat(f[1], 64)
+		ut, err3 := strconv.ParseFloat(f[2], 64)
+		stt, err4 := strconv.ParseFloat(f[3], 64)
+		start, err5 := strconv.ParseFloat(f[4], 64)
+		if errors.Join(err1, err2, err3, err4, err5) != nil || hz <= 0 {
+			continue
+		}
+		cpu, age := (ut+stt)/hz, up-start/hz
+		if age <= 0 {
+			continue
+		}
+		what := strings.Join(f[6:], " ")
+		parts = append(parts, fmt.Sprintf("%s %.1f%% (%s in %s)", what, 100*cpu/age,
+			time.Duration(cpu*float64(time.Second)).Round(100*time.Millisecond), time.Duration(age*float64(time.Second)).Round(time.Second)))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // denials prints the kernel's AppArmor denials: from the kernel log, and
@@ -122,11 +164,13 @@ var unitsReported = []string{"gallium-net-host.service", "gallium-net-watch.serv
 func system(ctx context.Context, h *Hypervisor, hr *HVReport) error {
 	out, err := run(ctx, h, `echo "debian $(cat /etc/debian_version)"; echo "libvirt $(libvirtd --version | awk '{print $NF}')"
 for u in `+strings.Join(unitsReported, " ")+`; do echo "unit $u $(systemctl is-active $u)"; done
-p=$(pidof libvirtd | cut -d' ' -f1); echo "apparmor $(cat /sys/module/apparmor/parameters/enabled) libvirtd=$(cat /proc/$p/attr/current 2>/dev/null || echo not-running)"`)
+p=$(pidof libvirtd | cut -d' ' -f1); echo "apparmor $(cat /sys/module/apparmor/parameters/enabled) libvirtd=$(cat /proc/$p/attr/current 2>/dev/null || echo not-running)"
+`+daemonCPU)
 	if err != nil {
 		return err
 	}
 	hr.Units = map[string]string{}
+	var cpu []string
 	for _, l := range strings.Split(out, "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
 		switch k {
@@ -137,6 +181,8 @@ p=$(pidof libvirtd | cut -d' ' -f1); echo "apparmor $(cat /sys/module/apparmor/p
 		case "unit":
 			u, st, _ := strings.Cut(v, " ")
 			hr.Units[u] = st
+		case "cpu":
+			cpu = append(cpu, v)
 		case "apparmor":
 			en, conf, _ := strings.Cut(v, " ")
 			if en == "Y" {
@@ -146,6 +192,7 @@ p=$(pidof libvirtd | cut -d' ' -f1); echo "apparmor $(cat /sys/module/apparmor/p
 			}
 		}
 	}
+	hr.DaemonCPU = cpuShare(cpu)
 	return nil
 }
 
@@ -272,7 +319,7 @@ func (s *Scenario) Text() string {
 			for _, u := range unitsReported {
 				us = append(us, strings.TrimSuffix(u, ".service")+"="+orNone(hr.Units[u]))
 			}
-			fmt.Fprintf(&b, "  Debian %s, libvirt %s, AppArmor %s\n  units: %s\n", hr.Debian, hr.Libvirt, hr.AppArmor, strings.Join(us, " "))
+			fmt.Fprintf(&b, "  Debian %s, libvirt %s, AppArmor %s\n  units: %s\n  gallium-net daemons' CPU: %s\n", hr.Debian, hr.Libvirt, hr.AppArmor, strings.Join(us, " "), orNone(hr.DaemonCPU))
 		}
 		for _, g := range hr.Status.Groups {
 			var ads []string
