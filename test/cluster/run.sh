@@ -24,6 +24,7 @@ if [[ $(id -u) != 0 ]]; then echo "test/cluster/run.sh: run it as root" >&2; exi
 make -s packages >/dev/null
 # The timeout only catches a hang. The tier took 32 min in one run; on
 # 2026-12-04 the same machine ran the lab hypervisors 1.3-1.6 times more
-# slowly and TestCluster hit the old 50 min ceiling four steps from its
-# end (about 55 min projected). 70 min keeps make test inside CI's 90.
-exec go test -tags cluster -count=1 -v -timeout 70m -run "$run_re" ./test/cluster/
+# slowly (14% CPU steal), then 1.3x more slowly still; a tier of 60-70
+# min is possible on such a day. 85 min leaves CI's own 90 min limit as
+# the one that decides.
+exec go test -tags cluster -count=1 -v -timeout 85m -run "$run_re" ./test/cluster/
