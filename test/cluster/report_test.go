@@ -1,6 +1,9 @@
 package cluster
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCPUShare(t *testing.T) {
 	// uptime 1000 s, 100 ticks a second: the agent started at 400 s and
@@ -14,5 +17,12 @@ func TestCPUShare(t *testing.T) {
 	want := "agent 0.5% (3s in 10m0s), cluster serve 2.2% (20s in 15m0s)"
 	if got != want {
 		t.Errorf("cpuShare:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestMoverXMLPinsTheMachine(t *testing.T) {
+	x := moverXML()
+	if !strings.Contains(x, "machine='"+moverMachine+"'") || strings.Contains(x, "machine='pc'") {
+		t.Errorf("mover's XML does not pin %s:\n%s", moverMachine, x)
 	}
 }

@@ -45,6 +45,17 @@ type migration struct {
 // pair). The VM ends on hv1, where migrate-refused wants it.
 var migrations = []migration{{"hv3", "hv1", true, true}}
 
+// moverMachine is the machine type of the VM that moves. 'pc' would be
+// the defining host's newest: pc-i440fx-10.0 on Debian 13, which Debian
+// 12's QEMU 7.2 refuses ("does not support machine type"), so a VM
+// created on Debian 13 cannot move back to 12. An operator with a mixed
+// cluster pins the oldest release's machine type, as here.
+const moverMachine = "pc-i440fx-7.2"
+
+func moverXML() string {
+	return strings.Replace(vmXML(moverVM), "machine='pc'", "machine='"+moverMachine+"'", 1)
+}
+
 // announceEvery is the source's announce-self period during a move.
 const announceEvery = 20 * time.Millisecond
 
@@ -181,7 +192,7 @@ func (s *Scenario) stepMigrate(ctx context.Context) error {
 		return err
 	}
 	h := s.hv(migrations[0].From)
-	if err := h.Put(ctx, "/root/"+moverVM+".xml", []byte(vmXML(moverVM)), 0o644); err != nil {
+	if err := h.Put(ctx, "/root/"+moverVM+".xml", []byte(moverXML()), 0o644); err != nil {
 		return err
 	}
 	if _, err := h.Virsh(ctx, "define /root/"+moverVM+".xml"); err != nil {
