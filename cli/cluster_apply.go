@@ -60,9 +60,10 @@ func clusterApply(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	// The roll-out polls the store itself; a member cut off by the change
-	// under way must not fill the output with retries.
-	st.SetReadRetry(0)
+	// Until the roll-out starts, reads wait out a slow store as every
+	// command's do (ReadRetryBudget): right after a member's reboot the
+	// first read can outlast one try, and failing then would be a false
+	// "store unavailable" with nothing changed.
 	w := c.App.Writer
 	hosts, err := st.Hosts(c.Context)
 	if err != nil {
@@ -91,6 +92,9 @@ func clusterApply(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(w, "stored spec revision %d (roll-out %s)\n", rev, id)
 	}
+	// The roll-out polls the store itself; a member cut off by the change
+	// under way must not fill the output with retries.
+	st.SetReadRetry(0)
 	started := time.Now()
 	order := spec.HypervisorNames()
 	for i, hv := range order {
