@@ -41,6 +41,12 @@ a drain script can stop before the first 'virsh migrate'.
 The destination runs the same command with --incoming and the domain's XML
 on stdin. Nothing is changed on either host.
 
+It checks the network only. libvirt checks the rest when the migration
+starts, the machine type among it: a VM defined on Debian 13 with plain
+'pc' or 'q35' gets QEMU 10's machine type, which Debian 12's QEMU refuses.
+In a mixed cluster, pin each VM's machine type to the oldest release's
+(e.g. <type machine='pc-i440fx-7.2'>).
+
 Examples:
    gallium-net vm migrate-check web1 hv2
    for vm in $(virsh list --name); do gallium-net vm migrate-check "$vm" hv2 || exit 1; done`,
