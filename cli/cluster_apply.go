@@ -126,7 +126,7 @@ func rollOne(c *cli.Context, st *store.Store, id string, rev int64, hv string, i
 	w := c.App.Writer
 	ctx := c.Context
 	prefix := fmt.Sprintf("[%d/%d] %s:", i+1, n, hv)
-	hosts, err := st.Hosts(ctx)
+	hosts, err := hostsWithin(ctx, st, 15*time.Second)
 	if err != nil {
 		return err
 	}
@@ -175,6 +175,27 @@ func rollOne(c *cli.Context, st *store.Store, id string, rev int64, hv string, i
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// hostsWithin reads the published host states, quietly trying again for
+// up to budget while the store does not answer: the host rolled out just
+// before may have left its member busy for a few seconds, which must not
+// stop the roll-out with "store unavailable".
+func hostsWithin(ctx context.Context, st *store.Store, budget time.Duration) (map[string]*store.HostState, error) {
+	end := time.Now().Add(budget)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		hosts, err := st.Hosts(rctx)
+		cancel()
+		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(end) || ctx.Err() != nil {
+			return hosts, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
