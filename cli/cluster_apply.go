@@ -92,9 +92,6 @@ func clusterApply(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(w, "stored spec revision %d (roll-out %s)\n", rev, id)
 	}
-	// The roll-out polls the store itself; a member cut off by the change
-	// under way must not fill the output with retries.
-	st.SetReadRetry(0)
 	started := time.Now()
 	order := spec.HypervisorNames()
 	for i, hv := range order {
@@ -126,10 +123,15 @@ func rollOne(c *cli.Context, st *store.Store, id string, rev int64, hv string, i
 	w := c.App.Writer
 	ctx := c.Context
 	prefix := fmt.Sprintf("[%d/%d] %s:", i+1, n, hv)
-	hosts, err := hostsWithin(ctx, st, 15*time.Second)
+	// The host rolled out just before may have left its member busy for a
+	// few seconds: that must not stop the roll-out with "store unavailable".
+	hosts, err := st.WithReadRetry(15 * time.Second).Hosts(ctx)
 	if err != nil {
 		return err
 	}
+	// From here the roll-out polls the store itself; a member cut off by
+	// the change under way must not fill the output with retries.
+	st = st.WithReadRetry(0)
 	me := hosts[hv]
 	if me == nil || me.Stale(time.Now()) {
 		return fmt.Errorf("no heartbeat from %s's agent: start it there ('systemctl enable --now gallium-net-agent'), check 'gallium-net cluster status'", hv)
@@ -175,27 +177,6 @@ func rollOne(c *cli.Context, st *store.Store, id string, rev int64, hv string, i
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(300 * time.Millisecond):
-		}
-	}
-}
-
-// hostsWithin reads the published host states, quietly trying again for
-// up to budget while the store does not answer: the host rolled out just
-// before may have left its member busy for a few seconds, which must not
-// stop the roll-out with "store unavailable".
-func hostsWithin(ctx context.Context, st *store.Store, budget time.Duration) (map[string]*store.HostState, error) {
-	end := time.Now().Add(budget)
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		hosts, err := st.Hosts(rctx)
-		cancel()
-		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(end) || ctx.Err() != nil {
-			return hosts, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }

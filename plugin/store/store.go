@@ -40,6 +40,15 @@ func (s *Store) SetReadRetry(budget time.Duration) {
 	s.b = retryingReads{Backend: s.raw, budget: budget}
 }
 
+// WithReadRetry is this store with reads that keep trying for budget
+// instead (0: fail at the first), for one part of a command; the original
+// keeps its own. Both share the backend.
+func (s *Store) WithReadRetry(budget time.Duration) *Store {
+	c := *s
+	c.b = retryingReads{Backend: s.raw, budget: budget}
+	return &c
+}
+
 // Backend returns the backend the store uses.
 func (s *Store) Backend() Backend { return s.raw }
 

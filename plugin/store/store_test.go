@@ -107,6 +107,27 @@ func TestStoreReadsThroughTheRetry(t *testing.T) {
 	}
 }
 
+func TestWithReadRetryLeavesTheOriginal(t *testing.T) {
+	ctx := context.Background()
+	f := &flakyBackend{failures: 2, err: ErrUnavailable}
+	s := New(f)
+	s.SetReadRetry(0)
+	if _, err := s.b.Get(ctx, "k"); !errors.Is(err, ErrUnavailable) || f.reads != 1 {
+		t.Fatalf("budget 0: err %v after %d reads, want ErrUnavailable after one", err, f.reads)
+	}
+	patient := s.WithReadRetry(5 * time.Second)
+	if _, err := patient.b.Get(ctx, "k"); err != nil || f.reads != 3 {
+		t.Fatalf("budget 5 s: err %v after %d reads in all, want an answer on the third", err, f.reads)
+	}
+	if patient.Backend() != Backend(f) {
+		t.Fatalf("the copy's Backend() is %T, want the one given", patient.Backend())
+	}
+	f.reads, f.failures = 0, 1
+	if _, err := s.b.Get(ctx, "k"); !errors.Is(err, ErrUnavailable) || f.reads != 1 {
+		t.Fatalf("the original after WithReadRetry: err %v after %d reads, want its budget 0 kept", err, f.reads)
+	}
+}
+
 // TestLedgerStopsWhenAReadGaveUp: the ledger's loops retry unavailable
 // stores per attempt; a read that already waited out its budget must end
 // the loop, or a dead store would cost maxAllocAttempts budgets.
