@@ -226,10 +226,9 @@ type ledgerNIC struct {
 }
 
 // burstPerHV is how many MACs each hypervisor allocates at once with the
-// others in the MAC-uniqueness step. Each 'mac allocate' costs 15-50 s of
-// a TCG hypervisor (a Go binary's start and TLS to the store under
-// emulation), one after the other on each host: 2 (it was 3 until
-// 2026-12-04) still puts every host's allocations against the others'.
+// others in the MAC-uniqueness step. Each 'mac allocate' is slow under
+// emulation and runs one after the other on a host (see README for the
+// figures): 2 still puts every host's allocations against the others'.
 const burstPerHV = 2
 
 func (s *Scenario) stepMACs(ctx context.Context) error {
