@@ -238,6 +238,8 @@ type VIPReport struct {
 	FirstHolder, Stopped, NewHolder, Observer string
 	Sent, Lost, MaxBurst                      int
 	Interval, Outage, SeenAfter               time.Duration
+	// CutAt is when the holder lost its power.
+	CutAt time.Time
 }
 
 // collect reads each hypervisor's host status, libvirt networks and VIP.

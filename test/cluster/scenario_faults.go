@@ -345,7 +345,7 @@ func (s *Scenario) stepVIPHolder(ctx context.Context) error {
 	}
 	v := VIPReport{FirstHolder: s.Report.VIP.FirstHolder, Stopped: holder, NewHolder: newHolder, Observer: observer.Name,
 		Sent: r.Stats.Sent, Lost: r.Stats.Lost, MaxBurst: r.Stats.MaxBurst, Interval: interval,
-		Outage: time.Duration(r.Stats.MaxBurst) * interval, SeenAfter: seen}
+		Outage: time.Duration(r.Stats.MaxBurst) * interval, SeenAfter: seen, CutAt: cut}
 	s.Report.VIP = v
 	s.logf("  VIP moved %s -> %s; %s lost %d of %d probes (longest burst %d = ~%s without an answer); VIP seen on %s %s after the cut",
 		holder, newHolder, observer.Name, v.Lost, v.Sent, v.MaxBurst, v.Outage, newHolder, seen.Round(100*time.Millisecond))

@@ -549,6 +549,11 @@ func (s *Scenario) statusAfter(ctx context.Context, step string) (*StepStatus, e
 			break
 		}
 	}
+	if down != "" {
+		// Past the agents' lease (3 intervals of 10 s) from the cut, so a
+		// lease whose renewals hung on the dead member has run out.
+		time.Sleep(time.Until(s.Report.VIP.CutAt.Add(35 * time.Second)))
+	}
 	t0 := time.Now()
 	ss := &StepStatus{Asked: asker.Name}
 	for {
@@ -558,13 +563,27 @@ func (s *Scenario) statusAfter(ctx context.Context, step string) (*StepStatus, e
 		}
 		ss.OK, ss.Issues, ss.Waited = st.OK, st.Issues, time.Since(t0)
 		if down != "" {
-			// The powered-off hypervisor is named, and nothing else is wrong.
-			named := false
+			// The powered-off hypervisor is named, and nothing else is
+			// wrong. A live hypervisor's record must outlive the other's
+			// power cut: its agent renews the lease through the members
+			// that still answer.
+			named, others := false, []string(nil)
 			for _, is := range st.Issues {
-				named = named || strings.Contains(is, down)
+				if strings.Contains(is, down) {
+					named = true
+				} else {
+					others = append(others, is)
+				}
 			}
-			if named {
-				s.logf("  cluster status after %s (from %s): %s down, as it must be: %v", step, asker.Name, down, st.Issues)
+			for _, is := range others {
+				if strings.Contains(is, "no state published") {
+					return ss, fmt.Errorf("cluster status on %s %s after %s lost its power: a live hypervisor's state is gone: %s",
+						asker.Name, time.Since(s.Report.VIP.CutAt).Round(time.Second), down, is)
+				}
+			}
+			if named && len(others) == 0 {
+				s.logf("  cluster status after %s (from %s, %s after the power cut): %s down, as it must be: %v",
+					step, asker.Name, time.Since(s.Report.VIP.CutAt).Round(time.Second), down, st.Issues)
 				return ss, nil
 			}
 		} else if expectNotOK {

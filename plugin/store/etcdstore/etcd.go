@@ -39,6 +39,13 @@ type Config struct {
 	// DialTimeout bounds connecting (default 5 s); OpTimeout bounds each
 	// request (default 5 s), so a lost leader turns into a retryable error.
 	DialTimeout, OpTimeout time.Duration
+	// KeepAliveTime and KeepAliveTimeout are gRPC's pings on a connection
+	// with streams open (defaults 10 s, gRPC's least, and 5 s). Without
+	// them a member that vanishes without a reset (a powered-off host)
+	// keeps its connection "ready": the lease keep-alive and watch streams
+	// on it hang until the kernel gives up minutes later, so a live
+	// agent's leased record expires and its watch goes deaf.
+	KeepAliveTime, KeepAliveTimeout time.Duration
 }
 
 // Backend is a store.Backend in etcd.
@@ -71,6 +78,12 @@ func Open(cfg Config) (*Backend, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 5 * time.Second
 	}
+	if cfg.KeepAliveTime == 0 {
+		cfg.KeepAliveTime = 10 * time.Second
+	}
+	if cfg.KeepAliveTimeout == 0 {
+		cfg.KeepAliveTimeout = 5 * time.Second
+	}
 	var tlsCfg *tls.Config
 	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
 		info := transport.TLSInfo{TrustedCAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
@@ -81,11 +94,13 @@ func Open(cfg Config) (*Backend, error) {
 		}
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: cfg.DialTimeout,
-		TLS:         tlsCfg,
-		Username:    cfg.Username,
-		Password:    cfg.Password,
+		Endpoints:            cfg.Endpoints,
+		DialTimeout:          cfg.DialTimeout,
+		DialKeepAliveTime:    cfg.KeepAliveTime,
+		DialKeepAliveTimeout: cfg.KeepAliveTimeout,
+		TLS:                  tlsCfg,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
 		// The client's own zap logger would write JSON to stderr on every
 		// reconnect; gallium-net reports errors itself.
 		Logger: zap.NewNop(),
