@@ -58,6 +58,26 @@ type Backend struct {
 	prefix  string
 	opTO    time.Duration
 	name    string
+	// endpoints and tls are kept for diagnose. diag is its last verdict on
+	// a request that timed out, at diagAt: a configuration fault is kept,
+	// anything else is asked again after diagFresh.
+	endpoints []string
+	tls       *tls.Config
+	diagMu    sync.Mutex
+	diag      diagnosis
+	diagAt    time.Time
+}
+
+const diagFresh = 30 * time.Second
+
+func (b *Backend) diagnosis(ctx context.Context) diagnosis {
+	b.diagMu.Lock()
+	defer b.diagMu.Unlock()
+	if b.diag.permanent || (!b.diagAt.IsZero() && time.Since(b.diagAt) < diagFresh) {
+		return b.diag
+	}
+	b.diag, b.diagAt = diagnose(ctx, b.endpoints, b.tls), time.Now()
+	return b.diag
 }
 
 // Open connects to etcd. It does not wait for the cluster: the first
@@ -109,7 +129,8 @@ func Open(cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	return &Backend{cli: cli, prefix: cfg.Prefix, opTO: cfg.OpTimeout,
-		name: "etcd " + strings.Join(cfg.Endpoints, ",") + " (prefix " + cfg.Prefix + ")"}, nil
+		name:      "etcd " + strings.Join(cfg.Endpoints, ",") + " (prefix " + cfg.Prefix + ")",
+		endpoints: cfg.Endpoints, tls: tlsCfg}, nil
 }
 
 func (b *Backend) String() string { return b.name }
@@ -128,6 +149,14 @@ func (b *Backend) wrap(ctx context.Context, err error) error {
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", b.name, ctx.Err())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		switch d := b.diagnosis(ctx); {
+		case d.permanent:
+			return fmt.Errorf("%s: %v: %s", b.name, err, d.text)
+		case d.text != "":
+			return fmt.Errorf("%s: %v: %s: %w", b.name, err, d.text, store.ErrUnavailable)
+		}
 	}
 	if transient(err) {
 		return fmt.Errorf("%s: %v: %w", b.name, err, store.ErrUnavailable)

@@ -144,15 +144,17 @@ func TestTLS(t *testing.T) {
 	files := etcdtest.NewTLSFiles(t, t.TempDir())
 	other := etcdtest.NewTLSFiles(t, t.TempDir())
 	c := etcdtest.StartTLS(t, files)
+	// Each wrong setting fails at once (not after the store's retries),
+	// with an error that names it.
 	cases := []struct {
 		name string
 		cfg  Config
-		ok   bool
+		want string // "" when the write must work
 	}{
-		{"client certificate", Config{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, true},
-		{"no client certificate", Config{CAFile: files.CA}, false},
-		{"another CA", Config{CAFile: other.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, false},
-		{"plain http", Config{}, false},
+		{"client certificate", Config{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, ""},
+		{"no client certificate", Config{CAFile: files.CA}, "it refuses this client's certificate"},
+		{"another CA", Config{CAFile: other.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}, "not signed by the CA this client trusts"},
+		{"plain http", Config{}, "use https://"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,15 +166,20 @@ func TestTLS(t *testing.T) {
 			cfg.DialTimeout, cfg.OpTimeout = time.Second, time.Second
 			b, err := Open(cfg)
 			if err != nil {
-				if tc.ok {
-					t.Fatal(err)
-				}
-				return
+				t.Fatal(err)
 			}
 			defer b.Close()
 			_, err = b.Txn(t.Context(), nil, []store.Op{{Key: "tls/x", Value: []byte("1")}})
-			if (err == nil) != tc.ok {
-				t.Errorf("write over TLS: err = %v, want ok=%v", err, tc.ok)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("write over TLS: %v", err)
+			case tc.want == "":
+			case err == nil:
+				t.Fatalf("write over TLS worked, want an error naming %q", tc.want)
+			case !strings.Contains(err.Error(), tc.want):
+				t.Errorf("error = %v\nwant it to say %q", err, tc.want)
+			case errors.Is(err, store.ErrUnavailable):
+				t.Errorf("a configuration error is marked retryable: %v", err)
 			}
 		})
 	}
