@@ -184,6 +184,19 @@ func (s *Scenario) stepClusterJoin(ctx context.Context) error {
 	}
 	s.Report.Store.Refused = strings.TrimSpace(out)
 	s.logf("  client without a certificate: %s", lastLine(out))
+	// What an operator sees who points gallium-net at the store without
+	// a certificate: the refusal named, at once.
+	cmd := "gallium-net spec history --store etcd --etcd-endpoints " + s.endpoints() + " --etcd-ca /etc/gallium-net/cluster/ca.pem"
+	t0 := time.Now()
+	out, code, err := s.hvs[1].Run(ctx, cmd+" 2>&1")
+	took := time.Since(t0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	if code == 0 || !strings.Contains(out, "refuses this client's certificate") {
+		return fmt.Errorf("%s without a client certificate: exit %d, want an error naming the refused certificate: %s", cmd, code, strings.TrimSpace(tailLines(out, 5)))
+	}
+	s.logf("  gallium-net without a certificate, after %s: %s", took.Round(100*time.Millisecond), lastLine(out))
 	return nil
 }
 
