@@ -129,18 +129,28 @@ func isTimeout(err error) bool {
 // reasons none could be reached.
 func verdict(fs []finding) diagnosis {
 	var faults, unreachable []string
+	// byFault groups endpoints that said the same, so three members
+	// refusing one certificate make one sentence, not three.
+	byFault := map[string][]string{}
 	for _, f := range fs {
 		switch {
 		case f.accepted:
 			return diagnosis{}
 		case f.fault != "":
-			faults = append(faults, f.endpoint+": "+f.fault)
+			if byFault[f.fault] == nil {
+				faults = append(faults, f.fault)
+			}
+			byFault[f.fault] = append(byFault[f.fault], f.endpoint)
 		default:
 			unreachable = append(unreachable, f.endpoint+": "+f.reach)
 		}
 	}
 	if len(faults) > 0 {
-		return diagnosis{text: strings.Join(faults, "; "), permanent: true}
+		var parts []string
+		for _, fault := range faults {
+			parts = append(parts, strings.Join(byFault[fault], ", ")+": "+fault)
+		}
+		return diagnosis{text: strings.Join(parts, "; "), permanent: true}
 	}
 	if len(unreachable) > 0 {
 		return diagnosis{text: "no endpoint accepts a connection: " + strings.Join(unreachable, "; ")}
