@@ -51,7 +51,7 @@ func probe(ctx context.Context, endpoint string, tlsCfg *tls.Config) finding {
 	f := finding{endpoint: endpoint}
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" {
-		f.fault = fmt.Sprintf("not a URL such as https://192.0.2.1:2379: %v", err)
+		f.fault = "not a URL such as https://192.0.2.1:2379"
 		return f
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
