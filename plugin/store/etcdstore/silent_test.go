@@ -21,11 +21,10 @@ type silentPath struct {
 	target string
 	// down counts bytes from the member to the client, so a test can see
 	// which path carries a stream.
-	down   atomic.Int64
-	mu     sync.Mutex
-	silent bool
-	quiet  chan struct{} // closed by silence
-	stop   chan struct{} // closed when the test ends
+	down  atomic.Int64
+	once  sync.Once
+	quiet chan struct{} // closed by silence
+	stop  chan struct{} // closed when the test ends
 }
 
 func newSilentPath(t *testing.T, target string) *silentPath {
@@ -54,14 +53,7 @@ func newSilentPath(t *testing.T, target string) *silentPath {
 
 func (p *silentPath) url() string { return "http://" + p.ln.Addr().String() }
 
-func (p *silentPath) silence() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.silent {
-		p.silent = true
-		close(p.quiet)
-	}
-}
+func (p *silentPath) silence() { p.once.Do(func() { close(p.quiet) }) }
 
 // serve forwards one connection until the path goes silent; from then on
 // it holds both sockets open, forwards nothing and closes nothing until
