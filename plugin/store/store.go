@@ -45,7 +45,7 @@ func (s *Store) SetReadRetry(budget time.Duration) {
 // keeps its own. Both share the backend.
 func (s *Store) WithReadRetry(budget time.Duration) *Store {
 	c := *s
-	c.b = retryingReads{Backend: s.raw, budget: budget}
+	c.SetReadRetry(budget)
 	return &c
 }
 

@@ -18,11 +18,11 @@ import (
 // and an untagged one (flat) around the cluster with plain 'virsh migrate
 // --live' over qemu+ssh:// on the infrastructure network, as operators
 // drain a hypervisor: hv3 -> hv1 (11.3 -> 9, see migrations). The nested
-// VM has no userland, so the frames
-// that leave its NICs are QEMU's announcements (RARP from the NIC's MAC):
-// on the source an announce-self every 20 ms until the VM stops there,
-// then the destination's own announcements once it runs there. The
-// observer on the VM segment reads their VLAN tags off the wire.
+// VM has no userland, so the frames that leave its NICs are QEMU's
+// announcements (RARP from the NIC's MAC): on the source an announce-self
+// every 20 ms until the VM stops there, then the destination's own
+// announcements once it runs there. The observer on the VM segment reads
+// their VLAN tags off the wire.
 const moverVM = "mover"
 
 var moverNets = []string{"prod", "flat"}

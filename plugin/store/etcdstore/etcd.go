@@ -70,7 +70,7 @@ type Backend struct {
 
 const diagFresh = 30 * time.Second
 
-func (b *Backend) diagnosis(ctx context.Context) diagnosis {
+func (b *Backend) timeoutDiagnosis(ctx context.Context) diagnosis {
 	b.diagMu.Lock()
 	defer b.diagMu.Unlock()
 	if b.diag.permanent || (!b.diagAt.IsZero() && time.Since(b.diagAt) < diagFresh) {
@@ -151,7 +151,7 @@ func (b *Backend) wrap(ctx context.Context, err error) error {
 		return fmt.Errorf("%s: %w", b.name, ctx.Err())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		switch d := b.diagnosis(ctx); {
+		switch d := b.timeoutDiagnosis(ctx); {
 		case d.permanent:
 			return fmt.Errorf("%s: %v: %s", b.name, err, d.text)
 		case d.text != "":
